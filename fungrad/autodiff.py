@@ -53,7 +53,7 @@ def toposort(out: Node, floor: int = -1) -> list[Node]:
     if out.__class__ is not Node:
         raise TypeError(f"toposort: expected a fungrad Node, got {type(out).__name__}")
     order: list[Node] = []
-    seen = {out}
+    seen: set[Node] = set()
     stack: list[tuple[Node, bool]] = [(out, False)]
     push = stack.append
     while stack:
@@ -61,10 +61,14 @@ def toposort(out: Node, floor: int = -1) -> list[Node]:
         if done:
             order.append(n)
             continue
+        if n in seen:
+            continue
+        # marked when expanded, not when pushed: a node waiting lower in the
+        # stack must still be finished before any node that uses it
+        seen.add(n)
         push((n, True))
         for p in reversed(n.parents):
             if p not in seen and p.level >= floor:
-                seen.add(p)
                 push((p, False))
     return order
 
@@ -73,7 +77,7 @@ def _nonfinite(n: Node, i: int, c: Any) -> None:
     v = c.value if c.__class__ is Node else c
     if not math.isfinite(v):
         p = n.parents[i]
-        ins = ", ".join(repr(q.value) for q in n.parents)
+        ins = expr.describe_inputs(n)
         who = f" (node {p.name!r})" if p.name else ""
         raise FloatingPointError(
             f"debug_nans: the gradient through op {n.op!r} (inputs {ins}) into its "
@@ -90,6 +94,8 @@ def _backward(
     which keeps the peak memory of a long backward pass low; nodes that are
     never visited (the inputs, when left out of ``nodes``) keep theirs.
     """
+    if not nested and not debug:
+        return _backward_floats(out, nodes, floor, drop)
     ct: dict[Node, Any] = {out: 1.0}
     get = ct.pop if drop else ct.get
     rules_of = _RULES
@@ -119,6 +125,51 @@ def _backward(
                 _nonfinite(n, i, c)
             old = ct.get(p)
             ct[p] = c if old is None else old + c
+    return ct
+
+
+def _backward_floats(out: Node, nodes: Iterable[Node], floor: int, drop: bool) -> dict[Node, Any]:
+    # The first-order fast path: the same rules as _backward, called on plain
+    # floats, with the argument unpacking written out per arity because this
+    # loop is most of the time of a training step.
+    ct: dict[Node, Any] = {out: 1.0}
+    take = ct.pop if drop else ct.get
+    get = ct.get
+    rules_of = _RULES
+    for n in nodes:
+        g = take(n, None)
+        if g is None:
+            continue
+        ps = n.parents
+        if len(ps) == 2:
+            x, y = ps
+            rx, ry = rules_of[n.op]
+            ans, xv, yv = n.value, x.value, y.value
+            if x.level >= floor and rx is not None:
+                c = rx(g, ans, xv, yv)
+                old = get(x)
+                ct[x] = c if old is None else old + c
+            if y.level >= floor and ry is not None:
+                c = ry(g, ans, xv, yv)
+                old = get(y)
+                ct[y] = c if old is None else old + c
+        elif len(ps) == 1:
+            x = ps[0]
+            (rx,) = rules_of[n.op]
+            if x.level >= floor and rx is not None:
+                c = rx(g, n.value, x.value)
+                old = get(x)
+                ct[x] = c if old is None else old + c
+        elif ps:
+            rules = rules_of[n.op]
+            vals = [p.value for p in ps]
+            ans = n.value
+            for i, p in enumerate(ps):
+                r = rules[i]
+                if p.level >= floor and r is not None:
+                    c = r(g, ans, *vals)
+                    old = get(p)
+                    ct[p] = c if old is None else old + c
     return ct
 
 

@@ -484,7 +484,7 @@ def _f_sigmoid(a: float) -> float:
 
 
 def _f_relu(a: float) -> float:
-    return 0.0 if a <= 0.0 else a
+    return 0.0 if a < 0.0 else a  # keeps -0.0 and nan, as PyTorch does
 
 
 def _f_sin(a: float) -> float:
@@ -502,7 +502,7 @@ def _f_cos(a: float) -> float:
 
 
 def _f_sign(a: float) -> float:
-    return 1.0 if a > 0.0 else (-1.0 if a < 0.0 else a * 0.0)
+    return 1.0 if a > 0.0 else (-1.0 if a < 0.0 else 0.0)
 
 
 def _f_step(a: float) -> float:
@@ -825,13 +825,19 @@ def link(x: Node) -> Node:
 # debug_nans
 
 
+def describe_inputs(n: Node) -> str:
+    """The inputs of ``n`` as ``name=value`` (or just the value when unnamed), for messages."""
+    return ", ".join(f"{p.name}={p.value!r}" if p.name else repr(p.value) for p in n.parents)
+
+
 def _check(n: Node) -> None:
     v = n.value
     if not _isfinite(v):
-        ins = ", ".join(repr(p.value) for p in n.parents)
+        ins = describe_inputs(n)
         who = f" (node {n.name!r})" if n.name else ""
-        op = n.op or "leaf"
-        raise FloatingPointError(f"debug_nans: op {op!r} produced {v!r} from inputs ({ins}){who}")
+        if not n.parents:
+            raise FloatingPointError(f"debug_nans: a leaf{who} holds {v!r}")
+        raise FloatingPointError(f"debug_nans: op {n.op!r} produced {v!r} from inputs ({ins}){who}")
 
 
 class CheckedTape(list):  # type: ignore[type-arg]
@@ -867,7 +873,7 @@ class debug_nans:
     ...     fg.var(0.0, name="x").log()
     Traceback (most recent call last):
     ...
-    FloatingPointError: debug_nans: op 'log' produced -inf from inputs (0.0)
+    FloatingPointError: debug_nans: op 'log' produced -inf from inputs (x=0.0)
     """
 
     def __enter__(self) -> debug_nans:

@@ -1,0 +1,26 @@
+"""Shared fixtures: PyTorch as the float64 oracle, and a headless matplotlib."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def require_torch():
+    """PyTorch, in float64; a skip on a developer machine without it, a failure in CI."""
+    try:
+        import torch
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("PyTorch is required in CI (pip install torch==2.13.0)")
+        pytest.skip("PyTorch is not installed (pip install torch==2.13.0)")
+    torch.set_default_dtype(torch.float64)
+    return torch
+
+
+@pytest.fixture(scope="session")
+def torch():
+    return require_torch()
