@@ -1,0 +1,67 @@
+"""Sphinx configuration for the fungrad documentation."""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import metadata
+
+# Build from the source tree even when fungrad is not installed in the
+# environment that runs sphinx.
+sys.path.insert(0, os.path.abspath(".."))
+
+project = "fungrad"
+author = "the fungrad developers"
+copyright = "2025, the fungrad developers"
+try:
+    release = metadata.version("fungrad")
+except metadata.PackageNotFoundError:
+    release = "0.1.0"
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.doctest",
+    "sphinx.ext.viewcode",
+    "myst_parser",
+    "sphinx_gallery.gen_gallery",
+]
+# No intersphinx: CI has no network.
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+# examples/ holds the gallery's sources; sphinx-gallery turns them into
+# auto_examples/, which is what the toctree points at.
+exclude_patterns = ["_build", "examples", "Thumbs.db", ".DS_Store"]
+nitpicky = False
+
+# -- autodoc and napoleon ---------------------------------------------------
+autodoc_typehints = "description"
+autodoc_member_order = "bysource"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = True
+
+# -- doctest ------------------------------------------------------------------
+doctest_global_setup = "import fungrad as fg"
+
+# -- MyST -----------------------------------------------------------------------
+myst_enable_extensions = ["colon_fence", "dollarmath"]
+myst_heading_anchors = 3
+
+# -- sphinx-gallery -------------------------------------------------------------
+sphinx_gallery_conf = {
+    "examples_dirs": "examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r".*\.py",  # execute every example, not only plot_*
+    "abort_on_example_error": True,
+    "matplotlib_animations": False,
+    "download_all_examples": False,
+    "image_scrapers": ("matplotlib",),
+    "remove_config_comments": True,
+    "show_memory": False,
+}
+
+# -- HTML -------------------------------------------------------------------------
+html_theme = "furo"
+html_title = f"fungrad {release}"
