@@ -1,0 +1,353 @@
+"""Pictures: expression graphs with their data and gradients, loss curves, decision boundaries.
+
+:func:`to_dot` writes a graph as Graphviz DOT text the way micrograd's
+``draw_dot`` draws it: one record per value (``name | data | grad``) and one
+small node per op. It needs nothing installed. :func:`draw` builds the same
+graph as a ``graphviz.Digraph`` (the ``viz`` extra), which shows inline in
+Jupyter; :func:`render` writes SVG or PNG files with Graphviz's ``dot``
+program. :func:`plot_history` and :func:`plot_decision_boundary` draw with
+matplotlib (the ``plot`` extra).
+
+>>> import fungrad as fg
+>>> x = fg.var(2.0, name="x")
+>>> print(fg.viz.to_dot(-x))  # doctest: +NORMALIZE_WHITESPACE
+digraph {
+    graph [rankdir=LR]
+    v0 [label="{ x | data 2.0000 }" shape=record]
+    v1 [label="{  | data -2.0000 }" shape=record]
+    op1 [label="-"]
+    op1 -> v1
+    v0 -> op1
+}
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from . import expr
+from .expr import Node
+from .autodiff import toposort
+
+if TYPE_CHECKING:
+    import graphviz
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["to_dot", "draw", "render", "plot_history", "plot_decision_boundary"]
+
+_RANKDIRS = ("LR", "RL", "TB", "BT")
+
+# --------------------------------------------------------------------------
+# One description of the drawing, written out as DOT text by to_dot and fed
+# to graphviz by draw, so the two agree line for line.
+
+_Stmt = tuple[str, str, str, str]  # ("node", id, label, shape) or ("edge", tail, head, "")
+
+_RECORD_SPECIAL = re.compile(r'([\\"{}|<>])')
+_ID = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*|-?(\.[0-9]+|[0-9]+(\.[0-9]*)?))$")
+_KEYWORDS = {"node", "edge", "graph", "digraph", "subgraph", "strict"}
+
+
+def _record_text(s: str) -> str:
+    # backslash-escape what a record label treats as structure; newlines become \n
+    s = _RECORD_SPECIAL.sub(r"\\\1", s)
+    return s.replace("\r", "").replace("\n", r"\n")
+
+
+def _quote(s: str) -> str:
+    # graphviz's own quoting rule, so draw(...).source equals to_dot(...)
+    if _ID.match(s) and s.lower() not in _KEYWORDS:
+        return s
+    return '"' + s + '"'
+
+
+def _float(g: Any) -> float:
+    return g.value if g.__class__ is Node else float(g)
+
+
+def _describe(out: Node, grads: Mapping[Node, Any] | None, rankdir: str, fname: str) -> list[_Stmt]:
+    if out.__class__ is not Node:
+        raise TypeError(f"{fname}: expected a fungrad Node, got {type(out).__name__} {out!r:.60}")
+    if rankdir not in _RANKDIRS:
+        raise ValueError(f"{fname}: rankdir must be one of {', '.join(_RANKDIRS)}, got {rankdir!r}")
+    if grads is not None and not isinstance(grads, Mapping):
+        raise TypeError(
+            f"{fname}: grads must be a dict {{node: gradient}} such as fg.gradients(out) returns, "
+            f"got {type(grads).__name__}"
+        )
+    order = toposort(out)
+    index = {n: i for i, n in enumerate(order)}
+    stmts: list[_Stmt] = []
+    for i, n in enumerate(order):
+        label = f"{{ {_record_text(n.name)} | data {n.value:.4f}"
+        g = None if grads is None else grads.get(n)
+        if g is not None:
+            label += f" | grad {_float(g):.4f}"
+        stmts.append(("node", f"v{i}", label + " }", "record"))
+        if n.op:
+            op = expr.PRIMITIVES[n.op].label.replace("\\", "\\\\").replace('"', '\\"')
+            stmts.append(("node", f"op{i}", op, ""))
+            stmts.append(("edge", f"op{i}", f"v{i}", ""))
+            stmts.extend(("edge", f"v{index[p]}", f"op{i}", "") for p in n.parents)
+    return stmts
+
+
+def to_dot(out: Node, grads: Mapping[Node, Any] | None = None, *, rankdir: str = "LR") -> str:
+    """The graph of ``out`` as Graphviz DOT text, drawn like micrograd's ``draw_dot``.
+
+    Every value is a record ``{ name | data 2.0000 | grad -3.0000 }`` (four
+    decimals; the ``grad`` field only for nodes that ``grads``, a dictionary
+    such as :func:`fungrad.gradients` returns, has an entry for). Every
+    computed value also gets a small node showing its op (``*``, ``+``,
+    ``tanh``...), with one edge from each argument to it, so ``x * x`` shows
+    two. Nodes are numbered in topological order, so the text is the same on
+    every run. No Graphviz installation is needed to produce it.
+
+    >>> import fungrad as fg
+    >>> a, b = fg.var(2.0, name="a"), fg.var(-3.0, name="b")
+    >>> y = a * b
+    >>> print(fg.viz.to_dot(y, fg.gradients(y), rankdir="TB"))  # doctest: +NORMALIZE_WHITESPACE
+    digraph {
+        graph [rankdir=TB]
+        v0 [label="{ a | data 2.0000 | grad -3.0000 }" shape=record]
+        v1 [label="{ b | data -3.0000 | grad 2.0000 }" shape=record]
+        v2 [label="{  | data -6.0000 | grad 1.0000 }" shape=record]
+        op2 [label="*"]
+        op2 -> v2
+        v0 -> op2
+        v1 -> op2
+    }
+    """
+    stmts = _describe(out, grads, rankdir, "to_dot")
+    lines = ["digraph {", f"\tgraph [rankdir={rankdir}]"]
+    for kind, a, b, shape in stmts:
+        if kind == "edge":
+            lines.append(f"\t{a} -> {b}")
+        else:
+            lines.append(f"\t{a} [label={_quote(b)}" + (f" shape={shape}]" if shape else "]"))
+    lines.append("}\n")
+    return "\n".join(lines)
+
+
+def _graphviz() -> Any:
+    try:
+        import graphviz
+    except ImportError as e:
+        raise ImportError(
+            'fungrad.viz.draw needs the graphviz Python package: pip install "fungrad[viz]" '
+            "(rendering also needs Graphviz's dot program: apt-get install graphviz, or brew install graphviz)"
+        ) from e
+    return graphviz
+
+
+def draw(
+    out: Node, grads: Mapping[Node, Any] | None = None, *, format: str = "svg", rankdir: str = "LR"
+) -> graphviz.Digraph:
+    """The graph of ``out`` as a ``graphviz.Digraph``: the tutorial's ``draw_dot``.
+
+    The drawing is the one :func:`to_dot` describes (its ``.source`` is the
+    same text). In Jupyter it shows inline when it is the value of a cell;
+    ``.render()`` and the inline display need Graphviz's ``dot`` program
+    (see :func:`render`). Needs the ``viz`` extra: ``pip install "fungrad[viz]"``.
+
+    >>> import fungrad as fg
+    >>> x = fg.var(0.5, name="x")
+    >>> y = x.tanh()
+    >>> d = fg.viz.draw(y, fg.gradients(y))
+    >>> d.source == fg.viz.to_dot(y, fg.gradients(y))
+    True
+    """
+    stmts = _describe(out, grads, rankdir, "draw")
+    gv = _graphviz()
+    d = gv.Digraph(format=format, graph_attr={"rankdir": rankdir})
+    for kind, a, b, shape in stmts:
+        if kind == "edge":
+            d.edge(a, b)
+        elif shape:
+            d.node(a, label=b, shape=shape)
+        else:
+            d.node(a, label=b)
+    return d
+
+
+def render(
+    out: Node, path: str | os.PathLike[str], grads: Mapping[Node, Any] | None = None, format: str | None = None
+) -> Path:
+    """Write a picture of ``out``'s graph (as :func:`to_dot` describes it) to ``path``.
+
+    ``format`` is any output format of Graphviz's ``dot`` (``"svg"``,
+    ``"png"``, ``"pdf"``...) and defaults to the suffix of ``path`` (``svg``
+    when it has none). Runs the ``dot`` program directly, so the graphviz
+    Python package is not needed; when ``dot`` is missing a ``RuntimeError``
+    says how to install it. Returns the path written.
+
+    >>> import fungrad as fg, tempfile, pathlib
+    >>> x = fg.var(0.5, name="x")
+    >>> y = x.tanh()
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     p = fg.viz.render(y, pathlib.Path(tmp) / "tanh.svg", fg.gradients(y))
+    ...     p.read_text().count("grad")
+    2
+    """
+    text = to_dot(out, grads)
+    path = Path(path)
+    fmt = (format or path.suffix.lstrip(".") or "svg").lower()
+    dot = shutil.which("dot")
+    if dot is None:
+        raise RuntimeError(
+            "fungrad.viz.render needs Graphviz's dot program, which is not on PATH: install Graphviz "
+            "(apt-get install graphviz, or brew install graphviz). fungrad.viz.to_dot gives the DOT "
+            "text without it."
+        )
+    r = subprocess.run([dot, f"-T{fmt}"], input=text.encode(), capture_output=True, check=False)
+    if r.returncode != 0:
+        err = r.stderr.decode(errors="replace").strip()
+        raise RuntimeError(f"fungrad.viz.render: dot -T{fmt} failed (exit {r.returncode}): {err}")
+    path.write_bytes(r.stdout)
+    return path
+
+
+# --------------------------------------------------------------------------
+# matplotlib
+
+
+def _figure(ax: Axes | None, fname: str) -> tuple[Figure, Axes]:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError(f'fungrad.viz.{fname} needs matplotlib: pip install "fungrad[plot]"') from e
+    if ax is not None:
+        return ax.figure, ax
+    # A pyplot-free figure: no global state, no backend to choose, and in
+    # Jupyter it shows once (as the cell's value), not twice.
+    fig = Figure(figsize=(6.4, 4.0), layout="tight")
+    return fig, fig.add_subplot()
+
+
+def _series(history: Any, key: str) -> list[float] | None:
+    if isinstance(history, Mapping):
+        v = history.get(key)
+    else:
+        v = getattr(history, key, None)
+    if v is None:
+        return None
+    return [_float(x) for x in v]
+
+
+def plot_history(history: Any, ax: Axes | None = None) -> Figure:
+    """The loss per step, and the accuracy on a second axis when recorded.
+
+    ``history`` is a mapping with the key ``"loss"`` (a list of floats) and
+    optionally ``"accuracy"``, or an object with ``.loss`` and ``.accuracy``
+    attributes (the history :mod:`fungrad.train` returns), or the list of
+    losses itself. The loss axis is logarithmic when every loss is positive
+    and they span more than two decades. Draws into ``ax`` when given, else
+    into a new figure; returns the figure (``fig.savefig("loss.png")``).
+    Needs the ``plot`` extra: ``pip install "fungrad[plot]"``.
+
+    >>> import fungrad as fg
+    >>> fig = fg.viz.plot_history({"loss": [1.0, 0.1, 0.001], "accuracy": [0.5, 0.75, 1.0]})
+    >>> ax = fig.axes[0]
+    >>> ax.lines[0].get_ydata().tolist(), ax.get_yscale()
+    ([1.0, 0.1, 0.001], 'log')
+    """
+    if isinstance(history, (list, tuple)):
+        history = {"loss": history}
+    loss = _series(history, "loss")
+    if loss is None:
+        raise TypeError(
+            "plot_history: expected a mapping with a 'loss' list, or an object with a .loss attribute, "
+            f"got {type(history).__name__}"
+        )
+    acc = _series(history, "accuracy")
+    fig, ax = _figure(ax, "plot_history")
+    (line,) = ax.plot(range(len(loss)), loss, color="tab:blue", label="loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    finite = [v for v in loss if v == v and abs(v) != float("inf")]
+    if finite and all(v > 0 for v in finite) and max(finite) > 100 * min(finite):
+        ax.set_yscale("log")
+    handles = [line]
+    if acc:
+        ax2 = ax.twinx()
+        (line2,) = ax2.plot(range(len(acc)), acc, color="tab:orange", label="accuracy")
+        ax2.set_ylabel("accuracy")
+        if all(0.0 <= v <= 1.0 for v in acc):
+            ax2.set_ylim(-0.02, 1.02)
+        handles.append(line2)
+    ax.legend(handles=handles, loc="center right")
+    return fig
+
+
+def plot_decision_boundary(
+    model: Callable[[list[float]], Any],
+    xs: Sequence[Sequence[Any]],
+    ys: Sequence[Any],
+    ax: Axes | None = None,
+    resolution: int = 100,
+) -> Figure:
+    """The regions where ``model`` scores a 2-d point above and below zero, with the data.
+
+    ``model`` is called on ``[x1, x2]`` (plain floats) at each point of a
+    ``resolution`` by ``resolution`` grid covering the points ``xs`` with a
+    margin; its score is a number or a node. The region where it is positive
+    is shaded like the points labelled ``+1``, the rest like the points
+    labelled ``-1``. On plain floats fungrad's ops compute plain floats, so
+    the grid costs no graph building. Returns the figure. Needs the ``plot``
+    extra: ``pip install "fungrad[plot]"``.
+
+    >>> import fungrad as fg
+    >>> fig = fg.viz.plot_decision_boundary(lambda p: p[0] - p[1], [[0.0, 1.0], [1.0, 0.0]], [-1.0, 1.0], resolution=20)
+    >>> fig.axes[0].collections[-1].get_offsets().tolist()
+    [[0.0, 1.0], [1.0, 0.0]]
+    """
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
+        raise ValueError(f"plot_decision_boundary: resolution must be an int >= 2, got {resolution!r}")
+    pts = [[_float(v) for v in p] for p in xs]
+    labels = [_float(y) for y in ys]
+    if not pts or any(len(p) != 2 for p in pts):
+        raise ValueError("plot_decision_boundary: xs must be a non-empty list of 2-d points [x1, x2]")
+    if len(labels) != len(pts):
+        raise ValueError(f"plot_decision_boundary: {len(pts)} points but {len(labels)} labels")
+    fig, ax = _figure(ax, "plot_decision_boundary")
+    from matplotlib.colors import ListedColormap
+
+    lo = [min(p[k] for p in pts) for k in (0, 1)]
+    hi = [max(p[k] for p in pts) for k in (0, 1)]
+    pad = [0.1 * (b - a) or 1.0 for a, b in zip(lo, hi)]
+    gx = [lo[0] - pad[0] + (hi[0] - lo[0] + 2 * pad[0]) * i / (resolution - 1) for i in range(resolution)]
+    gy = [lo[1] - pad[1] + (hi[1] - lo[1] + 2 * pad[1]) * j / (resolution - 1) for j in range(resolution)]
+    z = [[1.0 if _score(model, [x, y]) > 0 else 0.0 for x in gx] for y in gy]
+    cmap = ListedColormap(["#d7301f", "#2b8cbe"])  # -1 red, +1 blue
+    ax.contourf(gx, gy, z, levels=[-0.5, 0.5, 1.5], cmap=cmap, alpha=0.35)
+    ax.scatter(
+        [p[0] for p in pts],
+        [p[1] for p in pts],
+        c=[1.0 if y > 0 else 0.0 for y in labels],
+        cmap=cmap,
+        vmin=0.0,
+        vmax=1.0,
+        s=24,
+        edgecolors="k",
+        linewidths=0.5,
+    )
+    ax.set_xlim(gx[0], gx[-1])
+    ax.set_ylim(gy[0], gy[-1])
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    return fig
+
+
+def _score(model: Callable[[list[float]], Any], p: list[float]) -> float:
+    s = model(p)
+    if isinstance(s, (list, tuple)):
+        if len(s) != 1:
+            raise ValueError(f"plot_decision_boundary: model returned {len(s)} outputs; expected one score")
+        s = s[0]
+    return _float(s)
