@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import os
 import sys
 from importlib import metadata
@@ -44,6 +45,9 @@ napoleon_numpy_docstring = True
 
 # -- doctest ------------------------------------------------------------------
 doctest_global_setup = "import fungrad as fg"
+# Sphinx's default includes IGNORE_EXCEPTION_DETAIL, which would let an error
+# message drift away from what the pages show; the errors page checks them.
+doctest_default_flags = doctest.ELLIPSIS | doctest.DONT_ACCEPT_TRUE_FOR_1
 
 # -- MyST -----------------------------------------------------------------------
 myst_enable_extensions = ["colon_fence", "dollarmath"]

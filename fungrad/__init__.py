@@ -44,12 +44,13 @@ from .expr import (
     var,
     where,
 )
+from .jit import jit
 
 __version__ = "0.1.0"
 
 # Modules beyond the core load on first use, so `import fungrad` stays light
 # and optional dependencies are only needed by the features that use them.
-_LAZY_MODULES = {"graph", "viz", "nn", "optim", "data", "checkpoint", "train", "testing", "jit", "cli"}
+_LAZY_MODULES = {"graph", "viz", "nn", "optim", "data", "checkpoint", "train", "testing", "cli"}
 _LAZY_NAMES = {
     "to_networkx": "graph",
     "graph_stats": "graph",
@@ -107,11 +108,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY_MODULES:
-        mod = importlib.import_module(f".{name}", __name__)
-        if name == "jit":
-            # `fg.jit` is the transform; the module stays reachable as fungrad.jit in sys.modules
-            return mod.jit
-        return mod
+        return importlib.import_module(f".{name}", __name__)
     if name in _LAZY_NAMES:
         return getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
     raise AttributeError(f"module 'fungrad' has no attribute {name!r}")

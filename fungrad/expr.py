@@ -208,27 +208,10 @@ class Node(_Slots):
         return other.__add__(self)
 
     def __sub__(self, other: Any) -> Node:
-        if other.__class__ is not Node:
-            other = _lift(other)
-            if other is NotImplemented:
-                return other
-        t = _get()
-        n = _new(_Slots)
-        n.value = self.value - other.value
-        n.op = "sub"
-        n.parents = (self, other)
-        n.name = ""
-        n.level = t.level
-        n.__class__ = Node
-        if t.tape is not None:
-            t.tape.append(n)
-        return n
+        return _binary(_SUB, self, other)
 
     def __rsub__(self, other: Any) -> Node:
-        other = _lift(other)
-        if other is NotImplemented:
-            return other
-        return other.__sub__(self)
+        return _binary(_SUB, other, self)
 
     def __mul__(self, other: Any) -> Node:
         if other.__class__ is not Node:
