@@ -1,0 +1,463 @@
+"""Models and losses: ``Neuron``, ``Layer`` and ``MLP`` as frozen pytrees of floats.
+
+A model here is data, not an object with state: a frozen attrs class whose
+leaves are its weights and biases, registered with :mod:`fungrad.tree` so
+that ``fg.grad`` returns gradients shaped like it, ``fg.optim`` returns new
+models from old ones, and :mod:`fungrad.checkpoint` can save it. Layer sizes
+and activation names are static fields: they are part of the structure, not
+parameters.
+
+Calling a model computes its output with whatever it is given: fungrad nodes
+(inside ``grad``, to train) or plain floats (fast, to plot or predict).
+
+>>> import fungrad as fg
+>>> model = fg.nn.MLP.init(3, [4, 4, 1], seed=0)
+>>> model
+MLP(3, [4, 4, 1], activation='tanh')
+>>> len(fg.tree.leaves(model))
+41
+>>> xs, ys = fg.data.tiny()
+>>> loss = lambda m: fg.nn.sum_squares([m(x) for x in xs], ys)
+>>> for step in range(40):
+...     model = fg.optim.sgd(model, fg.grad(loss)(model), lr=0.05)
+>>> loss(model) < 0.1
+True
+
+Losses take a sequence of predictions (one number or node per sample) and
+a sequence of targets; they return a node when any input is a node, else a
+float.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Sequence, Union
+
+import attrs
+
+from . import expr, tree
+from .expr import Node
+
+__all__ = [
+    "Neuron",
+    "Layer",
+    "MLP",
+    "ACTIVATIONS",
+    "mse",
+    "sum_squares",
+    "hinge",
+    "binary_cross_entropy",
+    "l2",
+    "accuracy",
+]
+
+Scalar = Union[Node, float, int]
+Seed = Union[int, random.Random]
+
+
+def _linear(x: Scalar) -> Scalar:
+    return x
+
+
+#: The activation functions by name. Each works on nodes and on plain floats.
+ACTIVATIONS: dict[str, Callable[[Scalar], Scalar]] = {
+    "tanh": expr.tanh,
+    "relu": expr.relu,
+    "sigmoid": expr.sigmoid,
+    "linear": _linear,
+}
+
+
+def _check_activation(name: Any, what: str = "activation") -> str:
+    if name not in ACTIVATIONS:
+        valid = ", ".join(repr(k) for k in sorted(ACTIVATIONS))
+        raise ValueError(f"unknown {what} {name!r}; expected one of {valid}")
+    return name
+
+
+def _validate_activation(inst: Any, attribute: Any, value: Any) -> None:
+    _check_activation(value)
+
+
+def _rng(seed: Seed, who: str) -> random.Random:
+    if isinstance(seed, random.Random):
+        return seed
+    # only ints: seed=None would draw from the OS and no two runs would agree
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"{who}: seed must be an int (or a random.Random), got {seed!r}")
+    return random.Random(seed)
+
+
+def _check_size(n: Any, what: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{what} must be a positive int, got {n!r}")
+    return n
+
+
+def _inputs(x: Any, nin: int, who: str) -> list[Any]:
+    try:
+        xs = list(x)
+    except TypeError:
+        raise TypeError(f"{who}: expected a sequence of {nin} numbers or nodes, got {type(x).__name__} {x!r:.60}") from None
+    if len(xs) != nin:
+        raise ValueError(f"{who}: expected {nin} input{'s' if nin != 1 else ''} (nin={nin}), got {len(xs)}")
+    return xs
+
+
+# --------------------------------------------------------------------------
+# Models
+
+
+@attrs.frozen
+class Neuron:
+    """One neuron: ``activation(w . x + b)``.
+
+    ``w`` holds one weight per input (stored as a tuple), ``b`` is the bias;
+    both are leaves. ``activation`` is a static field, one of
+    :data:`ACTIVATIONS`.
+
+    >>> import fungrad as fg
+    >>> n = fg.nn.Neuron(w=(-3.0, 1.0), b=6.8813735870195432)
+    >>> round(n([2.0, 0.0]), 4)        # the tutorial's neuron: tanh(2*-3 + 0*1 + 6.88...)
+    0.7071
+    >>> fg.tree.leaves(n)
+    [-3.0, 1.0, 6.881373587019543]
+    """
+
+    w: tuple[Scalar, ...] = attrs.field(converter=tuple)
+    b: Scalar
+    activation: str = tree.static(default="tanh", validator=_validate_activation)
+
+    @classmethod
+    def init(cls, nin: int, *, seed: Seed, activation: str = "tanh") -> Neuron:
+        """A neuron with ``nin`` weights and a bias drawn uniformly from [-1, 1].
+
+        ``seed`` is an int or a ``random.Random`` to draw from; the weights
+        are drawn first, in order, then the bias.
+
+        >>> import fungrad as fg
+        >>> n = fg.nn.Neuron.init(2, seed=0)
+        >>> n == fg.nn.Neuron.init(2, seed=0), len(n.w), -1 <= n.b <= 1
+        (True, 2, True)
+        """
+        _check_size(nin, "Neuron.init: nin")
+        _check_activation(activation)
+        rng = _rng(seed, "Neuron.init")
+        w = tuple(rng.uniform(-1.0, 1.0) for _ in range(nin))
+        return cls(w, rng.uniform(-1.0, 1.0), activation)
+
+    @property
+    def nin(self) -> int:
+        """The number of inputs (weights)."""
+        return len(self.w)
+
+    def __call__(self, x: Sequence[Scalar]) -> Scalar:
+        return self._forward(_inputs(x, len(self.w), "Neuron"))
+
+    def _forward(self, x: Sequence[Scalar]) -> Scalar:
+        # b + w0*x0 + w1*x1 + ...: micrograd's order, so its graphs look the same
+        act = self.b
+        for wi, xi in zip(self.w, x):
+            act = act + wi * xi
+        return ACTIVATIONS[self.activation](act)
+
+
+@attrs.frozen(repr=False)
+class Layer:
+    """A layer of neurons that all see the same ``nin`` inputs (``nin`` is static).
+
+    Called on ``nin`` inputs it returns one output per neuron: a list, or
+    the single output when the layer has one neuron (as in micrograd).
+
+    >>> import fungrad as fg
+    >>> layer = fg.nn.Layer.init(3, 2, seed=0, activation="relu")
+    >>> layer, len(layer([1.0, 2.0, 3.0]))
+    (Layer(nin=3, nout=2, activation='relu'), 2)
+    """
+
+    neurons: tuple[Neuron, ...] = attrs.field(converter=tuple)
+    nin: int = tree.static()
+
+    def __attrs_post_init__(self) -> None:
+        # runs on every rebuild (grad, optimizer steps): keep it cheap
+        if not self.neurons:
+            raise ValueError("Layer: needs at least one neuron")
+        for i, n in enumerate(self.neurons):
+            if not isinstance(n, Neuron):
+                raise TypeError(f"Layer: neurons[{i}] is {type(n).__name__}, expected a Neuron")
+            if len(n.w) != self.nin:
+                raise ValueError(f"Layer: neurons[{i}] has {len(n.w)} weights, expected nin={self.nin}")
+
+    @classmethod
+    def init(cls, nin: int, nout: int, *, seed: Seed, activation: str = "tanh") -> Layer:
+        """``nout`` neurons of ``nin`` inputs each, drawn in order from ``seed`` (see :meth:`Neuron.init`).
+
+        >>> import fungrad as fg
+        >>> fg.nn.Layer.init(2, 3, seed=1).nout
+        3
+        """
+        _check_size(nin, "Layer.init: nin")
+        _check_size(nout, "Layer.init: nout")
+        _check_activation(activation)
+        rng = _rng(seed, "Layer.init")
+        return cls(tuple(Neuron.init(nin, seed=rng, activation=activation) for _ in range(nout)), nin)
+
+    @property
+    def nout(self) -> int:
+        """The number of neurons (outputs)."""
+        return len(self.neurons)
+
+    @property
+    def activation(self) -> str:
+        """The activation of the neurons (``'mixed'`` if a hand-built layer mixes them)."""
+        acts = {n.activation for n in self.neurons}
+        return acts.pop() if len(acts) == 1 else "mixed"
+
+    def __repr__(self) -> str:
+        return f"Layer(nin={self.nin}, nout={self.nout}, activation={self.activation!r})"
+
+    def __call__(self, x: Sequence[Scalar]) -> Scalar | list[Scalar]:
+        out = self._forward(_inputs(x, self.nin, "Layer"))
+        return out[0] if len(out) == 1 else out
+
+    def _forward(self, x: Sequence[Scalar]) -> list[Scalar]:
+        return [n._forward(x) for n in self.neurons]
+
+
+@attrs.frozen(repr=False)
+class MLP:
+    """A multi-layer perceptron: layers applied in turn to ``nin`` inputs (``nin`` is static).
+
+    Build one with :meth:`MLP.init`. Calling it on ``nin`` numbers or nodes
+    returns one output when the last layer has one neuron, else a list.
+    On plain floats it computes with plain floats, which is the fast way to
+    predict or to plot.
+
+    >>> import fungrad as fg
+    >>> model = fg.nn.MLP.init(2, [16, 16, 1], seed=0, activation="relu", final_activation="linear")
+    >>> model, model.nouts, len(fg.tree.leaves(model))
+    (MLP(2, [16, 16, 1], activation='relu', final_activation='linear'), (16, 16, 1), 337)
+    >>> isinstance(model([0.5, -0.5]), float)
+    True
+    """
+
+    layers: tuple[Layer, ...] = attrs.field(converter=tuple)
+    nin: int = tree.static()
+
+    def __attrs_post_init__(self) -> None:
+        if not self.layers:
+            raise ValueError("MLP: needs at least one layer")
+        nin = self.nin
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"MLP: layers[{i}] is {type(layer).__name__}, expected a Layer")
+            if layer.nin != nin:
+                raise ValueError(f"MLP: layers[{i}] takes {layer.nin} inputs, but gets {nin}")
+            nin = layer.nout
+
+    @classmethod
+    def init(
+        cls,
+        nin: int,
+        nouts: Sequence[int],
+        *,
+        seed: Seed,
+        activation: str = "tanh",
+        final_activation: str | None = None,
+    ) -> MLP:
+        """An MLP of ``nin`` inputs and layers of ``nouts`` neurons, from ``seed``.
+
+        Every weight and bias is drawn from ``random.Random(seed).uniform(-1, 1)``,
+        layer by layer, neuron by neuron (weights, then bias), as in the
+        micrograd tutorial, so the same seed gives the same model on any
+        machine. ``activation`` applies to the hidden layers and
+        ``final_activation`` to the last one; ``None`` means the same as
+        ``activation`` (the tutorial's ``MLP(3, [4, 4, 1])`` is tanh
+        throughout; micrograd's moons demo is relu with a ``"linear"`` output).
+
+        >>> import fungrad as fg
+        >>> a = fg.nn.MLP.init(3, [4, 4, 1], seed=0)
+        >>> a == fg.nn.MLP.init(3, [4, 4, 1], seed=0), a == fg.nn.MLP.init(3, [4, 4, 1], seed=1)
+        (True, False)
+        >>> fg.nn.MLP.init(3, [4, 1], seed=0, activation="swish")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown activation 'swish'; expected one of 'linear', 'relu', 'sigmoid', 'tanh'
+        """
+        _check_size(nin, "MLP.init: nin")
+        if isinstance(nouts, (str, bytes)) or not isinstance(nouts, Sequence) or not nouts:
+            raise ValueError(f"MLP.init: nouts must be a non-empty list of layer sizes, got {nouts!r}")
+        for i, n in enumerate(nouts):
+            _check_size(n, f"MLP.init: nouts[{i}]")
+        _check_activation(activation)
+        final = activation if final_activation is None else _check_activation(final_activation, "final_activation")
+        rng = _rng(seed, "MLP.init")
+        sizes = [nin, *nouts]
+        acts = [activation] * (len(nouts) - 1) + [final]
+        return cls(tuple(Layer.init(sizes[i], sizes[i + 1], seed=rng, activation=acts[i]) for i in range(len(nouts))), nin)
+
+    @property
+    def nouts(self) -> tuple[int, ...]:
+        """The number of neurons of each layer."""
+        return tuple(layer.nout for layer in self.layers)
+
+    @property
+    def activation(self) -> str:
+        """The activation of the hidden layers (of the only layer, if there is one)."""
+        return self.layers[0].activation if len(self.layers) > 1 else self.layers[-1].activation
+
+    @property
+    def final_activation(self) -> str:
+        """The activation of the last layer."""
+        return self.layers[-1].activation
+
+    def __repr__(self) -> str:
+        extra = f", final_activation={self.final_activation!r}" if self.final_activation != self.activation else ""
+        return f"MLP({self.nin}, {list(self.nouts)}, activation={self.activation!r}{extra})"
+
+    def __call__(self, x: Sequence[Scalar]) -> Scalar | list[Scalar]:
+        out = _inputs(x, self.nin, "MLP")
+        for layer in self.layers:
+            out = layer._forward(out)
+        return out[0] if len(out) == 1 else out
+
+
+# registered so that checkpoints can save and load them by name
+tree.register(Neuron)
+tree.register(Layer)
+tree.register(MLP)
+
+
+# --------------------------------------------------------------------------
+# Losses and metrics
+
+
+def _pairs(a: Any, b: Any, who: str, names: tuple[str, str]) -> tuple[list[Any], list[Any]]:
+    try:
+        xs, ys = list(a), list(b)
+    except TypeError:
+        raise TypeError(
+            f"{who}: {names[0]} and {names[1]} must be sequences (one value per sample), "
+            f"got {type(a).__name__} and {type(b).__name__}"
+        ) from None
+    if len(xs) != len(ys):
+        raise ValueError(f"{who}: {names[0]} and {names[1]} must have the same length, got {len(xs)} and {len(ys)}")
+    if not xs:
+        raise ValueError(f"{who}: no samples (empty {names[0]})")
+    return xs, ys
+
+
+def _check_labels(ys: list[Any], allowed: tuple[float, ...], who: str, text: str) -> None:
+    for i, y in enumerate(ys):
+        # labels that are nodes (traced data under jit) cannot be read; numbers are checked
+        if y.__class__ is not Node and y not in allowed:
+            raise ValueError(f"{who}: labels[{i}] is {y!r}; expected {text}")
+
+
+def _total(terms: list[Any]) -> Any:
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
+def sum_squares(predictions: Sequence[Scalar], targets: Sequence[Scalar]) -> Scalar:
+    """The sum of squared errors, ``sum((p - t) ** 2)``: the micrograd tutorial's loss.
+
+    >>> import fungrad as fg
+    >>> fg.nn.sum_squares([0.5, -1.0], [1.0, 1.0])
+    4.25
+    """
+    ps, ts = _pairs(predictions, targets, "sum_squares", ("predictions", "targets"))
+    return _total([(p - t) ** 2 for p, t in zip(ps, ts)])
+
+
+def mse(predictions: Sequence[Scalar], targets: Sequence[Scalar]) -> Scalar:
+    """The mean squared error, ``sum((p - t) ** 2) / n`` (PyTorch's ``mse_loss``).
+
+    >>> import fungrad as fg
+    >>> fg.nn.mse([0.5, -1.0], [1.0, 1.0])
+    2.125
+    >>> fg.grad(lambda p: fg.nn.mse(p, [1.0, 1.0]))([0.5, -1.0])    # 2 * (p - t) / n
+    [-0.5, -2.0]
+    """
+    ps, ts = _pairs(predictions, targets, "mse", ("predictions", "targets"))
+    return _total([(p - t) ** 2 for p, t in zip(ps, ts)]) / len(ps)
+
+
+def hinge(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> Scalar:
+    """The SVM max-margin loss of micrograd's moons demo: the mean of ``relu(1 - y * s)``.
+
+    ``labels`` are ``-1.0`` or ``+1.0`` (as :func:`fungrad.data.make_moons`
+    gives them); a score is penalized until it is on the right side with a
+    margin of 1.
+
+    >>> import fungrad as fg
+    >>> fg.nn.hinge([2.0, 0.5, 0.5], [1.0, 1.0, -1.0])    # (0 + 0.5 + 1.5) / 3
+    0.6666666666666666
+    """
+    ss, ys = _pairs(scores, labels, "hinge", ("scores", "labels"))
+    _check_labels(ys, (-1.0, 1.0), "hinge", "-1 or +1")
+    return _total([expr.relu(1.0 - y * s) for s, y in zip(ss, ys)]) / len(ss)
+
+
+def _softplus(u: Scalar) -> Scalar:
+    # log(1 + exp(u)) = max(u, 0) + log(1 + exp(-|u|)), so exp never sees a
+    # positive argument and never overflows. The branch is taken with `where`
+    # instead of relu and abs: at u = 0 both of those have derivative 0 by
+    # convention, which would make the gradient 0 instead of sigmoid(0) = 0.5.
+    return expr.where(u, u, 0.0) + expr.log(1.0 + expr.exp(expr.where(u, -u, u)))
+
+
+def binary_cross_entropy(logits: Sequence[Scalar], labels: Sequence[Scalar]) -> Scalar:
+    """Binary cross-entropy on logits, averaged; stable for any logit.
+
+    A logit ``z`` is the score before a sigmoid: the model says
+    ``P(positive) = sigmoid(z)``. A label is positive when it is ``1`` and
+    negative when it is ``-1`` or ``0``, so both the ``{-1, +1}`` labels of
+    :func:`fungrad.data.make_moons` and ``{0, 1}`` labels work. With
+    ``t = +1`` or ``-1`` the loss of a sample is ``log(1 + exp(-t * z))``,
+    computed as ``max(u, 0) + log(1 + exp(-|u|))`` with ``u = -t * z``, so
+    it is finite, and so is its gradient, even at ``z = ±1000``. The values
+    equal PyTorch's ``binary_cross_entropy_with_logits`` (with ``{0, 1}``
+    targets).
+
+    >>> import fungrad as fg
+    >>> round(fg.nn.binary_cross_entropy([0.0, 2.0], [1.0, -1.0]), 6)   # (log 2 + log(1 + e^2)) / 2
+    1.410038
+    >>> fg.nn.binary_cross_entropy([1000.0], [0.0]), fg.grad(lambda z: fg.nn.binary_cross_entropy(z, [0.0]))([1000.0])
+    (1000.0, [1.0])
+    """
+    zs, ys = _pairs(logits, labels, "binary_cross_entropy", ("logits", "labels"))
+    _check_labels(ys, (-1.0, 0.0, 1.0), "binary_cross_entropy", "1 (positive), or -1 or 0 (negative)")
+    # where(y, 1, -1) maps both label conventions to t = ±1 without reading a value
+    return _total([_softplus(-expr.where(y, 1.0, -1.0) * z) for z, y in zip(zs, ys)]) / len(zs)
+
+
+def l2(params: Any, alpha: float) -> Scalar:
+    """L2 regularization: ``alpha * sum(p * p)`` over the leaves of the pytree ``params``.
+
+    >>> import fungrad as fg
+    >>> fg.nn.l2({"w": [1.0, -2.0], "b": 3.0}, alpha=0.5)
+    7.0
+    """
+    leaves = tree.leaves(params)
+    if not leaves:
+        return 0.0
+    return alpha * _total([p * p for p in leaves])
+
+
+def accuracy(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> float:
+    """The fraction of samples whose score has the label's sign, as a float.
+
+    A score predicts positive when it is ``> 0`` (as in micrograd's demo);
+    a label is positive when it is ``> 0``, so ``{-1, +1}`` and ``{0, 1}``
+    labels both work. Scores may be nodes: their values are read.
+
+    >>> import fungrad as fg
+    >>> fg.nn.accuracy([0.3, -2.0, 0.1, 0.0], [1.0, -1.0, -1.0, 1.0])
+    0.5
+    """
+    ss, ys = _pairs(scores, labels, "accuracy", ("scores", "labels"))
+    right = sum(1 for s, y in zip(ss, ys) if (float(s) > 0.0) == (float(y) > 0.0))
+    return right / len(ss)
