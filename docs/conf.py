@@ -7,6 +7,8 @@ import os
 import sys
 from importlib import metadata
 
+from sphinx_gallery.sorting import ExplicitOrder
+
 # Build from the source tree even when fungrad is not installed in the
 # environment that runs sphinx.
 sys.path.insert(0, os.path.abspath(".."))
@@ -64,6 +66,20 @@ sphinx_gallery_conf = {
     "image_scrapers": ("matplotlib",),
     "remove_config_comments": True,
     "show_memory": False,
+    # the gallery in the order of the tutorial chapters that use it
+    "within_subsection_order": ExplicitOrder(
+        [
+            "plot_derivative.py",
+            "plot_graph.py",
+            "plot_toposort.py",
+            "plot_train_tiny.py",
+            "plot_moons.py",
+            "plot_higher_order.py",
+            "plot_hessian.py",
+            "plot_jit_speed.py",
+            "*",
+        ]
+    ),
 }
 
 # -- HTML -------------------------------------------------------------------------

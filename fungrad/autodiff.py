@@ -337,7 +337,12 @@ def value_and_grad(
     >>> fg.value_and_grad(lambda w: (w * w, "aux"), has_aux=True)(3.0)
     ((9.0, 'aux'), 6.0)
     """
-    fname = "value_and_grad"
+    return _value_and_grad(f, argnums, has_aux, "value_and_grad")
+
+
+def _value_and_grad(
+    f: Callable[..., Any], argnums: int | Sequence[int], has_aux: bool, fname: str
+) -> Callable[..., tuple[Any, Any]]:
 
     @functools.wraps(f)
     def vg(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
@@ -381,7 +386,7 @@ def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: bool 
     >>> fg.grad(fg.grad(fg.grad(fg.sin)))(0.0)
     -1.0
     """
-    vg = value_and_grad(f, argnums, has_aux)
+    vg = _value_and_grad(f, argnums, has_aux, "grad")
 
     @functools.wraps(f)
     def g(*args: Any, **kwargs: Any) -> Any:
