@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 import attrs
 
 from . import autodiff, optim
+from .jit import jit
 
 __all__ = ["History", "fit"]
 
@@ -91,16 +92,8 @@ def _optimizer(optimizer: Any) -> Any:
 
 def _step_function(loss_fn: Callable[..., Any], use_jit: bool) -> Callable[..., Any]:
     vg = autodiff.value_and_grad(loss_fn)
-    if not use_jit:
-        return vg
-    try:
-        from .jit import jit
-    except ModuleNotFoundError as e:  # a build without fungrad.jit trains eagerly
-        if e.name != f"{__package__}.jit":
-            raise
-        return vg
     # forward and backward compiled together; the results equal vg's bit for bit
-    return jit(vg)
+    return jit(vg) if use_jit else vg
 
 
 def _feed(data: Any, batch_size: int | None, seed: int) -> Iterator[Any]:
@@ -178,7 +171,7 @@ def fit(
     - ``progress``: a tqdm bar with the current loss; ``None`` shows it only
       when stderr is a terminal, ``True`` always (``ImportError`` naming the
       ``progress`` extra if tqdm is missing), ``False`` never.
-    - ``jit``: compile the step with :func:`fungrad.jit` when it is available
+    - ``jit``: compile the step with :func:`fungrad.jit`
       (results are the same as without). A loss that branches in Python on
       the value of a node cannot be compiled; pass ``jit=False`` for it.
 

@@ -19,7 +19,6 @@ registered types (and the builtin containers) can be written and read back.
 
 from __future__ import annotations
 
-import builtins
 from typing import Any, Callable, Iterable, NamedTuple
 
 import attrs
@@ -154,8 +153,9 @@ def register(
             children, aux = fl(obj)
             return list(children), aux
 
-        entry = _Entry(flat, unflatten, lambda obj, aux: list(builtins.range(len(flat(obj)[0]))))
+        entry = _Entry(flat, unflatten, lambda obj, aux: list(range(len(flat(obj)[0]))))
     _registry[cls] = entry
+    _kinds.pop(cls, None)
     return cls
 
 
@@ -208,6 +208,18 @@ _LIST, _TUPLE, _DICT, _NONE, _LEAF = "list", "tuple", "dict", "None", "*"
 
 
 def _entry_for(cls: type) -> Any:
+    # what a class is (leaf, builtin container or entry) is looked up once per
+    # class: flattening a model visits hundreds of float leaves per step
+    try:
+        return _kinds[cls]
+    except KeyError:
+        pass
+    e = _classify(cls)
+    _kinds[cls] = e
+    return e
+
+
+def _classify(cls: type) -> Any:
     if getattr(cls, "__fungrad_leaf__", False):
         return None
     if cls is list:
@@ -221,16 +233,19 @@ def _entry_for(cls: type) -> Any:
     e = _registry.get(cls)
     if e is not None:
         return e
-    if attrs.has(cls) or _is_namedtuple(cls):
+    if attrs.has(cls):
         # unregistered attrs classes and namedtuples are containers too;
         # registering them only matters for checkpoints
-        e = _attrs_entry(cls) if attrs.has(cls) else _namedtuple_entry(cls)
-        _auto[cls] = e
+        e = _auto[cls] = _attrs_entry(cls)
+        return e
+    if _is_namedtuple(cls):
+        e = _auto[cls] = _namedtuple_entry(cls)
         return e
     return None
 
 
 _auto: dict[type, _Entry] = {}
+_kinds: dict[type, Any] = {float: None, int: None}
 
 
 @attrs.frozen
@@ -276,9 +291,9 @@ def _children(x: Any) -> tuple[Any, Any, list[Any], Callable[[], list[Any]]] | N
     if e is None:
         return None
     if e is _LIST:
-        return _LIST, None, x, lambda: list(builtins.range(len(x)))
+        return _LIST, None, x, lambda: list(range(len(x)))
     if e is _TUPLE:
-        return _TUPLE, None, list(x), lambda: list(builtins.range(len(x)))
+        return _TUPLE, None, list(x), lambda: list(range(len(x)))
     if e is _DICT:
         keys = tuple(x)
         return _DICT, keys, [x[k] for k in keys], lambda: list(keys)

@@ -9,6 +9,18 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def require(module: str, install: str):
+    """Import ``module``; a skip on a developer machine without it, a failure in CI."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail(f"{module} is required in CI ({install})")
+        pytest.skip(f"{module} is not installed ({install})")
+
+
 def require_torch():
     """PyTorch, in float64; a skip on a developer machine without it, a failure in CI."""
     try:

@@ -333,3 +333,28 @@ def _numeric(nodes, out, leaf, h=1e-6):
         return vals[out]
 
     return (value(h) - value(-h)) / (2 * h)
+
+
+def test_the_collector_is_paused_during_an_outermost_grad_and_restored():
+    import gc
+
+    states = []
+
+    def f(x):
+        states.append(gc.isenabled())
+        fg.grad(lambda y: y * y)(1.0)  # nested: must not switch it back on
+        states.append(gc.isenabled())
+        return x * x
+
+    assert gc.isenabled()
+    assert fg.grad(f)(3.0) == 6.0
+    assert states == [False, False] and gc.isenabled()
+    with pytest.raises(ZeroDivisionError):
+        fg.grad(lambda x: 1 // 0)(1.0)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        fg.grad(f)(3.0)
+        assert not gc.isenabled()  # a collector that was off stays off
+    finally:
+        gc.enable()

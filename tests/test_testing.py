@@ -8,18 +8,14 @@ import os
 import sys
 
 import pytest
+from conftest import require_torch
 
 import fungrad as fg
 from fungrad import autodiff, testing
 
 
 def need_torch():
-    """PyTorch, or a skip; in CI (CI set) a missing torch fails instead."""
-    if os.environ.get("CI"):
-        import torch  # must be installed in CI: an ImportError here fails the test
-
-        return torch
-    return pytest.importorskip("torch")
+    return require_torch()
 
 
 def _v(x):

@@ -2,6 +2,7 @@ import copy
 import sys
 
 import pytest
+from conftest import require
 
 import fungrad as fg
 from fungrad import nn, optim, train, tree
@@ -65,15 +66,12 @@ def test_jit_and_eager_give_identical_results():
     assert h1.loss == h2.loss and h1.accuracy == h2.accuracy
 
 
-def test_without_fungrad_jit_fit_trains_eagerly(monkeypatch):
+def test_jit_switch_selects_the_step_function():
     from fungrad.jit import Jitted
 
     assert isinstance(train._step_function(tiny_loss, True), Jitted)
     assert not isinstance(train._step_function(tiny_loss, False), Jitted)
-    monkeypatch.setitem(sys.modules, "fungrad.jit", None)  # `from .jit import jit` now fails
-    assert not isinstance(train._step_function(tiny_loss, True), Jitted)
-    p, h = train.fit(tiny_loss, nn.MLP.init(3, [4, 4, 1], seed=0), optimizer=0.05, steps=5, progress=False)
-    monkeypatch.undo()
+    p, h = train.fit(tiny_loss, nn.MLP.init(3, [4, 4, 1], seed=0), optimizer=0.05, steps=5, jit=False, progress=False)
     q, g = train.fit(tiny_loss, nn.MLP.init(3, [4, 4, 1], seed=0), optimizer=0.05, steps=5, progress=False)
     assert p == q and h.loss == g.loss
 
@@ -170,7 +168,7 @@ def test_progress_explicitly_asked_without_tqdm_names_the_extra(monkeypatch):
 
 
 def test_progress_bar_shows_the_loss(capsys):
-    pytest.importorskip("tqdm")
+    require("tqdm", 'pip install "fungrad[progress]"')
     train.fit(tiny_loss, nn.MLP.init(3, [4, 4, 1], seed=0), optimizer=0.05, steps=3, progress=True)
     err = capsys.readouterr().err
     assert "3/3" in err and "loss=" in err
@@ -198,6 +196,6 @@ def test_history_round_trips_through_a_dict():
     h = train.History(loss=[2.0, 1.0], accuracy=[0.5, 1.0], step_time=[0.01, 0.02])
     assert train.History.from_dict(h.to_dict()) == h
     assert len(h) == 2
-    pytest.importorskip("matplotlib")
+    require("matplotlib", 'pip install "fungrad[plot]"')
     fig = fg.viz.plot_history(h)  # the history is what viz plots
     assert fig.axes[0].lines[0].get_ydata().tolist() == [2.0, 1.0]

@@ -20,7 +20,7 @@ from fungrad import viz  # noqa: E402
 
 
 def need_dot() -> None:
-    """Skip without Graphviz's dot, except in CI, where it must be installed."""
+    """Skip without Graphviz's dot, except in CI, where it must be installed (the check is done at call sites)."""
     if shutil.which("dot") is None:
         if os.environ.get("CI"):
             pytest.fail("Graphviz's dot program is missing, and CI is set: install graphviz")
