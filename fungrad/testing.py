@@ -62,6 +62,19 @@ class _Flat:
         return f(*new)
 
 
+def _arguments(args: Any, argnums: Any, fname: str) -> tuple[tuple[Any, ...], tuple[int, ...]]:
+    """``args`` as a tuple (a lone pytree is one argument) and the checked argument indices."""
+    if not isinstance(args, tuple):
+        args = (args,)
+    if argnums is None:
+        return args, tuple(range(len(args)))
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for a in nums:
+        if isinstance(a, bool) or not isinstance(a, int) or not 0 <= a < len(args):
+            raise ValueError(f"{fname}: argnums={argnums!r} is out of range for {len(args)} arguments")
+    return args, nums
+
+
 def _step(x: float, eps: float | None) -> float:
     # about cbrt(machine epsilon) relative to x: balances truncation (h**2) and rounding (1/h)
     h = eps if eps is not None else 1e-5 * max(1.0, abs(x))
@@ -128,15 +141,7 @@ def check_grads(
     """
     if type(order) is not int or order not in (1, 2):
         raise ValueError(f"check_grads: order must be 1 or 2, got {order!r}")
-    if not isinstance(args, tuple):
-        args = (args,)
-    if argnums is None:
-        nums = tuple(range(len(args)))
-    else:
-        nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-        for a in nums:
-            if isinstance(a, bool) or not isinstance(a, int) or not 0 <= a < len(args):
-                raise ValueError(f"check_grads: argnums={argnums!r} is out of range for {len(args)} arguments")
+    args, nums = _arguments(args, argnums, "check_grads")
     if not nums:
         raise ValueError("check_grads: there are no arguments to differentiate")
     flat = _Flat(args, nums, "check_grads")
@@ -240,12 +245,7 @@ def compare_with_torch(
     True
     """
     torch = require_torch()
-    if not isinstance(args, tuple):
-        args = (args,)
-    if argnums is None:
-        nums = tuple(range(len(args)))
-    else:
-        nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    args, nums = _arguments(args, argnums, "compare_with_torch")
     flat = _Flat(args, nums, "compare_with_torch")
     f_torch = f_fungrad if f_torch is None else f_torch
 
