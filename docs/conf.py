@@ -46,7 +46,13 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = True
 
 # -- doctest ------------------------------------------------------------------
-doctest_global_setup = "import fungrad as fg"
+doctest_global_setup = """
+import fungrad as fg
+try:  # the PyTorch comparisons run where PyTorch is installed (as in CI)
+    import torch
+except ImportError:
+    torch = None
+"""
 # Sphinx's default includes IGNORE_EXCEPTION_DETAIL, which would let an error
 # message drift away from what the pages show; the errors page checks them.
 doctest_default_flags = doctest.ELLIPSIS | doctest.DONT_ACCEPT_TRUE_FOR_1
