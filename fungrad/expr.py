@@ -249,49 +249,49 @@ class Node(_Slots):
         return _binary(_POW, other, self)
 
     def __neg__(self) -> Node:
-        return _apply(_NEG, (self,))
+        return _unary(_NEG, self)
 
     def __pos__(self) -> Node:
         return self
 
     def __abs__(self) -> Node:
-        return _apply(_ABS, (self,))
+        return _unary(_ABS, self)
 
     def exp(self) -> Node:
         """``e ** self``."""
-        return _apply(_EXP, (self,))
+        return _unary(_EXP, self)
 
     def log(self) -> Node:
         """Natural logarithm (``-inf`` at 0, ``nan`` below)."""
-        return _apply(_LOG, (self,))
+        return _unary(_LOG, self)
 
     def tanh(self) -> Node:
         """Hyperbolic tangent."""
-        return _apply(_TANH, (self,))
+        return _unary(_TANH, self)
 
     def relu(self) -> Node:
         """``max(self, 0)``; its derivative at 0 is 0."""
-        return _apply(_RELU, (self,))
+        return _unary(_RELU, self)
 
     def sigmoid(self) -> Node:
         """The logistic function ``1 / (1 + exp(-self))``."""
-        return _apply(_SIGMOID, (self,))
+        return _unary(_SIGMOID, self)
 
     def sqrt(self) -> Node:
         """Square root (``nan`` below 0)."""
-        return _apply(_SQRT, (self,))
+        return _unary(_SQRT, self)
 
     def sin(self) -> Node:
         """Sine."""
-        return _apply(_SIN, (self,))
+        return _unary(_SIN, self)
 
     def cos(self) -> Node:
         """Cosine."""
-        return _apply(_COS, (self,))
+        return _unary(_COS, self)
 
     def abs(self) -> Node:
         """Absolute value; its derivative at 0 is 0."""
-        return _apply(_ABS, (self,))
+        return _unary(_ABS, self)
 
     def named(self, name: str) -> Node:
         """A node computed like this one, with a display name (see :func:`named`)."""
@@ -326,13 +326,22 @@ def _value_of(x: Any, what: str) -> Any:
     return x.value
 
 
-def _mk(value: float, op: str, parents: tuple[Node, ...], name: str = "") -> Node:
+def _mk(value: float, op: str, parents: tuple[Node, ...], name: str = "", const: bool = False) -> Node:
     t = _get()
     n = _new(_Slots)
     n.value = value
     n.op = op
     n.parents = parents
     n.name = name
+    if const:
+        # A function of constants is a constant: no grad walks it, so none
+        # computes derivatives nobody asked for (log of a negative base in
+        # the exponent rule of pow, say). The hot + and * skip this check.
+        n.level = -1
+        n.__class__ = Node
+        if t.debug:
+            _check(n)
+        return n
     n.level = t.level
     n.__class__ = Node
     if t.tape is not None:
@@ -414,7 +423,7 @@ def named(x: Node, name: str) -> Node:
         if x.level == -1:
             return const(x.value, name)
         return var(x.value, name)
-    return _mk(x.value, x.op, x.parents, name)
+    return _mk(x.value, x.op, x.parents, name, x.level == -1)
 
 
 # --------------------------------------------------------------------------
@@ -513,20 +522,27 @@ def _binary(p: Primitive, a: Any, b: Any) -> Any:
         b = _lift(b)
         if b is NotImplemented:
             return b
-    return _mk(p.fwd(a.value, b.value), p.name, (a, b))
+    return _mk(p.fwd(a.value, b.value), p.name, (a, b), "", a.level + b.level == -2)
 
 
 def _apply(p: Primitive, args: tuple[Any, ...]) -> Any:
     if not any(a.__class__ is Node for a in args):
         return p.fwd(*[_check_number(a, p.name) for a in args])
     nodes = []
+    const = True
     for a in args:
         if a.__class__ is not Node:
             a = _lift(a)
             if a is NotImplemented:
                 raise TypeError(f"{p.name}: expected numbers or fungrad nodes, got {type(a).__name__}")
+        elif a.level != -1:
+            const = False
         nodes.append(a)
-    return _mk(p.fwd(*[a.value for a in nodes]), p.name, tuple(nodes))
+    return _mk(p.fwd(*[a.value for a in nodes]), p.name, tuple(nodes), "", const)
+
+
+def _unary(p: Primitive, x: Node) -> Node:
+    return _mk(p.fwd(x.value), p.name, (x,), "", x.level == -1)
 
 
 def add(a: Scalar, b: Scalar) -> Scalar:
@@ -744,6 +760,24 @@ def _prim(name: str, fwd: Callable[..., float], label: str, *vjp: Rule | None) -
     return Primitive(name, fwd, tuple(vjp), label)
 
 
+# The branch a where() does not pick is computed too, and its derivative is
+# multiplied by zero: 0 * inf would make nan of a higher derivative (and
+# debug_nans would stop at the unused inf). So the unpicked branch gets a
+# harmless input instead (x = 1), as with JAX's "double where".
+
+
+def _pow_dx(g: Any, ans: Any, x: Any, y: Any) -> Any:
+    # x ** 0 has derivative 0 in x everywhere, even at x = 0
+    c = abs(y)
+    return where(c, g * (y * pow(where(c, x, 1.0), y - 1.0)), 0.0)
+
+
+def _pow_dy(g: Any, ans: Any, x: Any, y: Any) -> Any:
+    # d/dy of 0 ** y is 0 for y >= 0, where log(0) would give nan
+    c = abs(x) + relu(-y)
+    return g * where(c, ans * log(where(c, x, 1.0)), 0.0)
+
+
 # Each rule mirrors PyTorch's derivatives.yaml, so that values at edges
 # (zeros, infinities, kinks) agree with it.
 PRIMITIVES: dict[str, Primitive] = {
@@ -759,15 +793,7 @@ PRIMITIVES: dict[str, Primitive] = {
             lambda g, ans, x, y: div(g, y),
             lambda g, ans, x, y: -g * div(div(x, y), y),
         ),
-        _prim(
-            "pow",
-            _f_pow,
-            "**",
-            # x ** 0 has derivative 0 in x everywhere, even at x = 0
-            lambda g, ans, x, y: where(abs(y), g * (y * pow(x, y - 1.0)), 0.0),
-            # d/dy of 0 ** y is 0 for y >= 0, where log(0) would give nan
-            lambda g, ans, x, y: g * where(abs(x) + relu(-y), ans * log(x), 0.0),
-        ),
+        _prim("pow", _f_pow, "**", _pow_dx, _pow_dy),
         _prim("neg", lambda a: -a, "-", lambda g, ans, x: -g),
         _prim("exp", _f_exp, "exp", lambda g, ans, x: g * ans),
         _prim("log", _f_log, "log", lambda g, ans, x: div(g, x)),

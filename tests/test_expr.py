@@ -202,3 +202,13 @@ def test_debug_nans_is_per_thread():
         t.start()
         t.join()
     assert seen == [-math.inf]
+
+
+def test_functions_of_constants_are_constants():
+    c = fg.const(-2.0)
+    for n in (c - 1.0, c**3.0, fg.exp(c), c.tanh(), fg.where(c, c, 1.0), fg.named(c - 1.0, "k")):
+        assert n.level == -1
+    x = fg.var(1.0)
+    assert (x - c).level == 0 and fg.exp(x).level == 0
+    # no grad walks into them: their derivatives are never computed
+    assert fg.grad(lambda v: v * fg.exp(c))(3.0) == math.exp(-2.0)

@@ -168,3 +168,21 @@ def test_random_expressions_values_gradients_hessians_match_torch(torch, seed):
     assert h == [pytest.approx(row, rel=1e-9, abs=1e-10) for row in th.tolist()]
     # the Hessian of a smooth function is symmetric
     assert all(h[i][j] == pytest.approx(h[j][i], rel=1e-9, abs=1e-10) for i in range(n) for j in range(n))
+
+
+@pytest.mark.parametrize("k", [0.0, 1.0, 2.0, 3.0, 4.0])
+@pytest.mark.parametrize("x", [0.0, -0.0, 1.5, -2.0])
+def test_higher_derivatives_of_powers_are_finite_at_zero_and_match_torch(torch, k, x):
+    # the branch of the pow rule that where() does not pick must not leak 0 * inf = nan
+    t = torch.tensor(x, requires_grad=True)
+    derivs = [t**k]
+    for _ in range(4):
+        d = derivs[-1]
+        derivs.append(torch.autograd.grad(d, t, create_graph=True)[0] if d.requires_grad else torch.zeros(()))
+    f = lambda v: v**k  # noqa: E731
+    for order in range(1, 5):
+        f = fg.grad(f)
+        got, want = f(x), derivs[order].item()
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-300), (k, x, order, got, want)
+    with fg.debug_nans():  # and no unused inf trips the checks
+        fg.grad(fg.grad(fg.grad(lambda v: v**k)))(x)

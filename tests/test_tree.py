@@ -85,3 +85,28 @@ def test_unflatten_checks_the_leaf_count():
 
 def test_lookup_imports_nothing():
     assert tree.lookup("os.system") is None and tree.lookup("no.such.Thing") is None
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_floats = st.floats(allow_nan=False, width=64)
+_trees = st.recursive(
+    _floats | st.none(),
+    lambda kids: st.lists(kids, max_size=4)
+    | st.tuples(kids, kids)
+    | st.dictionaries(st.text(max_size=3), kids, max_size=4)
+    | st.builds(Point, kids, kids),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_trees)
+def test_flatten_then_unflatten_is_the_identity(t):
+    leaves, td = tree.flatten(t)
+    assert tree.unflatten(td, leaves) == t
+    assert td.num_leaves == len(leaves)
+    assert tree.structure(tree.map(lambda v: 0.0, t)) == td
+    pairs, td2 = tree.flatten_with_path(t)
+    assert td2 == td and [v for _, v in pairs] == leaves
