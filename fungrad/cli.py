@@ -154,6 +154,12 @@ def _accuracy(model: Any, batch: Any) -> float:
 # fungrad demo
 
 
+def _list_files(out: Path, written: Sequence[Path | None], notes: Sequence[str]) -> None:
+    print(f"  files in {out}{os.sep}: " + "  ".join(p.name for p in written if p is not None))
+    for n in notes:
+        print(f"  note: {n}")
+
+
 def _neuron() -> Any:
     # the tutorial's neuron, with its names; b makes n = 0.8814 so that o = tanh(n) = 0.7071
     x1, x2 = fg.var(2.0, name="x1"), fg.var(0.0, name="x2")
@@ -281,9 +287,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"  moons     {_mlp_text(classifier):<31} 100 steps   loss {moons_hist.loss[0]:.4f} -> {moons_final:.4f}"
         f"   accuracy {moons_acc:.0%} ({right}/{len(moons[1])})"
     )
-    print(f"  files in {out}{os.sep}: " + "  ".join(p.name for p in written if p is not None))
-    for n in notes:
-        print(f"  note: {n}")
+    _list_files(out, written, notes)
     return 0
 
 
@@ -378,9 +382,7 @@ def _train(args: argparse.Namespace) -> int:
         f"  {len(history)} steps in {seconds:.1f} s   loss {history.loss[0]:.4f} -> {final_loss:.4f}"
         f"   accuracy {acc:.0%}"
     )
-    print(f"  files in {out}{os.sep}: " + "  ".join(p.name for p in written if p is not None))
-    for n in notes:
-        print(f"  note: {n}")
+    _list_files(out, written, notes)
     return 0
 
 

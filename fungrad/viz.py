@@ -23,6 +23,7 @@ digraph {
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["to_dot", "draw", "render", "plot_history", "plot_decision_boundary"]
+__all__ = ["to_dot", "draw", "render", "plot_graph", "plot_history", "plot_decision_boundary"]
 
 _RANKDIRS = ("LR", "RL", "TB", "BT")
 
@@ -195,22 +196,59 @@ def render(
     ...     p.read_text().count("grad")
     2
     """
-    text = to_dot(out, grads)
     path = Path(path)
     fmt = (format or path.suffix.lstrip(".") or "svg").lower()
+    path.write_bytes(_run_dot(to_dot(out, grads), fmt, "render"))
+    return path
+
+
+def _run_dot(text: str, fmt: str, fname: str) -> bytes:
     dot = shutil.which("dot")
     if dot is None:
         raise RuntimeError(
-            "fungrad.viz.render needs Graphviz's dot program, which is not on PATH: install Graphviz "
+            f"fungrad.viz.{fname} needs Graphviz's dot program, which is not on PATH: install Graphviz "
             "(apt-get install graphviz, or brew install graphviz). fungrad.viz.to_dot gives the DOT "
             "text without it."
         )
     r = subprocess.run([dot, f"-T{fmt}"], input=text.encode(), capture_output=True, check=False)
     if r.returncode != 0:
         err = r.stderr.decode(errors="replace").strip()
-        raise RuntimeError(f"fungrad.viz.render: dot -T{fmt} failed (exit {r.returncode}): {err}")
-    path.write_bytes(r.stdout)
-    return path
+        raise RuntimeError(f"fungrad.viz.{fname}: dot -T{fmt} failed (exit {r.returncode}): {err}")
+    return r.stdout
+
+
+def plot_graph(
+    graph: Any, grads: Mapping[Node, Any] | None = None, ax: Axes | None = None, *, dpi: int = 150
+) -> Figure:
+    """A matplotlib figure of a drawn graph, for scripts and pages without an SVG viewer.
+
+    ``graph`` is a node (drawn as :func:`to_dot` describes it, with ``grads``)
+    or a ``graphviz.Digraph`` such as :func:`draw` returns, perhaps edited.
+    The picture is rendered by Graphviz's ``dot`` at ``dpi`` and shown with
+    ``imshow``, without axes. Without ``ax`` the figure is sized to the
+    picture. Needs matplotlib (``pip install "fungrad[plot]"``) and ``dot``.
+
+    >>> import fungrad as fg
+    >>> x = fg.var(0.5, name="x")
+    >>> fig = fg.viz.plot_graph(x.tanh())
+    >>> fig.axes[0].images[0].get_array().shape[2] in (3, 4)
+    True
+    """
+    text = graph.source if hasattr(graph, "source") else to_dot(graph, grads)
+    png = _run_dot(text.replace("{", f"{{\n\tgraph [dpi={int(dpi)}]", 1), "png", "plot_graph")
+    new = ax is None
+    fig, ax = _figure(ax, "plot_graph")
+    from matplotlib.image import imread
+
+    img = imread(io.BytesIO(png), format="png")
+    if new:
+        h, w = img.shape[:2]
+        fig.set_size_inches(w / dpi, h / dpi)
+        fig.set_layout_engine(None)
+        ax.set_position((0, 0, 1, 1))
+    ax.imshow(img)
+    ax.set_axis_off()
+    return ax.figure
 
 
 # --------------------------------------------------------------------------

@@ -335,3 +335,25 @@ def test_plot_decision_boundary_bad_input():
         viz.plot_decision_boundary(lambda p: p[0], [[0.0, 0.0, 0.0]], [1.0])
     with pytest.raises(ValueError, match="returned 2 outputs"):
         viz.plot_decision_boundary(lambda p: [p[0], p[1]], [[0.0, 0.0]], [1.0], resolution=2)
+
+
+def test_plot_graph_shows_the_rendered_picture():
+    need_dot()
+    x = fg.var(0.5, name="x")
+    y = (x * x).tanh()
+    fig = viz.plot_graph(y, fg.gradients(y), dpi=100)
+    (ax,) = fig.axes
+    img = ax.images[0].get_array()
+    w, h = fig.get_size_inches()
+    # the figure is the picture's size at the requested dpi
+    assert (round(w * 100), round(h * 100)) == (img.shape[1], img.shape[0])
+    assert not ax.axison
+    # a Digraph from draw() gives the same picture
+    same = viz.plot_graph(viz.draw(y, fg.gradients(y)), dpi=100).axes[0].images[0].get_array()
+    assert same.shape == img.shape and (same == img).all()
+    # into a given axes
+    import matplotlib.figure
+
+    f2 = matplotlib.figure.Figure()
+    ax2 = f2.add_subplot()
+    assert viz.plot_graph(y, ax=ax2) is f2 and len(ax2.images) == 1

@@ -9,22 +9,14 @@ when ``grads`` has it, its gradient) and one small node per operation.
 writes it to an SVG or PNG file.
 """
 
-import io
-
 import matplotlib.pyplot as plt
 
 import fungrad as fg
 
 
 def show(graph):
-    """Render a graphviz graph to PNG and show it as a matplotlib figure."""
-    graph.attr(dpi="150")
-    img = plt.imread(io.BytesIO(graph.pipe(format="png")))
-    h, w = img.shape[:2]
-    fig = plt.figure(figsize=(w / 150, h / 150), dpi=150)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(img)
-    ax.axis("off")
+    """Hand fungrad's picture of a graph to pyplot, which the gallery captures."""
+    plt.figure(fg.viz.plot_graph(graph))
     plt.show()
 
 

@@ -8,8 +8,6 @@ and the backward pass runs in the reverse one. This example draws the order
 for :math:`L = (ab + c)f`, with Graphviz, from the DOT text it writes itself.
 """
 
-import io
-
 import graphviz
 import matplotlib.pyplot as plt
 
@@ -17,13 +15,8 @@ import fungrad as fg
 
 
 def show(graph):
-    """Render a graphviz graph to PNG and show it as a matplotlib figure."""
-    img = plt.imread(io.BytesIO(graph.pipe(format="png")))
-    h, w = img.shape[:2]
-    fig = plt.figure(figsize=(w / 150, h / 150), dpi=150)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(img)
-    ax.axis("off")
+    """Hand fungrad's picture of a graph to pyplot, which the gallery captures."""
+    plt.figure(fg.viz.plot_graph(graph))
     plt.show()
 
 
@@ -42,7 +35,7 @@ print([f"{position[n]}: {n.name}" for n in order])
 # the order. Each number is larger than the numbers of the values it was
 # computed from.
 
-g = graphviz.Digraph(graph_attr={"rankdir": "LR", "dpi": "150"})
+g = graphviz.Digraph(graph_attr={"rankdir": "LR"})
 for n in order:
     g.node(f"v{position[n]}", f"{{ {position[n]} | {n.name} | {n.value:.1f} }}", shape="record",
            style="filled", fillcolor="lightyellow")
@@ -59,7 +52,7 @@ show(g)
 # backward pass visits the row from right to left, so each value's
 # gradient is complete before it is passed on.
 
-g = graphviz.Digraph(graph_attr={"rankdir": "LR", "dpi": "150", "nodesep": "0.3"})
+g = graphviz.Digraph(graph_attr={"rankdir": "LR", "nodesep": "0.3"})
 for n in order:
     g.node(str(position[n]), f"{position[n]}. {n.name}\n{n.op or 'leaf'}", shape="box",
            style="rounded,filled", fillcolor="lightyellow")
