@@ -14,37 +14,25 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import tree
-from .autodiff import gradients, grad, hessian, jacobian, toposort, value_and_grad
+from . import expr, tree
+from .autodiff import gradients, grad, hessian, jacobian, jacrev, toposort, value_and_grad
 from .expr import (
+    CONST,
     PRIMITIVES,
     Node,
     Primitive,
-    abs,
-    add,
     const,
-    cos,
+    custom_vjp,
     debug_nans,
-    div,
-    exp,
     is_node,
-    log,
-    mul,
     named,
-    neg,
-    pow,
-    relu,
-    sigmoid,
-    sign,
-    sin,
-    sqrt,
-    step,
-    sub,
-    tanh,
+    primitive,
     var,
-    where,
 )
 from .jit import jit
+
+# the op functions (fg.exp, fg.atan2, ...), one per public row of the table
+globals().update({name: expr.OPS[name] for name, p in PRIMITIVES.items() if p.public})
 
 __version__ = "0.1.0"
 
@@ -61,33 +49,20 @@ __all__ = [
     "Node",
     "Primitive",
     "PRIMITIVES",
+    "CONST",
     "var",
     "const",
     "named",
     "is_node",
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "neg",
-    "pow",
-    "exp",
-    "log",
-    "tanh",
-    "relu",
-    "sigmoid",
-    "sqrt",
-    "sin",
-    "cos",
-    "abs",
-    "sign",
-    "step",
-    "where",
+    *[name for name, p in PRIMITIVES.items() if p.public],
+    "primitive",
+    "custom_vjp",
     "debug_nans",
     "gradients",
     "grad",
     "value_and_grad",
     "jacobian",
+    "jacrev",
     "hessian",
     "toposort",
     "jit",

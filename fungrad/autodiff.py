@@ -19,10 +19,10 @@ level can differentiate through it.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import gc
 import math
-import numbers
 import threading
 from typing import Any, Callable, Iterable, Sequence
 
@@ -31,6 +31,7 @@ from .expr import Node, Trace
 
 __all__ = [
     "toposort",
+    "jacrev",
     "gradients",
     "grad",
     "value_and_grad",
@@ -38,7 +39,7 @@ __all__ = [
     "hessian",
 ]
 
-_RULES = {name: p.vjp for name, p in expr.PRIMITIVES.items()}
+_RULES = expr.RULES  # by op name; user primitives join it when declared
 
 
 def toposort(out: Node, floor: int = -1) -> list[Node]:
@@ -88,52 +89,17 @@ def _nonfinite(n: Node, i: int, c: Any) -> None:
 
 
 def _backward(
-    out: Node, nodes: Iterable[Node], floor: int, nested: bool, debug: bool, drop: bool
+    out: Node, nodes: Iterable[Node], floor: int, *, nested: bool = False, debug: bool = False, drop: bool = False
 ) -> dict[Node, Any]:
     """Cotangents of ``out`` for the nodes in ``nodes`` (given users before producers).
 
+    Nodes below ``floor`` are constants. With ``nested`` the rules compute
+    with nodes, so an enclosing level differentiates this pass; otherwise on
+    plain floats (the fast path). With ``debug`` every cotangent is checked.
     With ``drop`` a node's cotangent is released once it has been passed on,
     which keeps the peak memory of a long backward pass low; nodes that are
     never visited (the inputs, when left out of ``nodes``) keep theirs.
     """
-    if not nested and not debug:
-        return _backward_floats(out, nodes, floor, drop)
-    ct: dict[Node, Any] = {out: 1.0}
-    get = ct.pop if drop else ct.get
-    rules_of = _RULES
-    for n in nodes:
-        g = get(n, None)
-        if g is None:
-            continue
-        ps = n.parents
-        if not ps:
-            continue
-        rules = rules_of[n.op]
-        if nested:
-            # rules compute with nodes, so an outer level sees this pass
-            ans: Any = n
-            args: Sequence[Any] = ps
-        else:
-            ans = n.value
-            args = [p.value for p in ps]
-        for i, p in enumerate(ps):
-            if p.level < floor:
-                continue
-            r = rules[i]
-            if r is None:
-                continue
-            c = r(g, ans, *args)
-            if debug:
-                _nonfinite(n, i, c)
-            old = ct.get(p)
-            ct[p] = c if old is None else old + c
-    return ct
-
-
-def _backward_floats(out: Node, nodes: Iterable[Node], floor: int, drop: bool) -> dict[Node, Any]:
-    # The first-order fast path: the same rules as _backward, called on plain
-    # floats, with the argument unpacking written out per arity because this
-    # loop is most of the time of a training step.
     ct: dict[Node, Any] = {out: 1.0}
     take = ct.pop if drop else ct.get
     get = ct.get
@@ -143,35 +109,30 @@ def _backward_floats(out: Node, nodes: Iterable[Node], floor: int, drop: bool) -
         if g is None:
             continue
         ps = n.parents
-        if len(ps) == 2:
+        # the arguments by arity: unpacking a list costs more than the rule
+        k = len(ps)
+        if k == 2:
             x, y = ps
-            rx, ry = rules_of[n.op]
-            ans, xv, yv = n.value, x.value, y.value
-            if x.level >= floor and rx is not None:
-                c = rx(g, ans, xv, yv)
-                old = get(x)
-                ct[x] = c if old is None else old + c
-            if y.level >= floor and ry is not None:
-                c = ry(g, ans, xv, yv)
-                old = get(y)
-                ct[y] = c if old is None else old + c
-        elif len(ps) == 1:
-            x = ps[0]
-            (rx,) = rules_of[n.op]
-            if x.level >= floor and rx is not None:
-                c = rx(g, n.value, x.value)
-                old = get(x)
-                ct[x] = c if old is None else old + c
-        elif ps:
-            rules = rules_of[n.op]
-            vals = [p.value for p in ps]
-            ans = n.value
-            for i, p in enumerate(ps):
-                r = rules[i]
-                if p.level >= floor and r is not None:
-                    c = r(g, ans, *vals)
-                    old = get(p)
-                    ct[p] = c if old is None else old + c
+            if nested:
+                ans, args = n, ps
+            else:
+                ans, args = n.value, (x.value, y.value)
+        elif k == 1:
+            ans, args = (n, ps) if nested else (n.value, (ps[0].value,))
+        elif k:
+            ans, args = (n, ps) if nested else (n.value, tuple([p.value for p in ps]))
+        else:
+            continue
+        i = 0
+        for r in rules_of[n.op]:
+            p = ps[i]
+            if r is not None and p.level >= floor:
+                c = r(g, ans, *args)
+                if debug:
+                    _nonfinite(n, i, c)
+                old = get(p)
+                ct[p] = c if old is None else old + c
+            i += 1
     return ct
 
 
@@ -180,7 +141,10 @@ def gradients(out: Node, wrt: Sequence[Node] | None = None) -> dict[Node, Any]:
 
     Every path counts: a node used in several places sums its contributions.
     Outside any ``grad`` the values are floats. Inside one they are computed
-    with nodes, so an enclosing ``grad`` can differentiate them.
+    with nodes, so an enclosing ``grad`` can differentiate them. A node in
+    ``wrt`` that ``out`` does not depend on gets ``0.0``; a constant in
+    ``wrt`` (:func:`fungrad.const`, a number lifted to a node) is an error,
+    since no derivative is ever taken with respect to a constant.
 
     >>> import fungrad as fg
     >>> a, b = fg.var(2.0, name="a"), fg.var(-3.0, name="b")
@@ -193,82 +157,129 @@ def gradients(out: Node, wrt: Sequence[Node] | None = None) -> dict[Node, Any]:
     {Node(2.0, name='a'): 2.0}
     """
     if out.__class__ is not Node:
-        raise TypeError(f"gradients: out must be a fungrad Node, got {type(out).__name__} {out!r:.80}")
+        raise TypeError(
+            f"gradients: out must be a fungrad Node, got {type(out).__name__} {out!r:.80}"
+            + ("; a plain number does not depend on anything" if expr.real_number(out) else "")
+        )
     cur = expr.current()
-    nested = cur.level > 0
-    floor = cur.level if nested else -1
+    nested = cur.active
+    floor = cur.level if nested else expr.CONST
     if wrt is not None:
+        if wrt.__class__ is Node or not isinstance(wrt, Iterable) or isinstance(wrt, (str, bytes, dict)):
+            raise TypeError(
+                f"gradients: wrt must be a list of fungrad Nodes, got {type(wrt).__name__}"
+                + (" (a single node: write wrt=[x])" if wrt.__class__ is Node else "")
+            )
         wrt = list(wrt)
         for i, w in enumerate(wrt):
             if w.__class__ is not Node:
                 raise TypeError(f"gradients: wrt[{i}] must be a fungrad Node, got {type(w).__name__} {w!r:.80}")
+            if w.level == expr.CONST:
+                raise ValueError(
+                    f"gradients: wrt[{i}] is a constant ({w!r:.60}): constants (fg.const, numbers lifted "
+                    "to nodes, functions of constants) are never differentiated; use fg.var for a variable"
+                )
         if wrt:
             floor = min(floor, min(w.level for w in wrt))
     order = toposort(out, floor)
-    ct = _backward(out, reversed(order), floor, nested, cur.debug, drop=False)
+    if nested or not cur.debug:
+        ct = _backward(out, reversed(order), floor, nested=nested, debug=cur.debug)
+    else:
+        ct = _float_pass(out, order, floor)
     if wrt is not None:
         return {w: ct.get(w, 0.0) for w in wrt}
     return {n: ct.get(n, 0.0) for n in reversed(order)}
+
+
+def _float_pass(out: Node, order: list[Node], floor: int) -> dict[Node, Any]:
+    # Under debug_nans at the root: the rules' own float arithmetic may pass
+    # through infinities on a branch that where() drops; the cotangents are
+    # what is checked, with a message that names the gradient
+    return contextvars.copy_context().run(_at_root, out, order, floor)
+
+
+def _at_root(out: Node, order: list[Node], floor: int) -> dict[Node, Any]:
+    expr._state.set(expr._ROOT)
+    return _backward(out, reversed(order), floor, debug=True)
+
+
+# --------------------------------------------------------------------------
+# The cyclic garbage collector during a transform
+#
+# fungrad's graphs have no reference cycles, so reference counting frees
+# them; the cyclic collector only rescans the growing live graph, which cost
+# about half of the time of a training step. So while a transform runs at the
+# root of some thread, collections of the youngest generation happen less
+# often: its threshold is raised (never set to 0, and the collector is never
+# switched off, so cycles made meanwhile are still collected). The state is
+# kept per thread and repaired on the next entry: a thread at the root has no
+# transform running, so whatever it had registered (an exit that a
+# KeyboardInterrupt skipped) is stale. The user's thresholds come back when
+# the last transform ends, unless the user changed them meanwhile.
+
+_GC_YOUNG = 50_000
+
+
+class _GCThreshold:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.threads: set[int] = set()
+        self.saved: tuple[int, int, int] | None = None
+        self.ours: tuple[int, int, int] | None = None
+
+    def enter(self) -> int:
+        me = threading.get_ident()
+        with self.lock:
+            if self.threads:
+                # repair: drop threads that have ended
+                live = {t.ident for t in threading.enumerate()}
+                self.threads &= live
+            self.threads.add(me)
+            cur = gc.get_threshold()
+            if cur != self.ours:
+                self.saved = cur
+                if cur[0] > 0 and cur[0] < _GC_YOUNG:
+                    self.ours = (_GC_YOUNG, cur[1], cur[2])
+                    gc.set_threshold(*self.ours)
+                else:
+                    self.ours = None  # the user turned automatic collection off, or set it higher
+        return me
+
+    def exit(self, me: int) -> None:
+        with self.lock:
+            self.threads.discard(me)
+            if not self.threads and self.saved is not None:
+                if gc.get_threshold() == self.ours:
+                    gc.set_threshold(*self.saved)
+                self.saved = self.ours = None
+
+
+_gc_state = _GCThreshold()
+
+
+def _outermost(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a transform's work with the collector's young threshold raised, at the root."""
+    if expr.current().active:
+        return fn(*args)
+    me = _gc_state.enter()
+    try:
+        return fn(*args)
+    finally:
+        _gc_state.exit(me)
 
 
 # --------------------------------------------------------------------------
 # Tracing a function at a new level
 
 
-class _PausedGC:
-    """Switch the cyclic garbage collector off while an outermost grad runs.
-
-    fungrad's graphs have no reference cycles, so reference counting frees
-    them; the cyclic collector only rescans the growing live graph, which cost
-    about half the time of a backward pass over a million nodes. Threads
-    share one collector: it comes back on when the last outermost grad ends,
-    and only if it was on when the first began.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.depth = 0
-        self.restore = False
-
-    def __enter__(self) -> None:
-        with self.lock:
-            if self.depth == 0:
-                self.restore = gc.isenabled()
-                gc.disable()
-            self.depth += 1
-
-    def __exit__(self, *exc: Any) -> None:
-        with self.lock:
-            self.depth -= 1
-            if self.depth == 0 and self.restore:
-                gc.enable()
-
-
-_paused_gc = _PausedGC()
-
-
-class _NoPause:
-    def __enter__(self) -> None:
-        pass
-
-    def __exit__(self, *exc: Any) -> None:
-        pass
-
-
-_no_pause = _NoPause()
-
-
-def _gc_guard() -> Any:
-    return _paused_gc if expr.current().level == 0 else _no_pause
-
-
 class _Traced:
     """One run of ``f`` at a fresh level: its inputs, output(s) and tape."""
 
-    __slots__ = ("result", "trace", "inputs", "treedefs", "skip", "nested")
+    __slots__ = ("result", "trace", "tape", "inputs", "treedefs", "skip", "nested")
 
     result: Any
     trace: Trace
+    tape: list[Node]
     inputs: list[list[Node]]
     treedefs: list[tree.TreeDef]
     skip: int
@@ -279,8 +290,11 @@ class _Traced:
         t = self.trace
         if out.__class__ is Node and out.level >= t.level:
             # the inputs head the tape; leaving them out keeps their cotangents
-            body = t.tape[self.skip :]
-            ct = _backward(out, reversed(body), t.level, self.nested, t.debug, drop=True)
+            body = self.tape[self.skip :]
+            if self.nested or not t.debug:
+                ct = _backward(out, reversed(body), t.level, nested=self.nested, debug=t.debug, drop=True)
+            else:
+                ct = _float_pass(out, body, t.level)
         else:
             ct = {}  # a constant output: every derivative is zero
         return [
@@ -294,8 +308,6 @@ def _argnums(argnums: int | Sequence[int], nargs: int, fname: str) -> tuple[int,
         raise ValueError(f"{fname}: argnums is empty; name at least one positional argument")
     out = []
     for a in nums:
-        if isinstance(a, bool) or not isinstance(a, int):
-            raise TypeError(f"{fname}: argnums must be an int or a tuple of ints, got {argnums!r}")
         if not -nargs <= a < nargs:
             raise ValueError(
                 f"{fname}: argnums={argnums!r} is out of range: the function was called with "
@@ -308,12 +320,22 @@ def _argnums(argnums: int | Sequence[int], nargs: int, fname: str) -> tuple[int,
     return tuple(out)
 
 
+def check_transform_args(f: Any, argnums: Any, fname: str) -> None:
+    """The checks every transform makes when it is created: a function, and ints for ``argnums``."""
+    if not callable(f):
+        raise TypeError(f"{fname}: expected a function to transform, got {type(f).__name__} {f!r:.60}")
+    nums = (argnums,) if isinstance(argnums, int) else argnums
+    ok = isinstance(nums, (tuple, list)) and all(isinstance(a, int) and not isinstance(a, bool) for a in nums)
+    if isinstance(argnums, bool) or not ok:
+        raise TypeError(f"{fname}: argnums must be an int or a tuple of ints, got {argnums!r:.60}")
+
+
 def _fresh(v: Any, argnum: int, path: tuple[Any, ...], fname: str) -> Node:
     c = v.__class__
     if c is Node:
         return expr.link(v)
-    if c is float or c is int or (isinstance(v, numbers.Real) and c is not bool):
-        return expr.var(float(v))
+    if expr.real_number(v):
+        return expr.var(expr._check_number(v, f"{fname}: argument {argnum}" + (f" at {tree.keystr(path)}" if path else "")))
     where = f"argument {argnum}" + (f" at {tree.keystr(path)}" if path else "")
     raise TypeError(
         f"{fname}: {where} is {c.__name__} {v!r:.60}; expected a real number (float or int) "
@@ -326,33 +348,33 @@ def _trace(
     f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], nums: tuple[int, ...], fname: str
 ) -> _Traced:
     parent = expr.current()
-    t = Trace(expr.new_level(), expr.new_tape(parent.debug), parent.debug, parent.jit)
-    token = expr.push(t)
+    t = expr.new_level()
     r = _Traced()
     r.trace = t
-    r.nested = parent.level > 0
-    try:
-        new = list(args)
-        r.inputs, r.treedefs = [], []
-        for a in nums:
-            pairs, td = tree.flatten_with_path(args[a])
-            xs = [_fresh(v, a, path, fname) for path, v in pairs]
-            r.inputs.append(xs)
-            r.treedefs.append(td)
-            new[a] = tree.unflatten(td, xs)
-        r.skip = len(t.tape)
-        r.result = f(*new, **kwargs)
-    finally:
-        expr.pop(token)
-        if parent.tape is not None:
-            # an outer level differentiates through what happened here
-            parent.tape.extend(t.tape)
+    r.tape = t.tape  # type: ignore[assignment]
+    r.nested = parent.active
+    expr.run_level(t, _run_traced, r, f, args, kwargs, nums, fname)
     return r
+
+
+def _run_traced(
+    r: _Traced, f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], nums: tuple[int, ...], fname: str
+) -> None:
+    new = list(args)
+    r.inputs, r.treedefs = [], []
+    for a in nums:
+        pairs, td = tree.flatten_with_path(args[a])
+        xs = [_fresh(v, a, path, fname) for path, v in pairs]
+        r.inputs.append(xs)
+        r.treedefs.append(td)
+        new[a] = tree.unflatten(td, xs)
+    r.skip = len(r.tape)
+    r.result = f(*new, **kwargs)
 
 
 def _scalar(out: Any, fname: str, has_aux: bool) -> Any:
     c = out.__class__
-    if c is Node or c is float or c is int or (isinstance(out, numbers.Real) and c is not bool):
+    if c is Node or expr.real_number(out):
         return out
     desc = f"{c.__name__}"
     if isinstance(out, (list, tuple, dict)):
@@ -369,6 +391,21 @@ def _scalar(out: Any, fname: str, has_aux: bool) -> Any:
 def _concrete(x: Any) -> Any:
     """Outside all levels a result leaves as floats, not nodes."""
     return tree.map(lambda v: v.value if v.__class__ is Node else v, x)
+
+
+def _split_aux(res: Any, has_aux: bool, fname: str) -> tuple[Any, Any]:
+    if not has_aux:
+        return res, None
+    if not (isinstance(res, tuple) and len(res) == 2):
+        got = f"{type(res).__name__}" + (f" of {len(res)} items" if isinstance(res, tuple) else "")
+        raise TypeError(f"{fname}: has_aux=True, so f must return a pair (output, aux); it returned {got}")
+    return res
+
+
+def _wraps(f: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    # names and docs only: copying f's __dict__ (functools.wraps does) would
+    # hand a wrapped transform's state, a jit cache say, to its wrapper
+    return functools.wraps(f, updated=())
 
 
 def value_and_grad(
@@ -392,23 +429,16 @@ def value_and_grad(
 def _value_and_grad(
     f: Callable[..., Any], argnums: int | Sequence[int], has_aux: bool, fname: str
 ) -> Callable[..., tuple[Any, Any]]:
+    check_transform_args(f, argnums, fname)
 
-    @functools.wraps(f)
+    @_wraps(f)
     def vg(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        with _gc_guard():
-            return run(args, kwargs)
+        return _outermost(run, args, kwargs)  # type: ignore[no-any-return]
 
     def run(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
         nums = _argnums(argnums, len(args), fname)
         r = _trace(f, args, kwargs, nums, fname)
-        res = r.result
-        if has_aux:
-            if not (isinstance(res, tuple) and len(res) == 2):
-                got = f"{type(res).__name__}" + (f" of {len(res)} items" if isinstance(res, tuple) else "")
-                raise TypeError(f"{fname}: has_aux=True, so f must return a pair (output, aux); it returned {got}")
-            out, aux = res
-        else:
-            out, aux = res, None
+        out, aux = _split_aux(r.result, has_aux, fname)
         out = _scalar(out, fname, has_aux)
         gs = r.grads(out)
         g = gs[0] if isinstance(argnums, int) else tuple(gs)
@@ -441,7 +471,7 @@ def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: bool 
     """
     vg = _value_and_grad(f, argnums, has_aux, "grad")
 
-    @functools.wraps(f)
+    @_wraps(f)
     def g(*args: Any, **kwargs: Any) -> Any:
         (value, g_) = vg(*args, **kwargs)
         if has_aux:
@@ -451,45 +481,74 @@ def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: bool 
     return g
 
 
-def jacobian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
-    """The derivatives of every output leaf of ``f`` with respect to its argument(s).
+def jacobian(
+    f: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: bool = False
+) -> Callable[..., Any]:
+    """The derivatives of every output leaf of ``f`` with respect to its argument(s) (reverse mode).
 
     The result has the structure of ``f``'s output, each leaf replaced by a
     gradient shaped like the argument (a tuple of them when ``argnums`` is a
-    tuple). One forward pass, one backward pass per output.
+    tuple). One forward pass, one backward pass per output. With
+    ``has_aux=True``, ``f`` returns ``(output, aux)`` and the result is
+    ``(jacobian, aux)``. :func:`jacrev` is the same function.
 
     >>> import fungrad as fg
     >>> fg.jacobian(lambda v: [v[0] * v[1], v[0] + 2 * v[1]])([3.0, 4.0])
     [[4.0, 3.0], [1.0, 2.0]]
+    >>> fg.jacobian(lambda x: ([x * x, 3 * x], "aux"), has_aux=True)(2.0)
+    ([4.0, 3.0], 'aux')
     """
-    fname = "jacobian"
+    return _jacobian(f, argnums, has_aux, "jacobian")
 
-    @functools.wraps(f)
+
+def _jacobian(f: Callable[..., Any], argnums: int | Sequence[int], has_aux: bool, fname: str) -> Callable[..., Any]:
+    check_transform_args(f, argnums, fname)
+
+    @_wraps(f)
     def jac(*args: Any, **kwargs: Any) -> Any:
-        with _gc_guard():
-            return run(args, kwargs)
+        return _outermost(run, args, kwargs)
 
     def run(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         nums = _argnums(argnums, len(args), fname)
         r = _trace(f, args, kwargs, nums, fname)
-        outs, td = tree.flatten(r.result)
+        res, aux = _split_aux(r.result, has_aux, fname)
+        outs, td = tree.flatten(res)
         rows = []
         for i, o in enumerate(outs):
-            c = o.__class__
-            if not (c is Node or c is float or c is int or (isinstance(o, numbers.Real) and c is not bool)):
-                raise TypeError(f"{fname}: output leaf {i} of f is {c.__name__} {o!r:.60}; expected a number or Node")
+            if not (o.__class__ is Node or expr.real_number(o)):
+                raise TypeError(
+                    f"{fname}: output leaf {i} of f is {type(o).__name__} {o!r:.60}; expected a number or Node"
+                )
             gs = r.grads(o)
             rows.append(gs[0] if isinstance(argnums, int) else tuple(gs))
-        return tree.unflatten(td, rows)
+        jac_ = tree.unflatten(td, rows)
+        if has_aux:
+            return jac_, (aux if r.nested else _concrete(aux))
+        return jac_
 
     return jac
 
 
-def hessian(f: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
-    """The matrix of second derivatives of scalar ``f``: ``jacobian(grad(f))``.
+jacrev = jacobian
+
+
+def hessian(
+    f: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: bool = False
+) -> Callable[..., Any]:
+    """The matrix of second derivatives of scalar ``f``: the Jacobian of its gradient.
+
+    With ``has_aux=True``, ``f`` returns ``(output, aux)`` and the result is
+    ``(hessian, aux)``.
 
     >>> import fungrad as fg
     >>> fg.hessian(lambda v: v[0] ** 2 * v[1])([3.0, 2.0])
     [[4.0, 6.0], [6.0, 0.0]]
     """
-    return jacobian(grad(f, argnums), argnums)
+    check_transform_args(f, argnums, "hessian")
+    inner = _value_and_grad(f, argnums, has_aux, "hessian")
+
+    def g(*args: Any, **kwargs: Any) -> Any:
+        v, gr = inner(*args, **kwargs)
+        return (gr, v[1]) if has_aux else gr
+
+    return _wraps(f)(_jacobian(g, argnums, has_aux, "hessian"))

@@ -1,14 +1,19 @@
-"""Expressions: frozen nodes, the table of primitives, and the ops that build graphs.
+"""Expressions: the table of primitives, frozen nodes, and the ops that build graphs.
+
+Read this module top-down: the :class:`Primitive` record and the table
+:data:`PRIMITIVES` come first, because everything else is derived from them.
+Each primitive is declared once, with its forward on floats and one VJP rule
+per argument, written with fungrad's own ops: the same rule runs on plain
+floats (the fast first-order path), on nodes (when an outer ``grad``
+differentiates through a backward pass) and, at a cotangent of 1, as the
+primitive's partial derivative in forward mode. The op functions
+(``fungrad.tan``), the unary :class:`Node` methods (``x.tan()``) and the
+exports are made from the table, so adding a primitive is one table entry.
 
 A :class:`Node` is an immutable record of one scalar value and how it was
 made: the primitive's name (``op``) and the nodes it was made from
-(``parents``). Nothing in a node ever changes; gradients live in the
-dictionaries that :mod:`fungrad.autodiff` returns, never on the nodes.
-
-Every primitive is declared once, in :data:`PRIMITIVES`, with its forward on
-floats and one VJP rule per argument. The rules are written with fungrad's own
-ops, so the same rule runs on plain floats (the fast first-order path) and on
-nodes (when an outer ``grad`` differentiates through a backward pass).
+(``parents``). Gradients live in the dictionaries that
+:mod:`fungrad.autodiff` returns, never on the nodes.
 
 >>> import fungrad as fg
 >>> x = fg.var(2.0, name="x")
@@ -21,409 +26,66 @@ True
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import inspect
 import itertools
 import math
 import numbers
-from contextvars import ContextVar
-from typing import Any, Callable, Iterator, NamedTuple, Union
+import threading
+from typing import Any, Callable, NamedTuple, Union
 
 import attrs
-
-__all__ = [
-    "Node",
-    "Primitive",
-    "PRIMITIVES",
-    "var",
-    "const",
-    "named",
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "neg",
-    "pow",
-    "exp",
-    "log",
-    "tanh",
-    "relu",
-    "sigmoid",
-    "sqrt",
-    "sin",
-    "cos",
-    "abs",
-    "sign",
-    "step",
-    "where",
-    "debug_nans",
-    "is_node",
-]
 
 _inf = math.inf
 _nan = math.nan
 _isfinite = math.isfinite
 _copysign = math.copysign
 
-
-# --------------------------------------------------------------------------
-# Trace state
-#
-# Each ``grad`` opens a trace level with a fresh, ever-increasing number. A
-# node records the level it was made at; a backward pass of level L walks the
-# nodes made at L or later (inner levels that finished inside L) and treats
-# older ones as constants. Constants made from numbers carry level -1, so they
-# are never walked by any grad. Nodes made inside a level are also appended to
-# its tape, which is a topological order for free.
-
-
-class Trace:
-    """The state every op consults: the current level, its tape and its checks."""
-
-    __slots__ = ("level", "tape", "debug", "jit")
-
-    def __init__(self, level: int, tape: list[Node] | None, debug: bool = False, jit: Any = None):
-        self.level = level
-        self.tape = tape
-        self.debug = debug
-        self.jit = jit  # a description of the jit trace in progress, or None
-
-    def __repr__(self) -> str:
-        return f"Trace(level={self.level}, debug={self.debug}, jit={self.jit is not None})"
-
-
-_ROOT = Trace(0, None)
-_state: ContextVar[Trace] = ContextVar("fungrad_trace", default=_ROOT)
-_get = _state.get
-_levels = itertools.count(1)
-
-
-def current() -> Trace:
-    """The trace state of this thread (or task)."""
-    return _get()
-
-
-def new_level() -> int:
-    """A fresh level number, larger than every one handed out before."""
-    return next(_levels)
-
-
-def push(trace: Trace) -> Any:
-    """Make ``trace`` current; returns a token for :func:`pop`."""
-    return _state.set(trace)
-
-
-def pop(token: Any) -> None:
-    """Restore the trace state saved by :func:`push`."""
-    _state.reset(token)
+Rule = Callable[..., Any]
 
 
 # --------------------------------------------------------------------------
-# Nodes
+# The record of a primitive
 
 
-class _Slots:
-    # The storage of a Node. Nodes are built as _Slots and then given the
-    # frozen class: plain slot stores plus one class switch cost about half of
-    # the frozen __init__, and node creation dominates eager time.
-    __slots__ = ("value", "op", "parents", "name", "level", "__weakref__")
+class Primitive(NamedTuple):
+    """A primitive op: its name, forward on floats, one VJP rule per argument, and docs.
 
-
-_new = object.__new__
-
-
-@attrs.frozen(eq=False, slots=True, weakref_slot=False, repr=False)
-class Node(_Slots):
-    """One scalar value in an expression graph, and how it was computed.
-
-    Nodes compare and hash by identity: two leaves holding the same number
-    are two different variables. ``op`` is ``''`` for a leaf, else the name
-    of a primitive in :data:`PRIMITIVES`; ``parents`` are the argument nodes.
+    A rule is called as ``rule(g, ans, *args)`` (the output cotangent, the
+    op's output and its inputs) and returns the cotangent of its argument,
+    computed with fungrad's ops so that it works on floats and on nodes.
+    ``None`` marks an argument with no derivative (a branch condition).
+    ``joint``, when set, computes every argument's cotangent at once
+    (``joint(g, ans, *args) -> tuple``); :func:`custom_vjp` uses it.
 
     >>> import fungrad as fg
-    >>> a = fg.var(2.0, name="a")
-    >>> b = a * a
-    >>> b.value, b.op, b.parents == (a, a), a.op, a.parents
-    (4.0, 'mul', True, '', ())
+    >>> p = fg.PRIMITIVES["mul"]
+    >>> p.name, p.params, p.label, p.arity
+    ('mul', ('a', 'b'), '*', 2)
+    >>> [rule(1.0, 6.0, 2.0, 3.0) for rule in p.vjp]    # d(a*b)/da = b, d/db = a
+    [3.0, 2.0]
     """
 
-    value: float
-    op: str = ""
-    parents: tuple[Node, ...] = ()
-    name: str = ""
-    level: int = 0
+    name: str
+    fwd: Callable[..., float]
+    vjp: tuple[Rule | None, ...]
+    label: str  # how drawings show the op
+    params: tuple[str, ...]  # the argument names, for signatures and docs
+    doc: str = ""  # the op function's docstring
+    derivative: str = ""  # the VJP rules as a formula, for the reference page
+    method: bool = False  # unary ops that are also Node methods (x.tanh())
+    public: bool = True  # exported as fungrad.<name>
+    joint: Rule | None = None
 
-    __fungrad_leaf__ = True  # a pytree leaf, though it is an attrs class
-
-    def __repr__(self) -> str:
-        # never recurse into parents: graphs can be a million nodes deep
-        extra = f", op={self.op!r}" if self.op else ""
-        if self.name:
-            extra += f", name={self.name!r}"
-        return f"Node({self.value!r}{extra})"
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec) if spec else repr(self)
-
-    # Comparisons read values, so Python control flow works in eager code.
-    # Under jit a value cannot be read at replay time, so they raise there.
-    def __lt__(self, other: Any) -> bool:
-        return _value_of(self, "<") < _value_of(other, "<")
-
-    def __le__(self, other: Any) -> bool:
-        return _value_of(self, "<=") <= _value_of(other, "<=")
-
-    def __gt__(self, other: Any) -> bool:
-        return _value_of(self, ">") > _value_of(other, ">")
-
-    def __ge__(self, other: Any) -> bool:
-        return _value_of(self, ">=") >= _value_of(other, ">=")
-
-    def __bool__(self) -> bool:
-        return _value_of(self, "bool()") != 0.0
-
-    def __float__(self) -> float:
-        return _value_of(self, "float()")
-
-    # the hot binary ops are written out: dispatch through _apply costs ~25%
-    def __add__(self, other: Any) -> Node:
-        if other.__class__ is not Node:
-            other = _lift(other)
-            if other is NotImplemented:
-                return other
-        t = _get()
-        n = _new(_Slots)
-        n.value = self.value + other.value
-        n.op = "add"
-        n.parents = (self, other)
-        n.name = ""
-        n.level = t.level
-        n.__class__ = Node
-        if t.tape is not None:
-            t.tape.append(n)
-        return n
-
-    def __radd__(self, other: Any) -> Node:
-        other = _lift(other)
-        if other is NotImplemented:
-            return other
-        return other.__add__(self)
-
-    def __sub__(self, other: Any) -> Node:
-        return _binary(_SUB, self, other)
-
-    def __rsub__(self, other: Any) -> Node:
-        return _binary(_SUB, other, self)
-
-    def __mul__(self, other: Any) -> Node:
-        if other.__class__ is not Node:
-            other = _lift(other)
-            if other is NotImplemented:
-                return other
-        t = _get()
-        n = _new(_Slots)
-        n.value = self.value * other.value
-        n.op = "mul"
-        n.parents = (self, other)
-        n.name = ""
-        n.level = t.level
-        n.__class__ = Node
-        if t.tape is not None:
-            t.tape.append(n)
-        return n
-
-    def __rmul__(self, other: Any) -> Node:
-        other = _lift(other)
-        if other is NotImplemented:
-            return other
-        return other.__mul__(self)
-
-    def __truediv__(self, other: Any) -> Node:
-        return _binary(_DIV, self, other)
-
-    def __rtruediv__(self, other: Any) -> Node:
-        return _binary(_DIV, other, self)
-
-    def __pow__(self, other: Any) -> Node:
-        return _binary(_POW, self, other)
-
-    def __rpow__(self, other: Any) -> Node:
-        return _binary(_POW, other, self)
-
-    def __neg__(self) -> Node:
-        return _unary(_NEG, self)
-
-    def __pos__(self) -> Node:
-        return self
-
-    def __abs__(self) -> Node:
-        return _unary(_ABS, self)
-
-    def exp(self) -> Node:
-        """``e ** self``."""
-        return _unary(_EXP, self)
-
-    def log(self) -> Node:
-        """Natural logarithm (``-inf`` at 0, ``nan`` below)."""
-        return _unary(_LOG, self)
-
-    def tanh(self) -> Node:
-        """Hyperbolic tangent."""
-        return _unary(_TANH, self)
-
-    def relu(self) -> Node:
-        """``max(self, 0)``; its derivative at 0 is 0."""
-        return _unary(_RELU, self)
-
-    def sigmoid(self) -> Node:
-        """The logistic function ``1 / (1 + exp(-self))``."""
-        return _unary(_SIGMOID, self)
-
-    def sqrt(self) -> Node:
-        """Square root (``nan`` below 0)."""
-        return _unary(_SQRT, self)
-
-    def sin(self) -> Node:
-        """Sine."""
-        return _unary(_SIN, self)
-
-    def cos(self) -> Node:
-        """Cosine."""
-        return _unary(_COS, self)
-
-    def abs(self) -> Node:
-        """Absolute value; its derivative at 0 is 0."""
-        return _unary(_ABS, self)
-
-    def named(self, name: str) -> Node:
-        """A node computed like this one, with a display name (see :func:`named`)."""
-        return named(self, name)
+    @property
+    def arity(self) -> int:
+        return len(self.params)
 
 
-_Number = Union[float, int]
-Scalar = Union[Node, float, int]
-
-
-def is_node(x: Any) -> bool:
-    """Whether ``x`` is a fungrad :class:`Node`.
-
-    >>> import fungrad as fg
-    >>> fg.is_node(fg.var(1.0)), fg.is_node(1.0)
-    (True, False)
-    """
-    return x.__class__ is Node
-
-
-def _value_of(x: Any, what: str) -> Any:
-    if x.__class__ is not Node:
-        return x
-    jit = _get().jit
-    if jit is not None and x.level >= jit:
-        raise TypeError(
-            f"{what} of a traced node under fungrad.jit: the value is not known when the "
-            "compiled replay runs, so Python control flow cannot depend on it. Use value-free "
-            "ops instead (fg.where(c, a, b) picks a where c > 0, fg.relu, abs, fg.sign), or "
-            "call the function without jit."
-        )
-    return x.value
-
-
-def _mk(value: float, op: str, parents: tuple[Node, ...], name: str = "", const: bool = False) -> Node:
-    t = _get()
-    n = _new(_Slots)
-    n.value = value
-    n.op = op
-    n.parents = parents
-    n.name = name
-    if const:
-        # A function of constants is a constant: no grad walks it, so none
-        # computes derivatives nobody asked for (log of a negative base in
-        # the exponent rule of pow, say). The hot + and * skip this check.
-        n.level = -1
-        n.__class__ = Node
-        if t.debug:
-            _check(n)
-        return n
-    n.level = t.level
-    n.__class__ = Node
-    if t.tape is not None:
-        t.tape.append(n)
-    return n
-
-
-def _check_number(x: Any, what: str) -> float:
-    if x.__class__ is float:
-        return x
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{what}: expected a real number (float or int), got {type(x).__name__} {x!r}")
-    return float(x)
-
-
-def _lift(x: Any) -> Any:
-    """A constant node for a number; NotImplemented for anything else."""
-    c = x.__class__
-    if c is float or c is int or (isinstance(x, numbers.Real) and c is not bool):
-        n = _new(_Slots)
-        n.value = float(x)
-        n.op = ""
-        n.parents = ()
-        n.name = ""
-        n.level = -1
-        n.__class__ = Node
-        return n
-    return NotImplemented
-
-
-def var(value: float, name: str = "") -> Node:
-    """A leaf node: a variable holding ``value``.
-
-    >>> import fungrad as fg
-    >>> x = fg.var(2.0, name="x")
-    >>> x.value, x.op, x.parents, x.name
-    (2.0, '', (), 'x')
-    """
-    v = _check_number(value, "fungrad.var")
-    if not isinstance(name, str):
-        raise TypeError(f"fungrad.var: name must be a str, got {type(name).__name__}")
-    return _mk(v, "", (), name)
-
-
-def const(value: float, name: str = "") -> Node:
-    """A leaf node that no ``grad`` differentiates with respect to.
-
-    Numbers mixed with nodes (``x * 3``) become constants like this.
-
-    >>> import fungrad as fg
-    >>> c = fg.const(3.0)
-    >>> fg.grad(lambda x: x * c)(2.0)
-    3.0
-    """
-    n = _lift(_check_number(value, "fungrad.const"))
-    if name:
-        return attrs.evolve(n, name=name)
-    return n
-
-
-def named(x: Node, name: str) -> Node:
-    """A node computed like ``x`` (same op, same parents) that carries ``name``.
-
-    Nothing is mutated: ``x`` keeps its own (empty or old) name, and the new
-    node is a new value in the graph. Use it where the name should show in
-    drawings and tables.
-
-    >>> import fungrad as fg
-    >>> a, b = fg.var(2.0, name="a"), fg.var(-3.0, name="b")
-    >>> e = (a * b).named("e")
-    >>> e.name, e.op, e.value
-    ('e', 'mul', -6.0)
-    """
-    if x.__class__ is not Node:
-        raise TypeError(f"named: expected a fungrad Node, got {type(x).__name__}")
-    if not isinstance(name, str):
-        raise TypeError(f"named: name must be a str, got {type(name).__name__}")
-    if not x.parents:
-        if x.level == -1:
-            return const(x.value, name)
-        return var(x.value, name)
-    return _mk(x.value, x.op, x.parents, name, x.level == -1)
+# Constants (numbers lifted to nodes, functions of constants) sit at this
+# level, below every trace level, so no grad ever walks them.
+CONST = -1
 
 
 # --------------------------------------------------------------------------
@@ -454,17 +116,49 @@ def _f_pow(a: float, b: float) -> float:
         return _nan  # negative base, non-integer power
 
 
-def _f_exp(a: float) -> float:
-    try:
-        return math.exp(a)
-    except OverflowError:
-        return _inf
+def _overflow_to(f: Callable[[float], float], big: Callable[[float], float]) -> Callable[[float], float]:
+    # math raises OverflowError where IEEE gives an infinity
+    def fwd(a: float) -> float:
+        try:
+            return f(a)
+        except OverflowError:
+            return big(a)
+
+    return fwd
+
+
+def _domain(f: Callable[[float], float]) -> Callable[[float], float]:
+    # math raises ValueError outside a function's domain, where IEEE gives nan
+    def fwd(a: float) -> float:
+        try:
+            return f(a)
+        except ValueError:
+            return _nan
+
+    return fwd
+
+
+def _to_inf(a: float) -> float:
+    return _inf
+
+
+def _signed_inf(a: float) -> float:
+    return _copysign(_inf, a)
+
+
+_f_exp = _overflow_to(math.exp, _to_inf)
 
 
 def _f_log(a: float) -> float:
     if a > 0.0:
         return math.log(a)
     return -_inf if a == 0.0 else _nan
+
+
+def _f_log1p(a: float) -> float:
+    if a > -1.0:
+        return math.log1p(a)
+    return -_inf if a == -1.0 else _nan
 
 
 def _f_sqrt(a: float) -> float:
@@ -475,22 +169,13 @@ def _f_sigmoid(a: float) -> float:
     return 1.0 / (1.0 + _f_exp(-a))
 
 
+def _f_softplus(a: float) -> float:
+    # PyTorch's softplus with beta=1, threshold=20
+    return a if a > 20.0 else math.log1p(_f_exp(a))
+
+
 def _f_relu(a: float) -> float:
     return 0.0 if a < 0.0 else a  # keeps -0.0 and nan, as PyTorch does
-
-
-def _f_sin(a: float) -> float:
-    try:
-        return math.sin(a)
-    except ValueError:
-        return _nan
-
-
-def _f_cos(a: float) -> float:
-    try:
-        return math.cos(a)
-    except ValueError:
-        return _nan
 
 
 def _f_sign(a: float) -> float:
@@ -505,265 +190,38 @@ def _f_where(c: float, a: float, b: float) -> float:
     return a if c > 0.0 else b
 
 
-# --------------------------------------------------------------------------
-# The op functions: a plain float for plain numbers, a node otherwise.
-# VJP rules below call these, so they run on floats and on nodes alike.
+def _f_maximum(a: float, b: float) -> float:
+    if a != a or b != b:
+        return _nan
+    return b if a < b else a
 
 
-def _binary(p: Primitive, a: Any, b: Any) -> Any:
-    ca, cb = a.__class__ is Node, b.__class__ is Node
-    if not ca and not cb:
-        return p.fwd(_check_number(a, p.name), _check_number(b, p.name))
-    if not ca:
-        a = _lift(a)
-        if a is NotImplemented:
-            return a
-    if not cb:
-        b = _lift(b)
-        if b is NotImplemented:
-            return b
-    return _mk(p.fwd(a.value, b.value), p.name, (a, b), "", a.level + b.level == -2)
+def _f_minimum(a: float, b: float) -> float:
+    if a != a or b != b:
+        return _nan
+    return b if b < a else a
 
 
-def _apply(p: Primitive, args: tuple[Any, ...]) -> Any:
-    if not any(a.__class__ is Node for a in args):
-        return p.fwd(*[_check_number(a, p.name) for a in args])
-    nodes = []
-    const = True
-    for a in args:
-        if a.__class__ is not Node:
-            a = _lift(a)
-            if a is NotImplemented:
-                raise TypeError(f"{p.name}: expected numbers or fungrad nodes, got {type(a).__name__}")
-        elif a.level != -1:
-            const = False
-        nodes.append(a)
-    return _mk(p.fwd(*[a.value for a in nodes]), p.name, tuple(nodes), "", const)
+def _f_share(a: float, b: float) -> float:
+    # PyTorch's split of maximum's gradient: all of it to the larger
+    # argument, half to each at a tie, all to both when one is nan
+    if a < b:
+        return 0.0
+    return 0.5 if a == b else 1.0
 
 
-def _unary(p: Primitive, x: Node) -> Node:
-    return _mk(p.fwd(x.value), p.name, (x,), "", x.level == -1)
-
-
-def add(a: Scalar, b: Scalar) -> Scalar:
-    """``a + b``.
-
-    >>> import fungrad as fg
-    >>> fg.add(1.0, 2.0)
-    3.0
-    """
-    return _binary(_ADD, a, b)
-
-
-def sub(a: Scalar, b: Scalar) -> Scalar:
-    """``a - b``.
-
-    >>> import fungrad as fg
-    >>> fg.sub(1.0, 2.0)
-    -1.0
-    """
-    return _binary(_SUB, a, b)
-
-
-def mul(a: Scalar, b: Scalar) -> Scalar:
-    """``a * b``.
-
-    >>> import fungrad as fg
-    >>> fg.mul(2.0, 3.0)
-    6.0
-    """
-    return _binary(_MUL, a, b)
-
-
-def div(a: Scalar, b: Scalar) -> Scalar:
-    """``a / b`` by IEEE-754: ``1/0`` is ``inf``, ``0/0`` is ``nan``, nothing raises.
-
-    >>> import fungrad as fg
-    >>> fg.div(1.0, 0.0), fg.div(-1.0, 0.0), fg.div(1.0, -0.0)
-    (inf, -inf, -inf)
-    """
-    return _binary(_DIV, a, b)
-
-
-def pow(a: Scalar, b: Scalar) -> Scalar:
-    """``a ** b``; a negative base to a non-integer power is ``nan``, overflow is ``inf``.
-
-    >>> import fungrad as fg
-    >>> fg.pow(2.0, 10), fg.pow(-8.0, 1 / 3), fg.pow(0.0, -1.0), fg.pow(10.0, 400)
-    (1024.0, nan, inf, inf)
-    """
-    return _binary(_POW, a, b)
-
-
-def neg(a: Scalar) -> Scalar:
-    """``-a``.
-
-    >>> import fungrad as fg
-    >>> fg.neg(2.0)
-    -2.0
-    """
-    return _apply(_NEG, (a,))
-
-
-def exp(x: Scalar) -> Scalar:
-    """``e ** x`` (``inf`` past about 709.78).
-
-    >>> import fungrad as fg
-    >>> fg.exp(0.0), fg.exp(1000.0)
-    (1.0, inf)
-    """
-    return _apply(_EXP, (x,))
-
-
-def log(x: Scalar) -> Scalar:
-    """Natural logarithm: ``log(0)`` is ``-inf``, ``log(-1)`` is ``nan``.
-
-    >>> import fungrad as fg
-    >>> fg.log(1.0), fg.log(0.0), fg.log(-1.0)
-    (0.0, -inf, nan)
-    """
-    return _apply(_LOG, (x,))
-
-
-def tanh(x: Scalar) -> Scalar:
-    """Hyperbolic tangent.
-
-    >>> import fungrad as fg
-    >>> fg.tanh(0.0), fg.tanh(1000.0)
-    (0.0, 1.0)
-    """
-    return _apply(_TANH, (x,))
-
-
-def relu(x: Scalar) -> Scalar:
-    """``max(x, 0)``; its derivative at 0 is 0 (as in PyTorch).
-
-    >>> import fungrad as fg
-    >>> fg.relu(-2.0), fg.relu(3.0), fg.grad(fg.relu)(0.0)
-    (0.0, 3.0, 0.0)
-    """
-    return _apply(_RELU, (x,))
-
-
-def sigmoid(x: Scalar) -> Scalar:
-    """The logistic function ``1 / (1 + exp(-x))``; never overflows.
-
-    >>> import fungrad as fg
-    >>> fg.sigmoid(0.0), fg.sigmoid(-1000.0), fg.sigmoid(1000.0)
-    (0.5, 0.0, 1.0)
-    """
-    return _apply(_SIGMOID, (x,))
-
-
-def sqrt(x: Scalar) -> Scalar:
-    """Square root; ``nan`` below 0.
-
-    >>> import fungrad as fg
-    >>> fg.sqrt(4.0), fg.sqrt(-1.0)
-    (2.0, nan)
-    """
-    return _apply(_SQRT, (x,))
-
-
-def sin(x: Scalar) -> Scalar:
-    """Sine.
-
-    >>> import fungrad as fg
-    >>> fg.sin(0.0)
-    0.0
-    """
-    return _apply(_SIN, (x,))
-
-
-def cos(x: Scalar) -> Scalar:
-    """Cosine.
-
-    >>> import fungrad as fg
-    >>> fg.cos(0.0)
-    1.0
-    """
-    return _apply(_COS, (x,))
-
-
-def abs(x: Scalar) -> Scalar:
-    """Absolute value; its derivative at 0 is 0 (as in PyTorch).
-
-    >>> import fungrad as fg
-    >>> fg.abs(-2.0), fg.grad(fg.abs)(0.0)
-    (2.0, 0.0)
-    """
-    return _apply(_ABS, (x,))
-
-
-def sign(x: Scalar) -> Scalar:
-    """-1, 0 or 1 by the sign of ``x``; its derivative is 0 everywhere.
-
-    >>> import fungrad as fg
-    >>> fg.sign(-3.0), fg.sign(0.0), fg.sign(2.0)
-    (-1.0, 0.0, 1.0)
-    """
-    return _apply(_SIGN, (x,))
-
-
-def step(x: Scalar) -> Scalar:
-    """1 where ``x > 0``, else 0; its derivative is 0 everywhere.
-
-    >>> import fungrad as fg
-    >>> fg.step(0.5), fg.step(0.0)
-    (1.0, 0.0)
-    """
-    return _apply(_STEP, (x,))
-
-
-def where(c: Scalar, a: Scalar, b: Scalar) -> Scalar:
-    """``a`` where ``c > 0``, else ``b``, decided from the value of ``c`` when it runs.
-
-    This is the branch to use under :func:`fungrad.jit`: the choice is made
-    again from the new values on every replay. The derivative flows to the
-    chosen branch only; ``c`` gets none.
-
-    >>> import fungrad as fg
-    >>> fg.where(1.0, 10.0, 20.0), fg.where(-1.0, 10.0, 20.0)
-    (10.0, 20.0)
-    >>> fg.grad(lambda x: fg.where(x, x * x, -x))(3.0)
-    6.0
-    """
-    return _apply(_WHERE, (c, a, b))
+def _identity(a: float) -> float:
+    return a
 
 
 # --------------------------------------------------------------------------
-# The table of primitives
-
-
-Rule = Callable[..., Any]
-
-
-class Primitive(NamedTuple):
-    """A primitive op: its name, its forward on floats and one VJP rule per argument.
-
-    A rule is called as ``rule(g, ans, *args)`` (the output cotangent, the
-    op's output and its inputs) and returns the cotangent of its argument.
-    ``None`` marks an argument with no derivative (a branch condition).
-    """
-
-    name: str
-    fwd: Callable[..., float]
-    vjp: tuple[Rule | None, ...]
-    label: str  # how drawings show the op
-
-    @property
-    def arity(self) -> int:
-        return len(self.vjp)
-
-
-def _prim(name: str, fwd: Callable[..., float], label: str, *vjp: Rule | None) -> Primitive:
-    return Primitive(name, fwd, tuple(vjp), label)
-
-
+# VJP rules that need more than one line. Each mirrors PyTorch's
+# derivatives.yaml, so that values at edges (zeros, infinities, kinks) agree.
+#
 # The branch a where() does not pick is computed too, and its derivative is
 # multiplied by zero: 0 * inf would make nan of a higher derivative (and
 # debug_nans would stop at the unused inf). So the unpicked branch gets a
-# harmless input instead (x = 1), as with JAX's "double where".
+# harmless input instead, as with JAX's "double where".
 
 
 def _pow_dx(g: Any, ans: Any, x: Any, y: Any) -> Any:
@@ -778,56 +236,1165 @@ def _pow_dy(g: Any, ans: Any, x: Any, y: Any) -> Any:
     return g * where(c, ans * log(where(c, x, 1.0)), 0.0)
 
 
-# Each rule mirrors PyTorch's derivatives.yaml, so that values at edges
-# (zeros, infinities, kinks) agree with it.
-PRIMITIVES: dict[str, Primitive] = {
-    p.name: p
-    for p in (
-        _prim("add", lambda a, b: a + b, "+", lambda g, ans, x, y: g, lambda g, ans, x, y: g),
-        _prim("sub", lambda a, b: a - b, "-", lambda g, ans, x, y: g, lambda g, ans, x, y: -g),
-        _prim("mul", lambda a, b: a * b, "*", lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x),
-        _prim(
-            "div",
-            _f_div,
-            "/",
-            lambda g, ans, x, y: div(g, y),
-            lambda g, ans, x, y: -g * div(div(x, y), y),
-        ),
-        _prim("pow", _f_pow, "**", _pow_dx, _pow_dy),
-        _prim("neg", lambda a: -a, "-", lambda g, ans, x: -g),
-        _prim("exp", _f_exp, "exp", lambda g, ans, x: g * ans),
-        _prim("log", _f_log, "log", lambda g, ans, x: div(g, x)),
-        _prim("tanh", math.tanh, "tanh", lambda g, ans, x: g * (1.0 - ans * ans)),
-        _prim("relu", _f_relu, "relu", lambda g, ans, x: where(ans, g, 0.0)),
-        _prim("sigmoid", _f_sigmoid, "sigmoid", lambda g, ans, x: g * (1.0 - ans) * ans),
-        _prim("sqrt", _f_sqrt, "sqrt", lambda g, ans, x: div(g, 2.0 * ans)),
-        _prim("sin", _f_sin, "sin", lambda g, ans, x: g * cos(x)),
-        _prim("cos", _f_cos, "cos", lambda g, ans, x: g * -sin(x)),
-        _prim("abs", math.fabs, "abs", lambda g, ans, x: g * sign(x)),
-        _prim("sign", _f_sign, "sign", None),
-        _prim("step", _f_step, "step", None),
-        _prim(
-            "where",
-            _f_where,
-            "where",
-            None,
-            lambda g, ans, c, a, b: where(c, g, 0.0),
-            lambda g, ans, c, a, b: where(c, 0.0, g),
-        ),
-        # the input of a nested grad, linked to the outer node it stands for
-        _prim("link", lambda a: a, "link", lambda g, ans, x: g),
-    )
-}
+def _softplus_dx(g: Any, ans: Any, x: Any) -> Any:
+    big = x - 20.0
+    z = exp(where(big, 0.0, x))
+    return where(big, g, div(g * z, z + 1.0))
 
-_ADD, _SUB, _MUL, _DIV, _POW = (PRIMITIVES[k] for k in ("add", "sub", "mul", "div", "pow"))
-_NEG, _EXP, _LOG, _TANH, _RELU = (PRIMITIVES[k] for k in ("neg", "exp", "log", "tanh", "relu"))
-_SIGMOID, _SQRT, _SIN, _COS, _ABS = (PRIMITIVES[k] for k in ("sigmoid", "sqrt", "sin", "cos", "abs"))
-_SIGN, _STEP, _WHERE = (PRIMITIVES[k] for k in ("sign", "step", "where"))
+
+def _rsqrt_1mx2(x: Any) -> Any:
+    return div(1.0, sqrt(1.0 - x * x))
+
+
+def _atan2_recip(y: Any, x: Any) -> Any:
+    return div(1.0, y * y + x * x)
+
+
+def _share_rule(first: int) -> Rule:
+    # maximum and minimum: the cotangent times the share of argument `first`
+    def rule(g: Any, ans: Any, a: Any, b: Any) -> Any:
+        s = share(a, b) if first == 0 else share(b, a)
+        return where(s, g * s, 0.0)
+
+    return rule
+
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+# --------------------------------------------------------------------------
+# The table of primitives
+
+
+def _p(
+    name: str,
+    params: str,
+    fwd: Callable[..., float],
+    label: str,
+    vjp: tuple[Rule | None, ...],
+    derivative: str,
+    doc: str,
+    *,
+    method: bool = False,
+    public: bool = True,
+) -> Primitive:
+    return Primitive(name, fwd, vjp, label, tuple(params.split()), doc, derivative, method, public)
+
+
+PRIMITIVES: dict[str, Primitive] = {}
+"""Every primitive by name: the one place where an op is declared."""
+
+_TABLE = [
+    _p("add", "a b", lambda a, b: a + b, "+", (lambda g, ans, x, y: g, lambda g, ans, x, y: g),
+       "g, g", """``a + b``.
+
+    >>> import fungrad as fg
+    >>> fg.add(1.0, 2.0)
+    3.0
+    """),
+    _p("sub", "a b", lambda a, b: a - b, "-", (lambda g, ans, x, y: g, lambda g, ans, x, y: -g),
+       "g, -g", """``a - b``.
+
+    >>> import fungrad as fg
+    >>> fg.sub(1.0, 2.0)
+    -1.0
+    """),
+    _p("mul", "a b", lambda a, b: a * b, "*", (lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x),
+       "g*b, g*a", """``a * b``.
+
+    >>> import fungrad as fg
+    >>> fg.mul(2.0, 3.0)
+    6.0
+    """),
+    _p("div", "a b", _f_div, "/",
+       (lambda g, ans, x, y: div(g, y), lambda g, ans, x, y: -g * div(div(x, y), y)),
+       "g/b, -g*(a/b)/b", """``a / b`` by IEEE-754: ``1/0`` is ``inf``, ``0/0`` is ``nan``, nothing raises.
+
+    >>> import fungrad as fg
+    >>> fg.div(1.0, 0.0), fg.div(-1.0, 0.0), fg.div(1.0, -0.0)
+    (inf, -inf, -inf)
+    """),
+    _p("pow", "a b", _f_pow, "**", (_pow_dx, _pow_dy),
+       "g*b*a**(b-1) (0 where b = 0), g*ans*log(a) (0 where a = 0 and b >= 0)",
+       """``a ** b``; a negative base to a non-integer power is ``nan``, overflow is ``inf``.
+
+    >>> import fungrad as fg
+    >>> fg.pow(2.0, 10), fg.pow(-8.0, 1 / 3), fg.pow(0.0, -1.0), fg.pow(10.0, 400)
+    (1024.0, nan, inf, inf)
+    """),
+    _p("neg", "a", lambda a: -a, "-", (lambda g, ans, x: -g,), "-g", """``-a``.
+
+    >>> import fungrad as fg
+    >>> fg.neg(2.0)
+    -2.0
+    """),
+    _p("exp", "x", _f_exp, "exp", (lambda g, ans, x: g * ans,), "g*exp(x)",
+       """``e ** x`` (``inf`` past about 709.78).
+
+    >>> import fungrad as fg
+    >>> fg.exp(0.0), fg.exp(1000.0)
+    (1.0, inf)
+    """, method=True),
+    _p("log", "x", _f_log, "log", (lambda g, ans, x: div(g, x),), "g/x",
+       """Natural logarithm: ``log(0)`` is ``-inf``, ``log(-1)`` is ``nan``.
+
+    >>> import fungrad as fg
+    >>> fg.log(1.0), fg.log(0.0), fg.log(-1.0)
+    (0.0, -inf, nan)
+    """, method=True),
+    _p("tanh", "x", math.tanh, "tanh", (lambda g, ans, x: g * (1.0 - ans * ans),), "g*(1 - tanh(x)**2)",
+       """Hyperbolic tangent.
+
+    >>> import fungrad as fg
+    >>> fg.tanh(0.0), fg.tanh(1000.0)
+    (0.0, 1.0)
+    """, method=True),
+    _p("relu", "x", _f_relu, "relu", (lambda g, ans, x: where(ans, g, 0.0),), "g where x > 0, else 0",
+       """``max(x, 0)``; its derivative at 0 is 0 (as in PyTorch).
+
+    >>> import fungrad as fg
+    >>> fg.relu(-2.0), fg.relu(3.0), fg.grad(fg.relu)(0.0)
+    (0.0, 3.0, 0.0)
+    """, method=True),
+    _p("sigmoid", "x", _f_sigmoid, "sigmoid", (lambda g, ans, x: g * (1.0 - ans) * ans,),
+       "g*(1 - sigmoid(x))*sigmoid(x)", """The logistic function ``1 / (1 + exp(-x))``; never overflows.
+
+    >>> import fungrad as fg
+    >>> fg.sigmoid(0.0), fg.sigmoid(-1000.0), fg.sigmoid(1000.0)
+    (0.5, 0.0, 1.0)
+    """, method=True),
+    _p("sqrt", "x", _f_sqrt, "sqrt", (lambda g, ans, x: div(g, 2.0 * ans),), "g/(2*sqrt(x))",
+       """Square root; ``nan`` below 0.
+
+    >>> import fungrad as fg
+    >>> fg.sqrt(4.0), fg.sqrt(-1.0)
+    (2.0, nan)
+    """, method=True),
+    _p("sin", "x", _domain(math.sin), "sin", (lambda g, ans, x: g * cos(x),), "g*cos(x)", """Sine.
+
+    >>> import fungrad as fg
+    >>> fg.sin(0.0), fg.sin(float("inf"))
+    (0.0, nan)
+    """, method=True),
+    _p("cos", "x", _domain(math.cos), "cos", (lambda g, ans, x: g * -sin(x),), "-g*sin(x)", """Cosine.
+
+    >>> import fungrad as fg
+    >>> fg.cos(0.0)
+    1.0
+    """, method=True),
+    _p("tan", "x", _domain(math.tan), "tan", (lambda g, ans, x: g * (1.0 + ans * ans),), "g*(1 + tan(x)**2)",
+       """Tangent.
+
+    >>> import fungrad as fg
+    >>> fg.tan(0.0), fg.grad(fg.tan)(0.0)
+    (0.0, 1.0)
+    """, method=True),
+    _p("asin", "x", _domain(math.asin), "asin", (lambda g, ans, x: g * _rsqrt_1mx2(x),), "g/sqrt(1 - x**2)",
+       """Arcsine; ``nan`` outside [-1, 1].
+
+    >>> import fungrad as fg
+    >>> fg.asin(1.0) == fg.acos(-1.0) / 2, fg.asin(2.0)
+    (True, nan)
+    """, method=True),
+    _p("acos", "x", _domain(math.acos), "acos", (lambda g, ans, x: g * -_rsqrt_1mx2(x),), "-g/sqrt(1 - x**2)",
+       """Arccosine; ``nan`` outside [-1, 1].
+
+    >>> import fungrad as fg
+    >>> fg.acos(1.0), fg.grad(fg.acos)(0.0)
+    (0.0, -1.0)
+    """, method=True),
+    _p("atan", "x", math.atan, "atan", (lambda g, ans, x: div(g, x * x + 1.0),), "g/(x**2 + 1)",
+       """Arctangent.
+
+    >>> import fungrad as fg
+    >>> fg.atan(0.0), fg.grad(fg.atan)(1.0)
+    (0.0, 0.5)
+    """, method=True),
+    _p("atan2", "y x", math.atan2, "atan2",
+       (lambda g, ans, y, x: g * x * _atan2_recip(y, x), lambda g, ans, y, x: g * -y * _atan2_recip(y, x)),
+       "g*x/(x**2 + y**2), -g*y/(x**2 + y**2)", """The angle of the point ``(x, y)``: ``atan(y / x)`` in the right quadrant.
+
+    Its derivative at the origin is ``nan``, as in PyTorch.
+
+    >>> import fungrad as fg
+    >>> fg.atan2(1.0, -1.0), fg.grad(fg.atan2, argnums=(0, 1))(1.0, 1.0)
+    (2.356194490192345, (0.5, -0.5))
+    """),
+    _p("sinh", "x", _overflow_to(math.sinh, _signed_inf), "sinh", (lambda g, ans, x: g * cosh(x),), "g*cosh(x)",
+       """Hyperbolic sine (``±inf`` on overflow).
+
+    >>> import fungrad as fg
+    >>> fg.sinh(0.0), fg.sinh(-1000.0)
+    (0.0, -inf)
+    """, method=True),
+    _p("cosh", "x", _overflow_to(math.cosh, _to_inf), "cosh", (lambda g, ans, x: g * sinh(x),), "g*sinh(x)",
+       """Hyperbolic cosine (``inf`` on overflow).
+
+    >>> import fungrad as fg
+    >>> fg.cosh(0.0), fg.cosh(-1000.0)
+    (1.0, inf)
+    """, method=True),
+    _p("log1p", "x", _f_log1p, "log1p", (lambda g, ans, x: div(g, x + 1.0),), "g/(x + 1)",
+       """``log(1 + x)``, exact for tiny ``x``; ``-inf`` at -1, ``nan`` below.
+
+    >>> import fungrad as fg
+    >>> fg.log1p(1e-20), fg.log1p(-1.0), fg.log1p(-2.0)
+    (1e-20, -inf, nan)
+    """, method=True),
+    _p("expm1", "x", _overflow_to(math.expm1, _to_inf), "expm1", (lambda g, ans, x: g * (ans + 1.0),),
+       "g*(expm1(x) + 1)", """``exp(x) - 1``, exact for tiny ``x``.
+
+    >>> import fungrad as fg
+    >>> fg.expm1(1e-20), fg.expm1(1000.0)
+    (1e-20, inf)
+    """, method=True),
+    _p("erf", "x", math.erf, "erf", (lambda g, ans, x: _TWO_OVER_SQRT_PI * exp(-(x * x)) * g,),
+       "2/sqrt(pi)*exp(-x**2)*g", """The error function.
+
+    >>> import fungrad as fg
+    >>> fg.erf(0.0), fg.erf(float("inf")), fg.grad(fg.erf)(0.0) == 2 / 3.141592653589793 ** 0.5
+    (0.0, 1.0, True)
+    """, method=True),
+    _p("softplus", "x", _f_softplus, "softplus", (_softplus_dx,), "g*sigmoid(x) (g where x > 20)",
+       """``log(1 + exp(x))``, and ``x`` itself past 20, as PyTorch's ``softplus``.
+
+    >>> import fungrad as fg
+    >>> fg.softplus(0.0), fg.softplus(1000.0), fg.softplus(-1000.0)
+    (0.6931471805599453, 1000.0, 0.0)
+    """, method=True),
+    _p("abs", "x", math.fabs, "abs", (lambda g, ans, x: g * sign(x),), "g*sign(x)",
+       """Absolute value; its derivative at 0 is 0 (as in PyTorch).
+
+    >>> import fungrad as fg
+    >>> fg.abs(-2.0), fg.grad(fg.abs)(0.0)
+    (2.0, 0.0)
+    """, method=True),
+    _p("maximum", "a b", _f_maximum, "max", (_share_rule(0), _share_rule(1)),
+       "g to the larger argument, g/2 to each at a tie", """The larger of ``a`` and ``b`` (``nan`` if either is).
+
+    At a tie each argument gets half of the gradient, as in PyTorch.
+
+    >>> import fungrad as fg
+    >>> fg.maximum(1.0, 2.0), fg.grad(fg.maximum, argnums=(0, 1))(3.0, 3.0)
+    (2.0, (0.5, 0.5))
+    """),
+    _p("minimum", "a b", _f_minimum, "min", (_share_rule(1), _share_rule(0)),
+       "g to the smaller argument, g/2 to each at a tie", """The smaller of ``a`` and ``b`` (``nan`` if either is).
+
+    At a tie each argument gets half of the gradient, as in PyTorch.
+
+    >>> import fungrad as fg
+    >>> fg.minimum(1.0, 2.0), fg.grad(fg.minimum)(1.0, 2.0)
+    (1.0, 1.0)
+    """),
+    _p("sign", "x", _f_sign, "sign", (None,), "0", """-1, 0 or 1 by the sign of ``x``; its derivative is 0 everywhere.
+
+    >>> import fungrad as fg
+    >>> fg.sign(-3.0), fg.sign(0.0), fg.sign(2.0)
+    (-1.0, 0.0, 1.0)
+    """),
+    _p("step", "x", _f_step, "step", (None,), "0", """1 where ``x > 0``, else 0; its derivative is 0 everywhere.
+
+    >>> import fungrad as fg
+    >>> fg.step(0.5), fg.step(0.0)
+    (1.0, 0.0)
+    """),
+    _p("share", "a b", _f_share, "share", (None, None), "0, 0",
+       """How :func:`maximum` splits a gradient onto ``a``: 1 if ``a > b``, 0.5 at a tie, 0 if ``a < b``.
+
+    It is 1 when either argument is ``nan``, so that, as in PyTorch, both
+    arguments of a ``nan`` maximum get the whole gradient.
+
+    >>> from fungrad.expr import share
+    >>> share(2.0, 1.0), share(1.0, 1.0), share(1.0, 2.0)
+    (1.0, 0.5, 0.0)
+    """, public=False),
+    _p("where", "c a b", _f_where, "where",
+       (None, lambda g, ans, c, a, b: where(c, g, 0.0), lambda g, ans, c, a, b: where(c, 0.0, g)),
+       "0, g where c > 0, g where c <= 0",
+       """``a`` where ``c > 0``, else ``b``, decided from the value of ``c`` when it runs.
+
+    This is the branch to use under :func:`fungrad.jit`: the choice is made
+    again from the new values on every replay. The derivative flows to the
+    chosen branch only; ``c`` gets none.
+
+    >>> import fungrad as fg
+    >>> fg.where(1.0, 10.0, 20.0), fg.where(-1.0, 10.0, 20.0)
+    (10.0, 20.0)
+    >>> fg.grad(lambda x: fg.where(x, x * x, -x))(3.0)
+    6.0
+    """),
+    _p("stop_gradient", "x", _identity, "stop", (None,), "0",
+       """The value of ``x``, with derivative 0 through it.
+
+    Unlike reading ``x.value``, the result stays in the graph: ``jit``
+    replays it with the new value of ``x`` instead of baking one number in,
+    and drawings show it.
+
+    >>> import fungrad as fg
+    >>> fg.grad(lambda x: x * fg.stop_gradient(x))(3.0)     # d/dx of x * c, with c = x
+    3.0
+    """),
+    # the input of a nested grad, linked to the outer node it stands for
+    _p("link", "x", _identity, "link", (lambda g, ans, x: g,), "g", """The input of a nested grad.
+
+    A node of the current level standing for ``x``, with derivative 1.
+    """, public=False),
+]
+
+# the forward and the rules of every op, by name, for the hot loops
+FWD: dict[str, Callable[..., float]] = {}
+RULES: dict[str, tuple[Rule | None, ...]] = {}
+_registry_lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------
+# Trace state
+#
+# Each transform (grad, jit, jvp, ...) runs its function at a new trace
+# level with a fresh, ever-increasing number. A node records the level it was
+# made at; a backward pass of level L walks the nodes made at L or later
+# (inner levels that finished inside L) and treats older ones as constants.
+# Nodes made inside a level are also appended to its tape, which is a
+# topological order for free.
+#
+# A level runs inside a copy of the caller's context (contextvars), so that
+# the caller's state comes back by itself when the level ends, however it
+# ends (an exception, a KeyboardInterrupt at any statement); and when a level
+# ends its tape is dropped, so that a context copied inside it (a generator,
+# an asyncio callback) can no longer record into it.
+
+
+class Trace:
+    """The trace state every op consults.
+
+    ``level`` numbers the innermost open transform (0 at the root); ``tape``
+    lists the nodes made at that level in order (``None`` at the root and once
+    the level has ended); ``debug`` is on inside :class:`debug_nans`;
+    ``jit_level`` is the level of the ``jit`` trace in progress, or ``None``;
+    ``chain`` holds the levels open in this context (this one and the ones
+    around it).
+    """
+
+    __slots__ = ("level", "tape", "debug", "jit_level", "chain", "_owner")
+
+    def __init__(
+        self,
+        level: int,
+        tape: list[Node] | None,
+        debug: bool = False,
+        jit_level: int | None = None,
+        chain: frozenset[int] = frozenset(),
+        owner: Trace | None = None,
+    ):
+        self.level = level
+        self.tape = tape
+        self.debug = debug
+        self.jit_level = jit_level
+        self.chain = chain
+        self._owner = owner  # a debug block's trace records into its level's tape (None: this one's)
+
+    @property
+    def owner(self) -> Trace:
+        """The trace of the level whose tape this one records into."""
+        return self._owner or self
+
+    @property
+    def active(self) -> bool:
+        """Whether a transform is recording here (an open level, not the root)."""
+        return self.owner.tape is not None and self.level > 0
+
+    def __repr__(self) -> str:
+        return f"Trace(level={self.level}, active={self.active}, debug={self.debug}, jit={self.jit_level})"
+
+
+_ROOT = Trace(0, None)
+_state: contextvars.ContextVar[Trace] = contextvars.ContextVar("fungrad_trace", default=_ROOT)
+_get = _state.get
+_levels = itertools.count(1)
+# the levels whose transform is running, in any thread
+_open: set[int] = set()
+
+
+def current() -> Trace:
+    """The trace state of this thread (or task)."""
+    return _get()
+
+
+def new_level(debug: bool | None = None, jit: bool = False) -> Trace:
+    """A trace for a new level inside the current one (not yet entered; see :func:`run_level`)."""
+    parent = _get()
+    if not parent.active:
+        parent = _ROOT if not parent.debug else Trace(0, parent.tape, True)
+    if debug is None:
+        debug = parent.debug
+    level = next(_levels)
+    return Trace(
+        level,
+        CheckedTape() if debug else [],
+        debug,
+        level if jit else parent.jit_level,
+        parent.chain | {level},
+    )
+
+
+def _enter(trace: Trace, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    _state.set(trace)
+    return fn(*args)
+
+
+def run_level(trace: Trace, fn: Callable[..., Any], *args: Any) -> Any:
+    """Call ``fn(*args)`` with ``trace`` as the current level; end the level after.
+
+    The level runs in a copy of the current context, so the caller's trace
+    state is back as soon as this returns or raises. Ending the level drops
+    its tape from the trace (the caller keeps its own reference to it) and
+    hands its nodes to the enclosing level, which differentiates through them.
+    """
+    parent = _get()
+    tape = trace.tape
+    _open.add(trace.level)
+    try:
+        return contextvars.copy_context().run(_enter, trace, fn, args)
+    finally:
+        _open.discard(trace.level)
+        trace.tape = None
+        trace.jit_level = None
+        if parent.active and tape:
+            parent.owner.tape.extend(tape)  # type: ignore[union-attr]
+
+
+def is_open(level: int) -> bool:
+    """Whether a transform at ``level`` is still running (in any thread)."""
+    return level in _open
+
+
+# --------------------------------------------------------------------------
+# Nodes
+
+
+class _Slots:
+    # The storage of a Node. Nodes are built as _Slots and then given the
+    # frozen class: plain slot stores plus one class switch cost about half of
+    # the frozen __init__, and node creation dominates eager time.
+    __slots__ = ("value", "op", "parents", "name", "level", "__weakref__")
+
+
+_new = object.__new__
+
+
+def _check_fields(inst: Any, attribute: Any, value: Any) -> None:
+    if attribute.name == "value":
+        if value.__class__ is not float:
+            raise TypeError(f"Node: value must be a float, got {type(value).__name__} {value!r:.60}")
+    elif attribute.name == "op":
+        if not isinstance(value, str) or (value and value not in PRIMITIVES):
+            raise ValueError(f"Node: op must be '' (a leaf) or the name of a primitive, got {value!r:.60}")
+    elif attribute.name == "parents":
+        if not isinstance(value, tuple) or any(p.__class__ is not Node for p in value):
+            raise TypeError("Node: parents must be a tuple of fungrad Nodes")
+    elif attribute.name == "name":
+        if not isinstance(value, str):
+            raise TypeError(f"Node: name must be a str, got {type(value).__name__}")
+
+
+@attrs.frozen(eq=False, slots=True, weakref_slot=False, repr=False)
+class Node(_Slots):
+    """One scalar value in an expression graph, and how it was computed.
+
+    Nodes compare and hash by identity: two leaves holding the same number
+    are two different variables. ``op`` is ``''`` for a leaf, else the name
+    of a primitive in :data:`PRIMITIVES`; ``parents`` are the argument nodes.
+    Make nodes with :func:`var`, :func:`const` and the ops.
+
+    >>> import fungrad as fg
+    >>> a = fg.var(2.0, name="a")
+    >>> b = a * a
+    >>> b.value, b.op, b.parents == (a, a), a.op, a.parents
+    (4.0, 'mul', True, '', ())
+    """
+
+    value: float = attrs.field(validator=_check_fields)
+    op: str = attrs.field(default="", validator=_check_fields)
+    parents: tuple[Node, ...] = attrs.field(default=(), validator=_check_fields)
+    name: str = attrs.field(default="", validator=_check_fields)
+    level: int = 0
+
+    __fungrad_leaf__ = True  # a pytree leaf, though it is an attrs class
+
+    def __repr__(self) -> str:
+        # never recurse into parents: graphs can be a million nodes deep
+        extra = f", op={self.op!r}" if self.op else ""
+        if self.name:
+            extra += f", name={self.name!r}"
+        return f"Node({self.value!r}{extra})"
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec) if spec else repr(self)
+
+    # Comparisons read values, so Python control flow works in eager code
+    # (inside grad too: a branch does not lose a derivative). Under jit a
+    # value cannot be read at replay time, so they raise there.
+    def __lt__(self, other: Any) -> bool:
+        return _value_of(self, "<") < _value_of(other, "<")
+
+    def __le__(self, other: Any) -> bool:
+        return _value_of(self, "<=") <= _value_of(other, "<=")
+
+    def __gt__(self, other: Any) -> bool:
+        return _value_of(self, ">") > _value_of(other, ">")
+
+    def __ge__(self, other: Any) -> bool:
+        return _value_of(self, ">=") >= _value_of(other, ">=")
+
+    def __bool__(self) -> bool:
+        return _value_of(self, "bool()") != 0.0
+
+    # A plain float leaves the graph: its derivative would be lost without a
+    # word, so inside a transform these raise (as JAX does).
+    def __float__(self) -> float:
+        return _plain(self, "float()")
+
+    def __int__(self) -> int:
+        return int(_plain(self, "int()"))
+
+    def __round__(self, ndigits: int | None = None) -> Any:
+        return round(_plain(self, "round()"), ndigits)
+
+    def __trunc__(self) -> int:
+        return math.trunc(_plain(self, "math.trunc()"))
+
+    def __floor__(self) -> int:
+        return math.floor(_plain(self, "math.floor()"))
+
+    def __ceil__(self) -> int:
+        return math.ceil(_plain(self, "math.ceil()"))
+
+    def __index__(self) -> int:
+        _plain(self, "an integer use (hex(), an index, range())")
+        raise TypeError(
+            "a fungrad Node holds a float and cannot be used as an integer (hex(), an index, "
+            "range()); use int(x.value) outside any transform"
+        )
+
+    # the hot binary ops are written out: dispatch through _binary costs ~25%.
+    # They mirror _binary with the add and mul rows of the table.
+    def __add__(self, other: Any) -> Node:
+        if other.__class__ is not Node:
+            other = _lift(other)
+            if other is NotImplemented:
+                return other
+        t = _get()
+        lv = t.level
+        sl, ol = self.level, other.level
+        if (sl > 0 and sl != lv) or (ol > 0 and ol != lv):
+            return _binary(_ADD, self, other)  # a node of another level: _mk checks it
+        n = _new(_Slots)
+        n.value = self.value + other.value
+        n.op = "add"
+        n.parents = (self, other)
+        n.name = ""
+        n.level = lv
+        n.__class__ = Node
+        if t.tape is not None:
+            t.tape.append(n)
+        return n
+
+    def __radd__(self, other: Any) -> Node:
+        other = _lift(other)
+        if other is NotImplemented:
+            return other
+        return other.__add__(self)
+
+    def __sub__(self, other: Any) -> Node:
+        return _operator(_SUB, self, other)
+
+    def __rsub__(self, other: Any) -> Node:
+        return _operator(_SUB, other, self)
+
+    def __mul__(self, other: Any) -> Node:
+        if other.__class__ is not Node:
+            other = _lift(other)
+            if other is NotImplemented:
+                return other
+        t = _get()
+        lv = t.level
+        sl, ol = self.level, other.level
+        if (sl > 0 and sl != lv) or (ol > 0 and ol != lv):
+            return _binary(_MUL, self, other)  # a node of another level: _mk checks it
+        n = _new(_Slots)
+        n.value = self.value * other.value
+        n.op = "mul"
+        n.parents = (self, other)
+        n.name = ""
+        n.level = lv
+        n.__class__ = Node
+        if t.tape is not None:
+            t.tape.append(n)
+        return n
+
+    def __rmul__(self, other: Any) -> Node:
+        other = _lift(other)
+        if other is NotImplemented:
+            return other
+        return other.__mul__(self)
+
+    def __truediv__(self, other: Any) -> Node:
+        return _operator(_DIV, self, other)
+
+    def __rtruediv__(self, other: Any) -> Node:
+        return _operator(_DIV, other, self)
+
+    def __pow__(self, other: Any) -> Node:
+        return _operator(_POW, self, other)
+
+    def __rpow__(self, other: Any) -> Node:
+        return _operator(_POW, other, self)
+
+    def __neg__(self) -> Node:
+        return _unary(_NEG, self)
+
+    def __pos__(self) -> Node:
+        return self
+
+    def __abs__(self) -> Node:
+        return _unary(_ABS, self)
+
+    def __mod__(self, other: Any) -> Any:
+        raise _no_op("%", "x % y")
+
+    def __rmod__(self, other: Any) -> Any:
+        raise _no_op("%", "x % y")
+
+    def __floordiv__(self, other: Any) -> Any:
+        raise _no_op("//", "x // y")
+
+    def __rfloordiv__(self, other: Any) -> Any:
+        raise _no_op("//", "x // y")
+
+    def __divmod__(self, other: Any) -> Any:
+        raise _no_op("divmod", "divmod(x, y)")
+
+    def __rdivmod__(self, other: Any) -> Any:
+        raise _no_op("divmod", "divmod(x, y)")
+
+    def named(self, name: str) -> Node:
+        """A node computed like this one, with a display name (see :func:`named`)."""
+        return named(self, name)
+
+
+def _no_op(sym: str, text: str) -> TypeError:
+    return TypeError(
+        f"fungrad nodes have no {sym} ({text}): it is a step function whose derivative is 0 "
+        "almost everywhere, so it is not a primitive. Compute it on values outside any transform "
+        "(x.value), or build what you need from the primitives (fg.where, fg.sign, fg.step)"
+    )
+
+
+_Number = Union[float, int]
+Scalar = Union[Node, float, int]
+
+
+def is_node(x: Any) -> bool:
+    """Whether ``x`` is a fungrad :class:`Node`.
+
+    >>> import fungrad as fg
+    >>> fg.is_node(fg.var(1.0)), fg.is_node(1.0)
+    (True, False)
+    """
+    return x.__class__ is Node
+
+
+def _value_of(x: Any, what: str) -> Any:
+    if x.__class__ is not Node:
+        return x
+    jit = _get().jit_level
+    if jit is not None and x.level >= jit:
+        raise TypeError(
+            f"{what} of a traced node under fungrad.jit: the value is not known when the "
+            "compiled replay runs, so Python control flow cannot depend on it. Use value-free "
+            "ops instead (fg.where(c, a, b) picks a where c > 0, fg.relu, abs, fg.sign), or "
+            "call the function without jit."
+        )
+    return x.value
+
+
+def _plain(x: Node, what: str) -> float:
+    v = _value_of(x, what)
+    if x.level > 0 and x.level in _open:
+        raise TypeError(
+            f"{what} of a traced node inside a fungrad transform: a plain float leaves the graph, "
+            "so its derivative would be lost without a word. Use fungrad's functions (fg.sin, "
+            "fg.exp, ... instead of math.sin, math.exp), or fg.stop_gradient(x) where the "
+            "derivative should not flow"
+        )
+    return v  # type: ignore[no-any-return]
+
+
+def _foreign(parents: tuple[Node, ...], t: Trace) -> None:
+    # A node of a level that is still running, used where that level is not
+    # open: in another thread (a thread pool inside grad), or in a context
+    # copied from elsewhere. Its derivative would silently be zero.
+    for p in parents:
+        lv = p.level
+        if lv > 0 and lv not in t.chain and lv in _open:
+            raise RuntimeError(
+                "a node of a fungrad transform that is still running (grad, jit, jvp, ...) was used "
+                "in another thread (or another context) than the one running the transform. Its "
+                "derivative would be lost, so fungrad stops here: run the computation in the "
+                "thread that called the transform (for example map the function over the inputs "
+                "in that thread), or call the transform inside the worker thread"
+            )
+
+
+def _mk(value: float, op: str, parents: tuple[Node, ...], name: str = "", const: bool = False) -> Node:
+    t = _get()
+    n = _new(_Slots)
+    n.value = value
+    n.op = op
+    n.parents = parents
+    n.name = name
+    if const:
+        # A function of constants is a constant: no grad walks it, so none
+        # computes derivatives nobody asked for (log of a negative base in
+        # the exponent rule of pow, say). The hot + and * skip this check.
+        n.level = CONST
+        n.__class__ = Node
+        if t.debug:
+            _check(n)
+        return n
+    lv = t.level
+    for p in parents:
+        if p.level > 0 and p.level != lv:
+            _foreign(parents, t)
+            break
+    n.level = lv
+    n.__class__ = Node
+    if t.tape is not None:
+        t.tape.append(n)
+    return n
+
+
+def real_number(x: Any) -> bool:
+    """Whether ``x`` is a real number as fungrad takes it: a float or int, not a bool.
+
+    Other :class:`numbers.Real` types (``fractions.Fraction``, NumPy's float64)
+    count too and are converted with ``float``.
+
+    >>> from fungrad.expr import real_number
+    >>> real_number(1.5), real_number(2), real_number(True), real_number(1j), real_number("1")
+    (True, True, False, False, False)
+    """
+    c = x.__class__
+    return c is float or c is int or (c is not bool and isinstance(x, numbers.Real))
+
+
+def _check_number(x: Any, what: str) -> float:
+    if x.__class__ is float:
+        return x  # type: ignore[no-any-return]
+    if not real_number(x):
+        raise TypeError(f"{what}: expected a real number (float or int) or a fungrad Node, got {type(x).__name__} {x!r:.60}")
+    try:
+        return float(x)
+    except OverflowError:
+        raise ValueError(f"{what}: {x!r:.40} is too large for a float (at most about 1.8e308)") from None
+
+
+def _lift(x: Any) -> Any:
+    """A constant node for a number; NotImplemented for anything else."""
+    c = x.__class__
+    if c is float or real_number(x):
+        n = _new(_Slots)
+        n.value = x if c is float else _check_number(x, "fungrad")
+        n.op = ""
+        n.parents = ()
+        n.name = ""
+        n.level = CONST
+        n.__class__ = Node
+        return n
+    return NotImplemented
+
+
+def var(value: float, name: str = "") -> Node:
+    """A leaf node: a variable holding ``value``.
+
+    >>> import fungrad as fg
+    >>> x = fg.var(2.0, name="x")
+    >>> x.value, x.op, x.parents, x.name
+    (2.0, '', (), 'x')
+    """
+    v = _check_number(value, "fungrad.var")
+    if not isinstance(name, str):
+        raise TypeError(f"fungrad.var: name must be a str, got {type(name).__name__}")
+    return _mk(v, "", (), name)
+
+
+def const(value: float, name: str = "") -> Node:
+    """A leaf node that no ``grad`` differentiates with respect to.
+
+    Numbers mixed with nodes (``x * 3``) become constants like this. Asking
+    :func:`fungrad.gradients` for a derivative with respect to a constant is
+    an error.
+
+    >>> import fungrad as fg
+    >>> c = fg.const(3.0)
+    >>> fg.grad(lambda x: x * c)(2.0)
+    3.0
+    """
+    n = _lift(_check_number(value, "fungrad.const"))
+    if name:
+        if not isinstance(name, str):
+            raise TypeError(f"fungrad.const: name must be a str, got {type(name).__name__}")
+        return attrs.evolve(n, name=name)  # type: ignore[no-any-return]
+    return n  # type: ignore[no-any-return]
+
+
+def named(x: Node, name: str) -> Node:
+    """A node computed like ``x`` (same op, same parents) that carries ``name``.
+
+    Nothing is mutated: ``x`` keeps its own (empty or old) name, and the new
+    node is a new value in the graph. Use it where the name should show in
+    drawings and tables.
+
+    >>> import fungrad as fg
+    >>> a, b = fg.var(2.0, name="a"), fg.var(-3.0, name="b")
+    >>> e = (a * b).named("e")
+    >>> e.name, e.op, e.value
+    ('e', 'mul', -6.0)
+    """
+    if x.__class__ is not Node:
+        raise TypeError(f"named: expected a fungrad Node, got {type(x).__name__}")
+    if not isinstance(name, str):
+        raise TypeError(f"named: name must be a str, got {type(name).__name__}")
+    if not x.parents:
+        if x.level == CONST:
+            return const(x.value, name)
+        return var(x.value, name)
+    return _mk(x.value, x.op, x.parents, name, x.level == CONST)
+
+
+# --------------------------------------------------------------------------
+# Applying a primitive: a plain float for plain numbers, a node otherwise.
+
+
+def _operator(p: Primitive, a: Any, b: Any) -> Any:
+    # for Python's operators: NotImplemented lets the other operand answer
+    if a.__class__ is not Node:
+        a = _lift(a)
+    if b.__class__ is not Node:
+        b = _lift(b)
+    if a is NotImplemented or b is NotImplemented:
+        return NotImplemented
+    return _mk(p.fwd(a.value, b.value), p.name, (a, b), "", a.level + b.level == 2 * CONST)
+
+
+def _binary(p: Primitive, a: Any, b: Any) -> Any:
+    ca, cb = a.__class__ is Node, b.__class__ is Node
+    if not ca and not cb:
+        return _float_op(p, (_check_number(a, p.name), _check_number(b, p.name)))
+    if not ca:
+        a = _lift(_check_number(a, p.name))
+    if not cb:
+        b = _lift(_check_number(b, p.name))
+    return _mk(p.fwd(a.value, b.value), p.name, (a, b), "", a.level + b.level == 2 * CONST)
+
+
+def _apply(p: Primitive, args: tuple[Any, ...]) -> Any:
+    if not any(a.__class__ is Node for a in args):
+        return _float_op(p, tuple(_check_number(a, p.name) for a in args))
+    nodes = []
+    const = True
+    for a in args:
+        if a.__class__ is not Node:
+            a = _lift(_check_number(a, p.name))
+        elif a.level != CONST:
+            const = False
+        nodes.append(a)
+    return _mk(p.fwd(*[a.value for a in nodes]), p.name, tuple(nodes), "", const)
+
+
+def _unary(p: Primitive, x: Node) -> Node:
+    return _mk(p.fwd(x.value), p.name, (x,), "", x.level == CONST)
+
+
+def _float_op(p: Primitive, args: tuple[float, ...]) -> float:
+    v = p.fwd(*args)
+    if not _isfinite(v) and _get().debug:
+        ins = ", ".join(repr(a) for a in args)
+        raise FloatingPointError(f"debug_nans: op {p.name!r} produced {v!r} from inputs ({ins})")
+    return v  # type: ignore[no-any-return]
+
+
+def _op_function(p: Primitive) -> Callable[..., Any]:
+    """The public function of a primitive: floats in, a float out; a node for nodes."""
+    fwd, name = p.fwd, p.name
+    if p.arity == 1:
+
+        def op(x: Any) -> Any:
+            if x.__class__ is Node:
+                return _unary(p, x)
+            return _float_op(p, (_check_number(x, name),))
+
+    elif p.arity == 2:
+
+        def op(a: Any, b: Any) -> Any:  # type: ignore[misc]
+            return _binary(p, a, b)
+
+    else:
+
+        def op(*args: Any) -> Any:  # type: ignore[misc]
+            if len(args) != p.arity:
+                raise TypeError(f"{name}() takes {p.arity} arguments ({', '.join(p.params)}), got {len(args)}")
+            return _apply(p, args)
+
+    del fwd
+    op.__name__ = op.__qualname__ = name
+    op.__module__ = __name__
+    op.__doc__ = p.doc
+    op.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(a, inspect.Parameter.POSITIONAL_ONLY) for a in p.params]
+    )
+    return op
+
+
+def _method(p: Primitive) -> Callable[[Node], Node]:
+    def m(self: Node) -> Node:
+        return _unary(p, self)
+
+    m.__name__ = m.__qualname__ = p.name
+    m.__doc__ = f"``fungrad.{p.name}(self)``: " + p.doc.split("\n", 1)[0]
+    return m
+
+
+def _register(p: Primitive) -> Callable[..., Any]:
+    with _registry_lock:
+        if p.name in PRIMITIVES:
+            raise ValueError(f"primitive: the name {p.name!r} is already taken; choose another")
+        PRIMITIVES[p.name] = p
+        FWD[p.name] = p.fwd
+        RULES[p.name] = p.vjp
+    fn = OPS[p.name] = _op_function(p)
+    if p.method:
+        setattr(Node, p.name, _method(p))
+    return fn
+
+
+# The table becomes the op functions (fungrad.exp) and Node methods (x.exp()).
+OPS: dict[str, Callable[..., Any]] = {}
+for _prim in _TABLE:
+    _register(_prim)
+del _TABLE, _prim
+globals().update(OPS)
+
+_ADD, _SUB, _MUL, _DIV, _POW, _NEG, _ABS = (PRIMITIVES[k] for k in ("add", "sub", "mul", "div", "pow", "neg", "abs"))
+_LINK = PRIMITIVES["link"]
+
+# the op functions, named for the rules above and for type checkers
+add, sub, mul, div, pow, neg = (OPS[k] for k in ("add", "sub", "mul", "div", "pow", "neg"))
+exp, log, tanh, relu, sigmoid, sqrt = (OPS[k] for k in ("exp", "log", "tanh", "relu", "sigmoid", "sqrt"))
+sin, cos, abs, sign, step, where = (OPS[k] for k in ("sin", "cos", "abs", "sign", "step", "where"))
+sinh, cosh, share, stop_gradient = (OPS[k] for k in ("sinh", "cosh", "share", "stop_gradient"))
 
 
 def link(x: Node) -> Node:
-    """A node of the current level standing for ``x`` (derivative 1): a nested grad's input."""
+    """A node of the current level standing for ``x`` (derivative 1): a nested transform's input."""
     return _mk(x.value, "link", (x,), x.name)
+
+
+# --------------------------------------------------------------------------
+# Your own primitives
+
+
+def _positional_arity(fn: Callable[..., Any], who: str) -> int | None:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None  # a builtin without a signature: trust the rules
+    n = 0
+    for prm in sig.parameters.values():
+        if prm.kind is prm.VAR_POSITIONAL:
+            return None
+        if prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD) and prm.default is prm.empty:
+            n += 1
+    return n
+
+
+def primitive(
+    name: str,
+    fwd: Callable[..., float],
+    vjp: tuple[Rule | None, ...],
+    *,
+    label: str | None = None,
+    doc: str | None = None,
+) -> Callable[..., Any]:
+    """Declare a new primitive op; returns its function, which works on floats and nodes.
+
+    ``fwd`` computes the op on floats. ``vjp`` holds one rule per argument:
+    ``rule(g, ans, *args)`` returns the cotangent of that argument from the
+    output's cotangent ``g``, the output ``ans`` and the inputs; ``None``
+    marks an argument with no derivative. Write the rules with fungrad's ops
+    (``fg.exp``, ``fg.where``, ``*`` ...) and the new op supports everything
+    a built-in does: ``grad`` to any order, forward mode, ``jit`` (which
+    calls ``fwd``), drawings (shown by ``label`` or ``name``), ``check_grads``
+    and ``debug_nans``. The name must be new.
+
+    >>> import fungrad as fg
+    >>> softsign = fg.primitive(
+    ...     "softsign_doc",
+    ...     lambda x: x / (1.0 + abs(x)),
+    ...     vjp=(lambda g, ans, x: g / (1.0 + abs(x)) ** 2,),
+    ... )
+    >>> softsign(1.0), fg.grad(softsign)(1.0), fg.grad(fg.grad(softsign))(1.0)
+    (0.5, 0.25, -0.25)
+    """
+    if not isinstance(name, str) or not name or not name.isprintable():
+        raise TypeError(f"primitive: name must be a non-empty str, got {name!r:.60}")
+    if not callable(fwd):
+        raise TypeError(f"primitive {name!r}: fwd must be a function on floats, got {type(fwd).__name__}")
+    if callable(vjp):
+        vjp = (vjp,)
+    if not isinstance(vjp, (tuple, list)) or not vjp:
+        raise TypeError(f"primitive {name!r}: vjp must be a tuple of rules, one per argument, got {vjp!r:.60}")
+    for i, r in enumerate(vjp):
+        if r is not None and not callable(r):
+            raise TypeError(f"primitive {name!r}: vjp[{i}] must be a function rule(g, ans, *args) or None")
+    n = _positional_arity(fwd, name)
+    if n is not None and n != len(vjp):
+        raise ValueError(
+            f"primitive {name!r}: fwd takes {n} argument{'s' if n != 1 else ''} but vjp has "
+            f"{len(vjp)} rule{'s' if len(vjp) != 1 else ''}; give one rule per argument"
+        )
+    if label is not None and not isinstance(label, str):
+        raise TypeError(f"primitive {name!r}: label must be a str")
+    params = ("x",) if len(vjp) == 1 else tuple(f"x{i}" for i in range(len(vjp)))
+    text = doc if doc is not None else (getattr(fwd, "__doc__", None) or f"The primitive {name!r}.")
+    p = Primitive(name, _never_raises(fwd, name), tuple(vjp), label or name, params, text)
+    return _register(p)
+
+
+def _never_raises(fwd: Callable[..., float], name: str) -> Callable[..., float]:
+    # a user's forward may raise where IEEE gives nan or inf (math.log(0));
+    # ops never raise on floats, so those errors become nan
+    @functools.wraps(fwd)
+    def f(*args: float) -> float:
+        try:
+            v = fwd(*args)
+        except (ValueError, ZeroDivisionError, OverflowError):
+            return _nan
+        if v.__class__ is not float:
+            if not real_number(v):
+                raise TypeError(f"primitive {name!r}: fwd returned {type(v).__name__} {v!r:.60}; expected a float")
+            v = float(v)
+        return v  # type: ignore[no-any-return]
+
+    return f
+
+
+class custom_vjp:
+    """A function with a derivative you write yourself (JAX's ``custom_vjp``, on scalars).
+
+    Decorate ``f``, then give ``f.defvjp(f_fwd, f_bwd)``: ``f_fwd(*args)``
+    returns ``(output, residuals)`` and ``f_bwd(residuals, g)`` returns a
+    tuple with one cotangent per argument (``None`` for none). ``f`` becomes
+    one op in the graph: drawings show it as one node, ``jit`` replays ``f``
+    on floats, and its derivative is ``f_bwd``'s, at every order when
+    ``f_bwd`` uses fungrad's ops. Arguments are scalars (numbers or nodes) and
+    the output is one scalar.
+
+    >>> import fungrad as fg
+    >>> @fg.custom_vjp
+    ... def clip_gradient(x):
+    ...     return x
+    >>> clip_gradient.defvjp(lambda x: (x, None),
+    ...                      lambda res, g: (fg.maximum(-1.0, fg.minimum(1.0, g)),))
+    >>> fg.grad(lambda x: 10.0 * clip_gradient(x))(2.0)   # the gradient 10 is clipped to 1
+    1.0
+    """
+
+    def __init__(self, fun: Callable[..., Any]):
+        if not callable(fun):
+            raise TypeError(f"custom_vjp: expected a function, got {type(fun).__name__}")
+        self.fun = fun
+        self._prim: Primitive | None = None
+        self._op: Callable[..., Any] | None = None
+        functools.update_wrapper(self, fun, updated=())
+
+    def defvjp(self, fwd: Callable[..., Any], bwd: Callable[..., Any]) -> None:
+        """Set the forward ``fwd(*args) -> (out, residuals)`` and backward ``bwd(residuals, g) -> tuple``."""
+        if not callable(fwd) or not callable(bwd):
+            raise TypeError("custom_vjp.defvjp: fwd and bwd must be functions")
+        if self._prim is not None:
+            raise ValueError(f"custom_vjp: defvjp was already called for {self.__name__!r}")
+        n = _positional_arity(self.fun, "custom_vjp")
+        if n is None or n == 0:
+            raise TypeError(
+                f"custom_vjp: {getattr(self.fun, '__qualname__', self.fun)!r} must take a fixed number "
+                "(at least one) of positional scalar arguments"
+            )
+        fun, qual = self.fun, getattr(self.fun, "__qualname__", "f")
+        memo: list[Any] = [None]
+
+        def joint(g: Any, ans: Any, *args: Any) -> tuple[Any, ...]:
+            # the rules of one node's arguments are asked in turn with the
+            # same objects: compute f_bwd once for them
+            key = (g, ans) + args
+            m = memo[0]
+            if m is not None and len(m[0]) == len(key) and all(a is b for a, b in zip(m[0], key)):
+                return m[1]  # type: ignore[no-any-return]
+            out = fwd(*args)
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError(f"custom_vjp {qual}: fwd must return a pair (output, residuals)")
+            cts = bwd(out[1], g)
+            if not isinstance(cts, (tuple, list)) or len(cts) != n:
+                raise TypeError(
+                    f"custom_vjp {qual}: bwd must return a tuple of {n} cotangent{'s' if n != 1 else ''} "
+                    f"(one per argument), got {type(cts).__name__}"
+                    + (f" of {len(cts)}" if isinstance(cts, (tuple, list)) else "")
+                )
+            res = tuple(0.0 if c is None else c for c in cts)
+            for i, c in enumerate(res):
+                if not (c.__class__ is Node or real_number(c)):
+                    raise TypeError(f"custom_vjp {qual}: bwd's cotangent {i} is {type(c).__name__}; expected a number")
+            memo[0] = (key, res)
+            return res
+
+        def forward(*xs: float) -> float:
+            v = fun(*xs)
+            if v.__class__ is not float:
+                if v.__class__ is Node:
+                    v = v.value
+                elif not real_number(v):
+                    raise TypeError(f"custom_vjp {qual}: f must return one scalar, got {type(v).__name__}")
+                v = float(v)
+            return v  # type: ignore[no-any-return]
+
+        rules = tuple(_joint_rule(joint, i) for i in range(n))
+        with _registry_lock:
+            base = f"custom_vjp:{qual}"
+            name = base
+            k = 2
+            while name in PRIMITIVES:
+                name = f"{base}#{k}"
+                k += 1
+            p = Primitive(name, forward, rules, getattr(fun, "__name__", "f"), tuple(f"x{i}" for i in range(n)),
+                          fun.__doc__ or "", "custom", False, False, joint)
+        self._op = _register(p)
+        self._prim = p
+
+    def __call__(self, *args: Any) -> Any:
+        if self._op is None:
+            raise TypeError(f"custom_vjp {self.__name__!r}: call defvjp(f_fwd, f_bwd) before using it")
+        return self._op(*args)
+
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
+        return self if obj is None else functools.partial(self, obj)
+
+
+def _joint_rule(joint: Rule, i: int) -> Rule:
+    def rule(g: Any, ans: Any, *args: Any) -> Any:
+        return joint(g, ans, *args)[i]
+
+    return rule
 
 
 # --------------------------------------------------------------------------
@@ -866,16 +1433,32 @@ class _CheckOnly(CheckedTape):
         pass
 
 
-def new_tape(debug: bool) -> list[Node]:
-    """An empty tape for a new trace level."""
-    return CheckedTape() if debug else []
+class _Forward(CheckedTape):
+    # a debug block inside a level: check, then record on the level's tape
+    # while that level runs
+    def __init__(self, owner: Trace):
+        super().__init__()
+        self.owner = owner
+
+    def append(self, n: Node) -> None:
+        _check(n)
+        tape = self.owner.tape
+        if tape is not None:
+            tape.append(n)
+
+    def extend(self, ns: Any) -> None:
+        tape = self.owner.tape
+        if tape is not None:
+            tape.extend(ns)
 
 
 class debug_nans:
     """Raise ``FloatingPointError`` at the first non-finite value or gradient.
 
-    Inside the block every op checks its output, and every backward pass its
-    cotangents; the error names the op, its inputs and the node's name.
+    Inside the block every op checks its output (on nodes and on plain
+    floats), and every backward pass its cotangents; the error names the
+    op, its inputs and the node's name. A jitted function called inside the
+    block runs eagerly, so it is checked too.
 
     >>> import fungrad as fg
     >>> with fg.debug_nans():
@@ -887,28 +1470,45 @@ class debug_nans:
 
     def __enter__(self) -> debug_nans:
         t = _get()
-        if t.tape is None:
+        if not t.active:
             tape: list[Node] = _CheckOnly()
+            new = Trace(0, tape, True)
         elif isinstance(t.tape, CheckedTape):
-            tape = t.tape
+            new = t
         else:
-            # nodes recorded here still land on the level's own tape, in order
-            tape = _Forward(t.tape)
-        self._token = push(Trace(t.level, tape, True, t.jit))
+            new = Trace(t.level, _Forward(t.owner), True, t.jit_level, t.chain, t.owner)
+        self._token = _state.set(new)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        pop(self._token)
+        try:
+            _state.reset(self._token)
+        except (ValueError, RuntimeError):
+            # the block ends in another context than it began in (a
+            # generator closed after its transform returned): the state it
+            # changed belongs to that context, which has ended
+            pass
 
 
-class _Forward(CheckedTape):
-    def __init__(self, target: list[Node]):
-        super().__init__()
-        self.target = target
+def __getattr__(name: str) -> Any:
+    # user primitives registered after import are found as fungrad.expr.<name>
+    op = OPS.get(name)
+    if op is None:
+        raise AttributeError(f"module 'fungrad.expr' has no attribute {name!r}")
+    return op
 
-    def append(self, n: Node) -> None:
-        _check(n)
-        self.target.append(n)
 
-    def extend(self, ns: Any) -> None:
-        self.target.extend(ns)
+__all__ = [
+    "Node",
+    "Primitive",
+    "PRIMITIVES",
+    "CONST",
+    "var",
+    "const",
+    "named",
+    "is_node",
+    "primitive",
+    "custom_vjp",
+    "debug_nans",
+    *[name for name, p in PRIMITIVES.items() if p.public],
+]

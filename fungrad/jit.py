@@ -22,19 +22,21 @@ True
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import math
-import numbers
 import re
 import struct
 import threading
 import time
+import weakref
+from collections import OrderedDict
 from typing import Any, Callable, NamedTuple, Sequence
 
 from . import expr, tree
-from .expr import Node, Trace
+from .expr import Node
 
-__all__ = ["jit", "Jitted"]
+__all__ = ["jit", "Jitted", "CacheInfo", "DEFAULT_CACHE_LIMIT"]
 
 # Ops written inline in the generated code: Python float + - * and unary -
 # never raise (overflow gives inf, inf - inf gives nan), so they are the same
@@ -50,7 +52,7 @@ _INLINE = {
     "where": "({1} if {0} > 0.0 else {2})",
     "relu": "(0.0 if {0} < 0.0 else {0})",
 }
-_FWD = {name: p.fwd for name, p in expr.PRIMITIVES.items()}
+_FWD = expr.FWD  # by op name; user primitives join it when declared
 _SIMPLE = re.compile(r"(r\d+|xs\[\d+\]|R\[\d+\]|_?[a-z]+|\(?-?[0-9.e+-]+\)?)\Z")  # names and literals
 _EDGE = (0.0, -0.0, 1.0, -1.0, 2.5, 1e-310, math.inf, -math.inf, math.nan)
 
@@ -127,9 +129,7 @@ def _builder(td: tree.TreeDef) -> Callable[[list[Any]], Any]:
     return lambda o: tree.unflatten(td, o)
 
 
-def _is_number(v: Any) -> bool:
-    c = v.__class__
-    return c is float or c is int or (isinstance(v, numbers.Real) and c is not bool)
+_is_number = expr.real_number
 
 
 # --------------------------------------------------------------------------
@@ -207,7 +207,10 @@ class _Names:
         return repr(v) if v >= 0.0 else f"({v!r})"
 
     def fwd(self, op: str) -> str:
-        name = f"_f_{op}"
+        # user primitives may have names that are not identifiers
+        name = f"_f_{op}" if op.isidentifier() else f"_f{len(self.glob)}_{re.sub(r'[^0-9a-zA-Z_]', '_', op)}"
+        if self.glob.get(name, _FWD[op]) is not _FWD[op]:
+            name = f"_f{len(self.glob)}"
         self.glob.setdefault(name, _FWD[op])
         return name
 
@@ -395,50 +398,6 @@ def _link(segs: list[str], glob: dict[str, Any], nspill: int) -> Callable[[list[
     return run
 
 
-def _tape_program(
-    order: list[Node], alias: dict[Node, Node], inputs: list[Node], outs: list[Any]
-) -> Callable[[list[float]], list[Any]]:
-    """The alternative backend: a tape of (op, slots) run by a small interpreter loop."""
-    import operator
-
-    slot = {x: k for k, x in enumerate(inputs)}
-    init: list[Any] = [0.0] * len(inputs)
-    fn = dict(_FWD, add=operator.add, sub=operator.sub, mul=operator.mul, neg=operator.neg)
-
-    def ref(p: Node) -> int:
-        p = alias.get(p, p)
-        k = slot.get(p)
-        if k is None:  # a constant: a slot filled once
-            k = slot[p] = len(init)
-            init.append(p.value)
-        return k
-
-    prog = []
-    for n in order:
-        if n in slot:
-            continue
-        a = [ref(p) for p in n.parents] + [0, 0]
-        slot[n] = len(init)
-        init.append(0.0)
-        prog.append((len(n.parents), fn[n.op], slot[n], a[0], a[1], a[2] if len(a) > 2 else 0))
-    out_spec = [(True, ref(o)) if o.__class__ is Node else (False, o) for o in outs]
-    n_in = len(inputs)
-
-    def run(xs: list[float]) -> list[Any]:
-        v = init[:]
-        v[:n_in] = xs
-        for k, f, o, a, b, c in prog:
-            if k == 2:
-                v[o] = f(v[a], v[b])
-            elif k == 1:
-                v[o] = f(v[a])
-            else:
-                v[o] = f(v[a], v[b], v[c])
-        return [v[s] if is_node else s for is_node, s in out_spec]
-
-    return run
-
-
 # --------------------------------------------------------------------------
 # The transform
 
@@ -469,17 +428,90 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
     elif c is Node:
         raise _OnNodes
     elif _is_number(x):
-        xs.append(float(x))
+        xs.append(expr._check_number(x, "jit"))
         key.append(_NUM)
     else:
         ch = tree._children(x)
         if ch is None:
-            key.append((c, x))  # a static leaf, compared by value
+            key.append(_typed(x))  # a static leaf, compared by type and value
         else:
             kind, aux, children, _ = ch
             key.append((kind, aux, len(children)))
             for v in children:
                 _walk(v, key, xs)
+
+
+def _typed(v: Any) -> Any:
+    """A cache key for a static value: equal values of different types (1, 1.0, True) differ."""
+    c = v.__class__
+    if c is tuple or c is frozenset:
+        return (c, tuple(_typed(x) for x in v))
+    return (c, v)
+
+
+class CacheInfo(list):  # type: ignore[type-arg]
+    """The records of a jitted function's cached replays, with the cache's counters.
+
+    Each record has ``traced`` (nodes recorded), ``nodes`` (nodes the
+    outputs need), ``lines`` (generated statements), ``trace_s``,
+    ``codegen_s`` and ``compile_s``. The attributes ``limit``, ``hits``,
+    ``misses`` and ``evictions`` count the cache's use.
+    """
+
+    limit: int
+    hits: int
+    misses: int
+    evictions: int
+
+
+class _Cache:
+    """Compiled replays by input signature, least recently used first out."""
+
+    def __init__(self, limit: int):
+        self.entries: OrderedDict[Any, _Entry] = OrderedDict()
+        self.limit = limit
+        self.lock = threading.RLock()
+        self.hits = self.misses = self.evictions = 0
+
+    def get(self, key: Any) -> _Entry | None:
+        e = self.entries.get(key)
+        if e is not None:
+            self.hits += 1
+            if len(self.entries) > 1:
+                try:
+                    self.entries.move_to_end(key)
+                except KeyError:  # evicted by another thread meanwhile
+                    pass
+        return e
+
+    def put(self, key: Any, e: _Entry) -> None:
+        self.misses += 1
+        self.entries[key] = e
+        while len(self.entries) > self.limit:
+            self.entries.popitem(last=False)
+            self.evictions += 1
+
+
+# one cache per (function, static arguments, limit), shared by every jit of
+# the same function and dropped with it
+_caches: weakref.WeakKeyDictionary[Any, dict[Any, _Cache]] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+DEFAULT_CACHE_LIMIT = 256
+
+
+def _shared_cache(f: Callable[..., Any], options: Any, limit: int) -> _Cache:
+    with _caches_lock:
+        try:
+            per_f = _caches.get(f)
+            if per_f is None:
+                per_f = _caches[f] = {}
+        except TypeError:  # not weakly referable (a builtin): a cache of its own
+            return _Cache(limit)
+        c = per_f.get((options, limit))
+        if c is None:
+            c = per_f[(options, limit)] = _Cache(limit)
+        return c
 
 
 class Jitted:
@@ -495,13 +527,20 @@ class Jitted:
     0
     """
 
-    def __init__(self, f: Callable[..., Any], static_argnums: tuple[int, ...], backend: str):
+    def __init__(
+        self,
+        f: Callable[..., Any],
+        static_argnums: tuple[int, ...],
+        static_argnames: tuple[str, ...],
+        cache_limit: int,
+    ):
         self.fun = f
         self.static_argnums = static_argnums
-        self.backend = backend
-        self._cache: dict[Any, _Entry] = {}
-        self._lock = threading.RLock()
-        functools.update_wrapper(self, f)
+        self.static_argnames = static_argnames
+        self._cache = _shared_cache(f, (static_argnums, static_argnames), cache_limit)
+        # names and docs only: copying f's __dict__ would take over the
+        # state of a wrapped transform (a jitted f's own cache, say)
+        functools.update_wrapper(self, f, updated=())
 
     def __repr__(self) -> str:
         return f"<fungrad.jit of {getattr(self.fun, '__qualname__', self.fun)!r}>"
@@ -512,110 +551,143 @@ class Jitted:
 
     def cache_size(self) -> int:
         """How many compiled replays are cached (one per input structure seen)."""
-        return len(self._cache)
+        return len(self._cache.entries)
 
     def clear_cache(self) -> None:
-        """Forget every compiled replay; the next call traces again."""
-        with self._lock:
-            self._cache.clear()
+        """Forget every compiled replay of this function; the next call traces again."""
+        with self._cache.lock:
+            self._cache.entries.clear()
 
-    def cache_info(self) -> list[dict[str, Any]]:
-        """One record per cached replay: nodes traced and kept, lines, and seconds spent.
+    def cache_info(self) -> CacheInfo:
+        """One record per cached replay, and the cache's counters (see :class:`CacheInfo`).
 
-        Keys: ``traced`` (nodes recorded), ``nodes`` (nodes the outputs need),
-        ``lines`` (generated statements), ``trace_s``, ``codegen_s``, ``compile_s``.
+        >>> import fungrad as fg
+        >>> f = fg.jit(lambda x, k: x * k, static_argnums=1, cache_limit=2)
+        >>> [f(1.0, k) for k in (1, 2, 3)]
+        [1.0, 2.0, 3.0]
+        >>> info = f.cache_info()
+        >>> len(info), info.limit, info.misses, info.evictions, info[0]["nodes"]
+        (2, 2, 3, 1, 1)
         """
-        return [dict(e.info) for e in self._cache.values()]
+        c = self._cache
+        out = CacheInfo(dict(e.info) for e in list(c.entries.values()))
+        out.limit, out.hits, out.misses, out.evictions = c.limit, c.hits, c.misses, c.evictions
+        return out
 
-    def _split(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    @functools.cached_property
+    def _static_names(self) -> frozenset[str]:
+        # static positional parameters may be passed by keyword: static by name too
+        names = set(self.static_argnames)
+        try:
+            ps = list(inspect.signature(self.fun).parameters.values())
+        except (TypeError, ValueError):
+            return frozenset(names)
+        pos = [p.name for p in ps if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        for a in self.static_argnums:
+            if -len(pos) <= a < len(pos):
+                names.add(pos[a])
+        return frozenset(names)
+
+    def _partition(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[Any, Any], Any]:
+        """(the dynamic arguments as one pytree, the static ones by position or name, their cache key)."""
         sn = self.static_argnums
-        if not sn:
-            return (args, kwargs), ()
-        nums = [a % len(args) if -len(args) <= a < len(args) else a for a in sn]
-        for a in nums:
-            if not 0 <= a < len(args):
+        if not sn and not self.static_argnames:
+            return (args, kwargs), {}, ()
+        n = len(args)
+        statics: dict[Any, Any] = {}
+        names = self._static_names
+        for a in sn:
+            if -n <= a < n:
+                statics[a % n] = args[a]
+            elif not any(k in names for k in kwargs):
                 raise ValueError(
                     f"jit: static_argnums={sn!r} names argument {a}, but the function was called "
-                    f"with {len(args)} positional argument{'s' if len(args) != 1 else ''}"
+                    f"with {n} positional argument{'s' if n != 1 else ''}"
                 )
-        dyn = tuple(None if i in nums else a for i, a in enumerate(args))
-        statics = tuple((i, args[i]) for i in sorted(nums))
+        dyn_args = tuple(None if i in statics else v for i, v in enumerate(args))
+        dyn_kw = {}
+        for k, v in kwargs.items():
+            if k in names:
+                statics[k] = v
+            else:
+                dyn_kw[k] = v
+        key = tuple(sorted(((k, _typed(v)) for k, v in statics.items()), key=lambda kv: (isinstance(kv[0], str), kv[0])))
         try:
-            hash(statics)
+            hash(key)
         except TypeError:
             raise TypeError(
-                f"jit: static arguments (static_argnums={sn!r}) are part of the cache key, so they "
-                "must be hashable; got an unhashable value"
+                f"jit: static arguments (static_argnums={sn!r}, static_argnames={self.static_argnames!r}) "
+                "are part of the cache key, so they must be hashable; got an unhashable value"
             ) from None
-        return (dyn, kwargs), statics
+        return (dyn_args, dyn_kw), statics, key
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         t = expr.current()
-        if t.tape is not None or t.level != 0:
+        if t.active or t.debug:
             # inside grad, another jit trace or debug_nans: run f as it is, so
-            # the enclosing level sees (and differentiates) every op
+            # the enclosing level sees (and differentiates, or checks) every op
             return self.fun(*args, **kwargs)
-        dyn, statics = self._split(args, kwargs)
+        dyn, statics, skey = self._partition(args, kwargs)
         xs: list[float] = []
-        sig: list[Any] = [statics]
+        sig: list[Any] = [skey]
         try:
             _walk(dyn, sig, xs)
         except _OnNodes:
-            return self.fun(*args, **kwargs)  # called on nodes (inside grad): eager
+            return self.fun(*args, **kwargs)  # called on nodes: eager
         key = tuple(sig)
+        cache = self._cache
         try:
-            entry = self._cache.get(key)
+            entry = cache.get(key)
         except TypeError:
             raise TypeError(_unhashable(dyn)) from None
         if entry is None:
-            with self._lock:
-                entry = self._cache.get(key)
+            with cache.lock:
+                entry = cache.entries.get(key)
                 if entry is None:
-                    entry = self._compile(args, dyn, xs)
-                    self._cache[key] = entry
+                    entry = self._compile(dyn, statics, xs)
+                    cache.put(key, entry)
         return entry.build(entry.run(xs))
 
-    def _trace(
-        self, args: tuple[Any, ...], td: tree.TreeDef, leaves_sig: list[Any], values: list[float]
-    ) -> tuple[list[Node], list[Node], Any]:
-        level = expr.new_level()
-        tape: list[Node] = []
-        token = expr.push(Trace(level, tape, False, level))
-        try:
-            inputs = [expr.var(v) for v in values]
-            it = iter(inputs)
-            new = [next(it) if s is _NUM else s[1] for s in leaves_sig]
-            dyn_args, kw = tree.unflatten(td, new)
-            full = list(dyn_args)
-            for i in self.static_argnums:
-                full[i] = args[i]
-            result = self.fun(*full, **kw)
-        finally:
-            expr.pop(token)
+    def _trace(self, dyn: Any, statics: dict[Any, Any], xs: list[float]) -> tuple[list[Node], list[Node], Any]:
+        leaves, td = tree.flatten(dyn)
+        t = expr.new_level(debug=False, jit=True)
+        tape: list[Node] = t.tape  # type: ignore[assignment]
+        inputs, result = expr.run_level(t, self._run, td, leaves, statics, xs)
         return tape, inputs, result
 
-    def _compile(self, args: tuple[Any, ...], dyn: Any, xs: list[float]) -> _Entry:
+    def _run(self, td: tree.TreeDef, leaves: list[Any], statics: dict[Any, Any], xs: list[float]) -> tuple[list[Node], Any]:
+        inputs = [expr.var(v) for v in xs]
+        it = iter(inputs)
+        dyn_args, kw = tree.unflatten(td, [next(it) if _is_number(v) else v for v in leaves])
+        full = list(dyn_args)
+        for k, v in statics.items():
+            if isinstance(k, str):
+                kw[k] = v
+            else:
+                full[k] = v
+        result = self.fun(*full, **kw)
+        if inspect.isgenerator(result) or inspect.iscoroutine(result) or inspect.isasyncgen(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError(
+                f"jit: {getattr(self.fun, '__qualname__', self.fun)!r} returned a {type(result).__name__}, "
+                "whose code runs later, after the trace has ended; jit needs a function that returns "
+                "its results (a list instead of a generator)"
+            )
+        return inputs, result
+
+    def _compile(self, dyn: Any, statics: dict[Any, Any], xs: list[float]) -> _Entry:
         t0 = time.perf_counter()
-        leaves, td = tree.flatten(dyn)
-        sig = [_NUM if _is_number(v) else (v.__class__, v) for v in leaves]
-        tape, inputs, result = self._trace(args, td, sig, xs)
+        tape, inputs, result = self._trace(dyn, statics, xs)
         outs, out_td = tree.flatten(result)
         t1 = time.perf_counter()
         order, alias = _prepare(tape, inputs, outs)
         info: dict[str, Any] = {"traced": len(tape), "nodes": len(order), "trace_s": t1 - t0}
-        if self.backend == "tape":
-            run = _tape_program(order, alias, inputs, outs)
-            info.update(lines=0, codegen_s=time.perf_counter() - t1, compile_s=0.0)
-        else:
-            segs, glob, nspill = _codegen(order, alias, inputs, outs)
-            t2 = time.perf_counter()
-            del tape, order, alias, result
-            run = _link(segs, glob, nspill)
-            info.update(
-                lines=sum(s.count("\n") for s in segs),
-                codegen_s=t2 - t1,
-                compile_s=time.perf_counter() - t2,
-            )
+        segs, glob, nspill = _codegen(order, alias, inputs, outs)
+        t2 = time.perf_counter()
+        del tape, order, alias, result
+        run = _link(segs, glob, nspill)
+        info.update(lines=sum(s.count("\n") for s in segs), codegen_s=t2 - t1, compile_s=time.perf_counter() - t2)
         return _Entry(run, _builder(out_td), info)
 
     def source(self, *args: Any, **kwargs: Any) -> str:
@@ -632,11 +704,10 @@ class Jitted:
             o[0] = (_f_tanh((xs[0] * xs[1])) + 1.0)
         <BLANKLINE>
         """
-        dyn, statics = self._split(args, kwargs)
-        leaves, td = tree.flatten(dyn)
-        sig = [_NUM if _is_number(v) else (v.__class__, v) for v in leaves]
-        values = [float(v) for v in leaves if _is_number(v)]
-        tape, inputs, result = self._trace(args, td, sig, values)
+        dyn, statics, _ = self._partition(args, kwargs)
+        xs: list[float] = []
+        _walk(dyn, [], xs)
+        tape, inputs, result = self._trace(dyn, statics, xs)
         outs, _ = tree.flatten(result)
         segs, _, _ = _codegen(*_prepare(tape, inputs, outs), inputs, outs)
         return "\n".join(segs)
@@ -660,7 +731,10 @@ def _unhashable(dyn: Any) -> str:
 
 
 def jit(
-    f: Callable[..., Any], static_argnums: int | Sequence[int] = (), backend: str = "python"
+    f: Callable[..., Any],
+    static_argnums: int | Sequence[int] = (),
+    static_argnames: str | Sequence[str] = (),
+    cache_limit: int = DEFAULT_CACHE_LIMIT,
 ) -> Jitted:
     """Compile ``f``: trace it once per input structure, then replay it on new values.
 
@@ -675,34 +749,37 @@ def jit(
     - **Leaves.** Number leaves of the arguments are traced (their values may
       change from call to call). Other leaves (strings, bools, ``None``
       fields, hashable objects) are static: part of the cache key, compared
-      by value; a new value traces again. Arguments in ``static_argnums`` are
-      static as a whole.
+      by type and value; a new value traces again. Arguments in
+      ``static_argnums`` (by position, or by name when passed by keyword) and
+      ``static_argnames`` are static as a whole.
     - **Results.** ``f`` may return a pytree of nodes and numbers, such as
       ``value_and_grad``'s ``(value, grads)``. Node leaves come back as floats,
       as from ``value_and_grad`` at the outermost level; other leaves come back
-      as they were returned during tracing.
+      as they were returned during tracing. A generator cannot be jitted.
     - **Composing.** ``jit(value_and_grad(loss))`` compiles the forward and the
       backward pass together; ``grad`` (at any depth) inside a jitted function
-      works. A jitted function called inside ``grad``, inside another jitted
-      function's trace, or inside ``debug_nans`` (or called on nodes) simply
-      runs ``f`` eagerly, so the enclosing transform sees every op.
-    - **Branches.** ``relu``, ``abs``, ``sign``, ``step`` and :func:`fungrad.where`
-      choose from the new values at every replay. Python control flow on a
-      traced value (``if x > 0:``, ``bool(x)``, ``float(x)``, ``x < y``) raises
-      ``TypeError`` while tracing, instead of freezing one branch: rewrite it
-      with ``fg.where(c, a, b)``, ``fg.relu`` or ``abs``.
+      works, and so does ``jit`` inside ``grad`` inside ``jit``. A jitted
+      function called inside ``grad``, inside another jitted function's trace,
+      or inside ``debug_nans`` (or called on nodes) simply runs ``f`` eagerly,
+      so the enclosing transform sees every op.
+    - **Branches.** ``relu``, ``abs``, ``sign``, ``step``, ``maximum`` and
+      :func:`fungrad.where` choose from the new values at every replay. Python
+      control flow on a traced value (``if x > 0:``, ``bool(x)``,
+      ``float(x)``, ``x < y``) raises ``TypeError`` while tracing, instead of
+      freezing one branch: rewrite it with ``fg.where(c, a, b)``, ``fg.relu``
+      or ``abs``.
     - **Constants.** Numbers, nodes made outside the trace (closed-over nodes,
       which act as constants under ``jit``, as under ``grad``) and leaves made
       with ``fg.var`` inside ``f`` are baked into the replay with the value they
       had when it was traced. Reading ``.value`` of a traced node inside ``f``
       cannot be intercepted: the traced value is baked into the replay, and
-      later calls silently reuse it.
-
-    ``backend="tape"`` replays with a small interpreter loop over a tape of
-    ops instead of generated code (slower per call, no compile step; kept
-    for comparison, see ``fungrad bench``). The cache lives on the returned
-    function (``cache_size()``, ``clear_cache()``, ``cache_info()``); a lock
-    makes concurrent first calls compile once.
+      later calls silently reuse it. Use :func:`fungrad.stop_gradient` for a
+      value that should not be differentiated but must follow the inputs.
+    - **Cache.** Replays are cached per function (``jit(f)`` twice on the same
+      ``f`` shares one cache, held weakly so that ``f`` can still be
+      collected), at most ``cache_limit`` of them, least recently used first
+      out: ``cache_size()``, ``clear_cache()``, ``cache_info()``. A lock
+      makes concurrent first calls compile once.
 
     >>> import fungrad as fg
     >>> f = fg.jit(lambda x: fg.relu(x) + abs(x) + fg.where(x, 1.0, 2.0))
@@ -715,18 +792,28 @@ def jit(
     Traceback (most recent call last):
     ...
     TypeError: > of a traced node under fungrad.jit: ...
-    >>> fg.jit(lambda x, mode: x * 2 if mode == "double" else x)(3.0, "double")
+    >>> fg.jit(lambda x, mode: x * 2 if mode == "double" else x, static_argnames="mode")(3.0, mode="double")
     6.0
     """
     if not callable(f):
         raise TypeError(f"jit: expected a function, got {type(f).__name__} {f!r:.60}")
+    if inspect.isgeneratorfunction(f) or inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f):
+        raise TypeError(
+            f"jit: {getattr(f, '__qualname__', f)!r} is a generator (or async) function: its body runs "
+            "after the call returns, outside the trace, so it cannot be compiled. Return a list instead"
+        )
     if isinstance(static_argnums, int) and not isinstance(static_argnums, bool):
         sn: tuple[int, ...] = (static_argnums,)
-    else:
+    elif isinstance(static_argnums, (tuple, list)):
         sn = tuple(static_argnums)
+    else:
+        raise TypeError(f"jit: static_argnums must be an int or a tuple of ints, got {static_argnums!r:.60}")
     for a in sn:
         if isinstance(a, bool) or not isinstance(a, int):
-            raise TypeError(f"jit: static_argnums must be an int or a tuple of ints, got {static_argnums!r}")
-    if backend not in ("python", "tape"):
-        raise ValueError(f"jit: backend must be 'python' (generated code) or 'tape', got {backend!r}")
-    return Jitted(f, sn, backend)
+            raise TypeError(f"jit: static_argnums must be an int or a tuple of ints, got {static_argnums!r:.60}")
+    names = (static_argnames,) if isinstance(static_argnames, str) else static_argnames
+    if not isinstance(names, (tuple, list)) or not all(isinstance(k, str) for k in names):
+        raise TypeError(f"jit: static_argnames must be a str or a tuple of str, got {static_argnames!r:.60}")
+    if isinstance(cache_limit, bool) or not isinstance(cache_limit, int) or cache_limit < 1:
+        raise ValueError(f"jit: cache_limit must be a positive int, got {cache_limit!r:.60}")
+    return Jitted(f, sn, tuple(names), cache_limit)

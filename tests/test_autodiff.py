@@ -10,6 +10,7 @@ import attrs
 import pytest
 
 import fungrad as fg
+from fungrad.expr import Node
 from fungrad import autodiff, tree
 
 Pair = namedtuple("Pair", "w b")
@@ -212,15 +213,19 @@ def test_grad_of_a_node_argument_links_to_it():
     assert fg.grad(lambda v: v * y)(x) == 2.0
 
 
-def test_the_first_order_backward_pass_runs_on_floats(monkeypatch):
-    calls = []
-    real = autodiff._backward_floats
-    monkeypatch.setattr(autodiff, "_backward_floats", lambda *a: calls.append(1) or real(*a))
-    assert fg.grad(lambda x: x * x)(3.0) == 6.0
-    assert calls == [1]
-    calls.clear()
-    assert fg.grad(fg.grad(lambda x: x * x * x))(3.0) == 18.0
-    assert calls == [1]  # only the outer pass; the inner one builds nodes
+def test_the_first_order_backward_pass_runs_on_floats():
+    seen = []
+
+    def rule(g, ans, x):
+        seen.append((type(g), type(ans), type(x)))
+        return g * 3.0 * x * x
+
+    cube = fg.primitive("cube_probe_floats", lambda x: x**3, vjp=(rule,))
+    assert fg.grad(cube)(2.0) == 12.0
+    assert seen == [(float, float, float)]
+    seen.clear()
+    assert fg.grad(fg.grad(cube))(2.0) == 12.0
+    assert seen == [(float, Node, Node)]  # the inner pass computes with nodes, so the outer can differentiate it
 
 
 def test_trace_state_is_per_thread():
@@ -335,29 +340,38 @@ def _numeric(nodes, out, leaf, h=1e-6):
     return (value(h) - value(-h)) / (2 * h)
 
 
-def test_the_collector_is_paused_during_an_outermost_grad_and_restored():
+def test_the_collector_stays_on_with_a_raised_threshold_during_an_outermost_grad():
     import gc
 
     states = []
 
     def f(x):
-        states.append(gc.isenabled())
-        fg.grad(lambda y: y * y)(1.0)  # nested: must not switch it back on
-        states.append(gc.isenabled())
+        states.append((gc.isenabled(), gc.get_threshold()[0]))
+        fg.grad(lambda y: y * y)(1.0)  # nested: changes nothing
+        states.append((gc.isenabled(), gc.get_threshold()[0]))
         return x * x
 
+    before = gc.get_threshold()
     assert gc.isenabled()
     assert fg.grad(f)(3.0) == 6.0
-    assert states == [False, False] and gc.isenabled()
+    assert states == [(True, autodiff._GC_YOUNG)] * 2
+    assert gc.isenabled() and gc.get_threshold() == before
     with pytest.raises(ZeroDivisionError):
         fg.grad(lambda x: 1 // 0)(1.0)
-    assert gc.isenabled()
+    assert gc.isenabled() and gc.get_threshold() == before
     gc.disable()
     try:
         fg.grad(f)(3.0)
-        assert not gc.isenabled()  # a collector that was off stays off
+        assert not gc.isenabled()  # a collector the user switched off stays off
     finally:
         gc.enable()
+    gc.set_threshold(123, 4, 5)  # the user's own thresholds come back as they were
+    try:
+        states.clear()
+        fg.grad(f)(3.0)
+        assert states[0] == (True, autodiff._GC_YOUNG) and gc.get_threshold() == (123, 4, 5)
+    finally:
+        gc.set_threshold(*before)
 
 
 from hypothesis import given, settings  # noqa: E402
