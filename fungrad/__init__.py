@@ -15,7 +15,7 @@ import importlib
 from typing import Any
 
 from . import expr, tree
-from .autodiff import gradients, grad, hessian, jacobian, jacrev, toposort, value_and_grad
+from .autodiff import gradients, grad, jacobian, jacrev, toposort, value_and_grad
 from .expr import (
     CONST,
     PRIMITIVES,
@@ -29,6 +29,7 @@ from .expr import (
     primitive,
     var,
 )
+from .forward import hessian, hvp, jacfwd, jvp, linearize, vjp
 from .jit import jit
 
 # the op functions (fg.exp, fg.atan2, ...), one per public row of the table
@@ -63,7 +64,12 @@ __all__ = [
     "value_and_grad",
     "jacobian",
     "jacrev",
+    "jacfwd",
     "hessian",
+    "jvp",
+    "linearize",
+    "vjp",
+    "hvp",
     "toposort",
     "jit",
     "to_networkx",

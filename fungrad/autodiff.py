@@ -36,7 +36,6 @@ __all__ = [
     "grad",
     "value_and_grad",
     "jacobian",
-    "hessian",
 ]
 
 _RULES = expr.RULES  # by op name; user primitives join it when declared
@@ -89,9 +88,11 @@ def _nonfinite(n: Node, i: int, c: Any) -> None:
 
 
 def _backward(
-    out: Node, nodes: Iterable[Node], floor: int, *, nested: bool = False, debug: bool = False, drop: bool = False
+    out: Node | dict[Node, Any], nodes: Iterable[Node], floor: int, *, nested: bool = False, debug: bool = False, drop: bool = False
 ) -> dict[Node, Any]:
     """Cotangents of ``out`` for the nodes in ``nodes`` (given users before producers).
+
+    ``out`` is the output node (its cotangent is 1), or a dict of seed cotangents.
 
     Nodes below ``floor`` are constants. With ``nested`` the rules compute
     with nodes, so an enclosing level differentiates this pass; otherwise on
@@ -100,7 +101,7 @@ def _backward(
     which keeps the peak memory of a long backward pass low; nodes that are
     never visited (the inputs, when left out of ``nodes``) keep theirs.
     """
-    ct: dict[Node, Any] = {out: 1.0}
+    ct: dict[Node, Any] = dict(out) if out.__class__ is dict else {out: 1.0}  # type: ignore[call-overload]
     take = ct.pop if drop else ct.get
     get = ct.get
     rules_of = _RULES
@@ -530,25 +531,3 @@ def _jacobian(f: Callable[..., Any], argnums: int | Sequence[int], has_aux: bool
 
 
 jacrev = jacobian
-
-
-def hessian(
-    f: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: bool = False
-) -> Callable[..., Any]:
-    """The matrix of second derivatives of scalar ``f``: the Jacobian of its gradient.
-
-    With ``has_aux=True``, ``f`` returns ``(output, aux)`` and the result is
-    ``(hessian, aux)``.
-
-    >>> import fungrad as fg
-    >>> fg.hessian(lambda v: v[0] ** 2 * v[1])([3.0, 2.0])
-    [[4.0, 6.0], [6.0, 0.0]]
-    """
-    check_transform_args(f, argnums, "hessian")
-    inner = _value_and_grad(f, argnums, has_aux, "hessian")
-
-    def g(*args: Any, **kwargs: Any) -> Any:
-        v, gr = inner(*args, **kwargs)
-        return (gr, v[1]) if has_aux else gr
-
-    return _wraps(f)(_jacobian(g, argnums, has_aux, "hessian"))

@@ -18,7 +18,8 @@ import sys
 from typing import Any, Callable, Sequence
 
 from . import tree
-from .autodiff import grad, hessian, value_and_grad
+from .autodiff import grad, value_and_grad
+from .forward import hessian, jacfwd
 from .expr import Node, var
 
 __all__ = ["check_grads", "torch_available", "require_torch", "compare_with_torch"]
@@ -93,9 +94,16 @@ def _fd(fn: Callable[[list[float]], Any], x: list[float], j: int, eps: float | N
     return (fp - fm) / (2 * h)
 
 
-def _fail(order: int, what: list[str], total: int, rtol: float, atol: float) -> AssertionError:
+def _fwd_grad(g: Callable[..., Any]) -> Callable[..., Any]:
+    # the gradient of a scalar function by forward mode: one column per input
+    jf = jacfwd(g)
+    return lambda v: jf(v)
+
+
+def _fail(order: int, what: list[str], total: int, rtol: float, atol: float, mode: str = "rev") -> AssertionError:
+    kind = "" if mode == "rev" else " forward-mode"
     head = (
-        f"check_grads: {len(what)} of {total} order {order} derivatives disagree with finite "
+        f"check_grads: {len(what)} of {total} order {order}{kind} derivatives disagree with finite "
         f"differences (rtol={rtol:g}, atol={atol:g}):\n  "
     )
     more = f"\n  ... and {len(what) - 10} more" if len(what) > 10 else ""
@@ -111,8 +119,9 @@ def check_grads(
     rtol: float = 1e-5,
     atol: float = 1e-7,
     argnums: int | Sequence[int] | None = None,
+    modes: Sequence[str] = ("rev", "fwd"),
 ) -> None:
-    """Check ``grad(f)`` (and, for ``order=2``, its derivatives) against finite differences.
+    """Check ``f``'s derivatives (and, for ``order=2``, second derivatives) against finite differences.
 
     ``args`` is the tuple of positional arguments of ``f``, each a pytree of
     numbers; anything that is not a tuple is taken as the one argument
@@ -123,7 +132,10 @@ def check_grads(
     Order 2 does that and then compares every second derivative
     ``d/dx_j (df/dx_i)``, computed by nested ``grad``, with a central
     difference of the gradient (as JAX's ``check_grads`` does). The default
-    step is ``1e-5 * max(1, |x|)``; ``eps`` fixes it. A derivative ``a`` passes
+    step is ``1e-5 * max(1, |x|)``; ``eps`` fixes it. ``modes`` picks the
+    modes checked: ``"rev"`` (``grad``, and ``jacobian(grad)`` for order 2)
+    and ``"fwd"`` (``jacfwd``, and ``jacfwd(jacfwd)`` for order 2); the
+    message names the mode. A derivative ``a`` passes
     when ``|a - n| <= atol + rtol * |n|`` for the numerical estimate ``n``.
 
     Returns ``None``; raises ``AssertionError`` listing each derivative that
@@ -141,6 +153,22 @@ def check_grads(
     """
     if type(order) is not int or order not in (1, 2):
         raise ValueError(f"check_grads: order must be 1 or 2, got {order!r}")
+    if isinstance(modes, str) or not modes or any(m not in ("fwd", "rev") for m in modes):
+        raise ValueError(f"check_grads: modes must be a tuple of 'fwd' and/or 'rev', got {modes!r}")
+    for mode in dict.fromkeys(modes):
+        _check_mode(f, args, order, eps, rtol, atol, argnums, mode)
+
+
+def _check_mode(
+    f: Callable[..., Any],
+    args: Any,
+    order: int,
+    eps: float | None,
+    rtol: float,
+    atol: float,
+    argnums: int | Sequence[int] | None,
+    mode: str,
+) -> None:
     args, nums = _arguments(args, argnums, "check_grads")
     if not nums:
         raise ValueError("check_grads: there are no arguments to differentiate")
@@ -155,7 +183,7 @@ def check_grads(
     def g(v: list[Any]) -> Any:
         return flat.call(f, v)
 
-    dg = grad(g)
+    dg = grad(g) if mode == "rev" else _fwd_grad(g)
     analytic = [_value(a) for a in dg(x)]
     bad = []
     for i in range(n):
@@ -163,14 +191,14 @@ def check_grads(
         if not _close(analytic[i], num, rtol, atol):
             bad.append(f"{names[i]}: analytic {analytic[i]!r}, numeric {num!r}")
     if bad:
-        raise _fail(1, bad, n, rtol, atol)
+        raise _fail(1, bad, n, rtol, atol, mode)
     if order == 1:
         return
 
     def gv(v: list[float]) -> list[float]:
         return [_value(a) for a in dg(v)]
 
-    H = [[_value(h) for h in row] for row in hessian(g)(x)]
+    H = [[_value(h) for h in row] for row in (hessian(g) if mode == "rev" else jacfwd(dg))(x)]
     for j in range(n):
         col = _fd(gv, x, j, eps)
         for i in range(n):
@@ -179,7 +207,7 @@ def check_grads(
                     f"d/d({names[j]}) of d/d({names[i]}): analytic {H[i][j]!r}, numeric {col[i]!r}"
                 )
     if bad:
-        raise _fail(2, bad, n * n, rtol, atol)
+        raise _fail(2, bad, n * n, rtol, atol, mode)
 
 
 # --------------------------------------------------------------------------
