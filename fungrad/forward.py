@@ -11,8 +11,10 @@ where the partial derivative ``d node / d arg_i`` is the primitive's VJP rule
 for argument i at a cotangent of 1: a scalar primitive needs no second table
 of rules. Nodes of enclosing levels and constants have no tangent (a symbolic
 zero, skipped), which is what keeps nested derivatives apart, in any mix of
-modes. Inside another transform the sweep computes with nodes, so the
-enclosing transform differentiates through it.
+modes. An input whose tangent is ``0.0`` is such a zero too, so a basis
+direction gives exactly the partial derivatives that reverse mode gives.
+Inside another transform the sweep computes with nodes, so the enclosing
+transform differentiates through it.
 
 >>> import fungrad as fg
 >>> fg.jvp(lambda x, y: x * fg.sin(y), (2.0, 0.0), (1.0, 0.0))   # d/dx in direction (1, 0)
@@ -201,8 +203,14 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
 def _jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
     tls = _check_pair(primals, tangents, "jvp")
     r = _run_f(f, primals, "jvp")
-    seeds = {x: t for xs, ts in zip(r.inputs, tls) for x, t in zip(xs, ts)}
-    return _outputs(r, r.result, _sweep(r, seeds), "jvp")
+    return _outputs(r, r.result, _sweep(r, _seeds(r, tls)), "jvp")
+
+
+def _seeds(r: _Traced, tls: list[list[Any]]) -> dict[Node, Any]:
+    # A float zero tangent is a symbolic zero: the input does not move, so
+    # its partial derivatives are not asked for (0 * nan from log(-1) in
+    # pow's exponent rule would otherwise spoil a basis direction)
+    return {x: t for xs, ts in zip(r.inputs, tls) for x, t in zip(xs, ts) if t.__class__ is Node or t != 0.0}
 
 
 def linearize(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., Any]]:
@@ -230,8 +238,7 @@ def _linearize(f: Callable[..., Any], primals: tuple[Any, ...]) -> tuple[Any, Ca
 
     def f_jvp(*tangents: Any) -> Any:
         tls = _check_pair(primals, tangents, "linearize's f_jvp")
-        seeds = {x: t for xs, ts in zip(r.inputs, tls) for x, t in zip(xs, ts)}
-        return _outputs(r, result, _push(lin, seeds, debug), "linearize")[1]
+        return _outputs(r, result, _push(lin, _seeds(r, tls), debug), "linearize")[1]
 
     return primals_out, f_jvp
 
