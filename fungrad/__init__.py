@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import expr, tree
+from . import codegen, expr, tree
 from .autodiff import gradients, grad, jacobian, jacrev, toposort, value_and_grad
 from .expr import (
     CONST,
@@ -76,6 +76,7 @@ __all__ = [
     "graph_stats",
     "check_grads",
     "tree",
+    "codegen",
     "graph",
     "viz",
     "nn",

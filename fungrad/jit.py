@@ -23,81 +23,16 @@ from __future__ import annotations
 
 import functools
 import inspect
-import itertools
-import math
-import re
-import struct
 import threading
 import time
 import weakref
 from collections import OrderedDict
 from typing import Any, Callable, NamedTuple, Sequence
 
-from . import expr, tree
+from . import codegen, expr, tree
 from .expr import Node
 
 __all__ = ["jit", "Jitted", "CacheInfo", "DEFAULT_CACHE_LIMIT"]
-
-# Ops written inline in the generated code: Python float + - * and unary -
-# never raise (overflow gives inf, inf - inf gives nan), so they are the same
-# IEEE operations as the primitives' forwards; ``where`` and ``relu`` are the
-# conditional expressions of their forwards. Every other op calls its
-# primitive's ``fwd``. Each template is checked against its forward on edge
-# values when this module loads (below), and dropped if they ever disagree.
-_INLINE = {
-    "add": "({0} + {1})",
-    "sub": "({0} - {1})",
-    "mul": "({0} * {1})",
-    "neg": "(-{0})",
-    "where": "({1} if {0} > 0.0 else {2})",
-    "relu": "(0.0 if {0} < 0.0 else {0})",
-}
-_FWD = expr.FWD  # by op name; user primitives join it when declared
-_SIMPLE = re.compile(r"(r\d+|xs\[\d+\]|R\[\d+\]|_?[a-z]+|\(?-?[0-9.e+-]+\)?)\Z")  # names and literals
-_EDGE = (0.0, -0.0, 1.0, -1.0, 2.5, 1e-310, math.inf, -math.inf, math.nan)
-
-
-def _bits(x: float) -> bytes:
-    return struct.pack("<d", x)
-
-
-def _agrees(f: Callable[..., float], g: Callable[..., float], arity: int) -> bool:
-    return all(_bits(f(*a)) == _bits(g(*a)) for a in itertools.product(_EDGE, repeat=arity))
-
-
-def _checked_templates() -> dict[str, str]:
-    out = {}
-    for op, tpl in _INLINE.items():
-        p = expr.PRIMITIVES[op]
-        names = [f"a{i}" for i in range(p.arity)]
-        f = eval(f"lambda {', '.join(names)}: {tpl.format(*names)}")  # noqa: S307 - our own template
-        if _agrees(f, p.fwd, p.arity):
-            out[op] = tpl
-    return out
-
-
-_INLINE = _checked_templates()
-# a template that reads its argument twice evaluates a folded argument once, into _t
-_VIA_TEMP = {
-    op: t.replace("{0}", "\x00", 1).replace("{0}", "_t").replace("\x00", "(_t := {0})")
-    for op, t in _INLINE.items()
-    if t.count("{0}") > 1
-}
-# x * 1.0 is x, bit for bit, for every float x: such products are aliases
-_MUL_ONE_IS_IDENTITY = _agrees(lambda a: _FWD["mul"](a, 1.0), lambda a: a, 1) and _agrees(
-    lambda a: _FWD["mul"](1.0, a), lambda a: a, 1
-)
-
-# Folding a chain of single-use values into one expression nests it; past a
-# few dozen levels CPython's parser refuses ("too many nested parentheses").
-_MAX_DEPTH = 24
-# Statements per generated function. A value that crosses from one function
-# to the next goes through the list R, which is slow: measured here, a
-# 10^6-node chain replays at about 75 ns per node in functions of 20,000
-# statements and 21 ns in one function. So only graphs past this size are
-# split (compiling costs about 10 us per statement, a little more in very
-# large functions).
-_SEGMENT = 500_000
 
 _NUM = object()  # marks a numeric (traced) leaf in a cache key
 
@@ -130,272 +65,6 @@ def _builder(td: tree.TreeDef) -> Callable[[list[Any]], Any]:
 
 
 _is_number = expr.real_number
-
-
-# --------------------------------------------------------------------------
-# From a traced graph to a program
-
-
-def _prepare(tape: list[Node], inputs: list[Node], outs: list[Any]) -> tuple[list[Node], dict[Node, Node]]:
-    """The nodes the replay computes, in tape (topological) order, and the aliases.
-
-    Leaves made inside the trace that are not inputs (``fg.var(3.0)`` inside
-    ``f``) and every node from outside the trace are constants. A node that
-    only passes a value on is an alias of that value: a ``link`` (the input of
-    a nested grad), a product with the constant ``1.0`` (``x * 1.0`` is ``x``
-    exactly, in IEEE arithmetic, for every ``x``), and a ``where`` whose
-    condition is a constant. Backward passes make many of these.
-    """
-    on_tape = set(tape)
-    ins = set(inputs)
-    alias: dict[Node, Node] = {}
-    get = alias.get
-
-    def const(p: Node) -> bool:
-        return p not in on_tape or (not p.parents and p not in ins)
-
-    for n in tape:
-        op = n.op
-        if op == "link":
-            p = n.parents[0]
-            alias[n] = get(p, p)
-        elif op == "mul" and _MUL_ONE_IS_IDENTITY:
-            a, b = n.parents
-            a, b = get(a, a), get(b, b)
-            if const(a) and a.value == 1.0:
-                alias[n] = b
-            elif const(b) and b.value == 1.0:
-                alias[n] = a
-        elif op == "where":
-            c = n.parents[0]
-            c = get(c, c)
-            if const(c):
-                # the forward picks one of its arguments: let it pick the node
-                p = _FWD["where"](c.value, n.parents[1], n.parents[2])
-                if p is n.parents[1] or p is n.parents[2]:
-                    alias[n] = get(p, p)
-    need = set()
-    for o in outs:
-        if o.__class__ is Node:
-            o = get(o, o)
-            if not const(o):
-                need.add(o)
-    for n in reversed(tape):  # users come after producers, so one pass suffices
-        if n in need:
-            for p in n.parents:
-                p = get(p, p)
-                if not const(p):
-                    need.add(p)
-    return [n for n in tape if n in need], alias
-
-
-class _Names:
-    """Constants and functions that the generated code reads as globals."""
-
-    def __init__(self) -> None:
-        self.glob: dict[str, Any] = {"_inf": math.inf, "_ninf": -math.inf, "_nan": math.nan, "_nz": -0.0}
-
-    def literal(self, v: float) -> str:
-        if v != v:
-            return "_nan"
-        if v == math.inf:
-            return "_inf"
-        if v == -math.inf:
-            return "_ninf"
-        if v == 0.0 and math.copysign(1.0, v) < 0.0:
-            return "_nz"
-        return repr(v) if v >= 0.0 else f"({v!r})"
-
-    def fwd(self, op: str) -> str:
-        # user primitives may have names that are not identifiers
-        name = f"_f_{op}" if op.isidentifier() else f"_f{len(self.glob)}_{re.sub(r'[^0-9a-zA-Z_]', '_', op)}"
-        if self.glob.get(name, _FWD[op]) is not _FWD[op]:
-            name = f"_f{len(self.glob)}"
-        self.glob.setdefault(name, _FWD[op])
-        return name
-
-
-def _codegen(
-    order: list[Node], alias: dict[Node, Node], inputs: list[Node], outs: list[Any]
-) -> tuple[list[str], dict[str, Any], int]:
-    """Straight-line Python for ``order``: (source of each segment, globals, spill slots).
-
-    The code reads the inputs as ``xs[k]`` and stores the outputs into the
-    list ``o`` as soon as they are computed. A value used exactly once is
-    folded into the expression of its user; any other value gets a register
-    (a local name), reused once the value is dead. Both keep the code short
-    and the locals few, which is what makes it compile fast (a prototype with
-    one local per op compiled 200,000 lines in 7 s). Graphs of more than
-    ``_SEGMENT`` statements are split into several functions; a value used
-    in a later one is handed on through the list ``R``.
-    """
-    names = _Names()
-    pos = {n: i for i, n in enumerate(order)}
-    num = len(order)
-    in_slot = {x: k for k, x in enumerate(inputs)}
-    is_in = [n in in_slot for n in order]
-    get = alias.get
-    parents = [[get(p, p) for p in n.parents] for n in order]
-    uses = [0] * num
-    users: list[list[int]] = [[] for _ in range(num)]
-    for i, n in enumerate(order):
-        for p in parents[i]:
-            j = pos.get(p)
-            if j is not None:
-                uses[j] += 1
-                users[j].append(i)
-    outpos: dict[int, list[int]] = {}
-    tmpl: list[Any] = []
-    for k, o in enumerate(outs):
-        if o.__class__ is Node:
-            o = get(o, o)
-        j = pos.get(o) if o.__class__ is Node else None
-        if j is not None:
-            outpos.setdefault(j, []).append(k)
-            tmpl.append(None)
-        else:  # not computed by the replay: a constant, or a static object returned as is
-            tmpl.append(o.value if o.__class__ is Node else o)
-
-    # pass 1: which values fold into their user, where each is evaluated, in which segment
-    folded = is_in[:]  # inputs are read where they are used
-    user = [-1] * num
-    depth = [0] * num
-    for i, n in enumerate(order):
-        if is_in[i]:
-            continue
-        d = 0
-        for p in parents[i]:
-            j = pos.get(p)
-            if j is not None and folded[j] and not is_in[j]:
-                user[j] = i
-                if depth[j] > d:
-                    d = depth[j]
-        depth[i] = d + 1
-        folded[i] = uses[i] == 1 and i not in outpos and d + 1 < _MAX_DEPTH
-    at = list(range(num))  # the statement that evaluates node i
-    seg = [0] * num
-    count = 0
-    for i in range(num):
-        if not folded[i]:
-            seg[i] = count // _SEGMENT
-            count += 1
-    for i in range(num - 1, -1, -1):
-        if folded[i] and not is_in[i]:
-            at[i] = at[user[i]]
-            seg[i] = seg[at[i]]
-    last = list(range(num))  # the last statement of node i's segment that reads its register
-    spill = [False] * num  # whether a later segment reads it
-    for j in range(num):
-        if folded[j]:
-            continue
-        for i in users[j]:
-            a = at[i]
-            if seg[a] == seg[j]:
-                if a > last[j]:
-                    last[j] = a
-            else:
-                spill[j] = True
-
-    # pass 2: emit, reusing the registers of dead values
-    text: list[str] = [""] * num
-    slot: dict[int, int] = {}
-    segments: list[list[str]] = []
-    lines: list[str] = []
-    release: dict[int, list[str]] = {}
-    free: list[str] = []
-    nregs = 0
-    cur = -1
-    for i, n in enumerate(order):
-        if is_in[i]:
-            text[i] = f"xs[{in_slot[n]}]"
-            for k in outpos.get(i, ()):
-                lines.append(f"o[{k}] = {text[i]}")
-            continue
-        here = seg[i]
-        args = []
-        for p in parents[i]:
-            j = pos.get(p)
-            if j is None:
-                args.append(names.literal(p.value))
-            elif folded[j] and not is_in[j]:
-                args.append(text[j])
-                text[j] = ""  # used once: its text now lives in its user's
-            elif folded[j] or seg[j] == here:
-                args.append(text[j])
-            else:
-                args.append(f"R[{slot[j]}]")
-        tpl = _INLINE.get(n.op)
-        if tpl is None:
-            e = f"{names.fwd(n.op)}({', '.join(args)})"
-        elif n.op in _VIA_TEMP and not _SIMPLE.match(args[0]):
-            e = _VIA_TEMP[n.op].format(*args)
-        else:
-            e = tpl.format(*args)
-        if folded[i]:
-            text[i] = e
-            continue
-        if here != cur:  # a new segment: every register is free again
-            if cur >= 0:
-                segments.append(lines)
-                lines = []
-            cur = here
-            release.clear()
-            free = [f"r{k}" for k in range(nregs - 1, -1, -1)]
-        for r in release.pop(i, ()):
-            free.append(r)
-        ks = outpos.get(i, ())
-        if uses[i] == 0 and len(ks) == 1:
-            lines.append(f"o[{ks[0]}] = {e}")
-            continue
-        if free:
-            reg = free.pop()
-        else:
-            reg = f"r{nregs}"
-            nregs += 1
-        lines.append(f"{reg} = {e}")
-        text[i] = reg
-        for k in ks:
-            lines.append(f"o[{k}] = {reg}")
-        if spill[i]:
-            slot[i] = len(slot)
-            lines.append(f"R[{slot[i]}] = {reg}")
-        if last[i] == i:
-            free.append(reg)
-        else:
-            release.setdefault(last[i], []).append(reg)
-    segments.append(lines)
-    src = [
-        f"def _s{c}(xs, o, R):\n    " + "\n    ".join(body or ["pass"]) + "\n" for c, body in enumerate(segments)
-    ]
-    names.glob["_tmpl"] = tmpl
-    return src, names.glob, len(slot)
-
-
-def _link(segs: list[str], glob: dict[str, Any], nspill: int) -> Callable[[list[float]], list[Any]]:
-    fns = []
-    for c, s in enumerate(segs):
-        g = dict(glob)
-        exec(compile(s, f"<fungrad.jit segment {c}>", "exec"), g)
-        fns.append(g[f"_s{c}"])
-    tmpl = glob["_tmpl"]
-    if len(fns) == 1:
-        f0 = fns[0]
-
-        def run1(xs: list[float]) -> list[Any]:
-            o = tmpl[:]
-            f0(xs, o, None)
-            return o
-
-        return run1
-
-    def run(xs: list[float]) -> list[Any]:
-        o = tmpl[:]
-        R = [None] * nspill
-        for f in fns:
-            f(xs, o, R)
-        return o
-
-    return run
 
 
 # --------------------------------------------------------------------------
@@ -680,15 +349,10 @@ class Jitted:
         t0 = time.perf_counter()
         tape, inputs, result = self._trace(dyn, statics, xs)
         outs, out_td = tree.flatten(result)
-        t1 = time.perf_counter()
-        order, alias = _prepare(tape, inputs, outs)
-        info: dict[str, Any] = {"traced": len(tape), "nodes": len(order), "trace_s": t1 - t0}
-        segs, glob, nspill = _codegen(order, alias, inputs, outs)
-        t2 = time.perf_counter()
-        del tape, order, alias, result
-        run = _link(segs, glob, nspill)
-        info.update(lines=sum(s.count("\n") for s in segs), codegen_s=t2 - t1, compile_s=time.perf_counter() - t2)
-        return _Entry(run, _builder(out_td), info)
+        trace_s = time.perf_counter() - t0
+        prog = codegen.compile_graph(tape, inputs, outs)
+        del tape, result
+        return _Entry(prog.run, _builder(out_td), {**prog.info, "trace_s": trace_s})  # type: ignore[arg-type]
 
     def source(self, *args: Any, **kwargs: Any) -> str:
         """The Python code that replays ``f`` for arguments shaped like these (for reading).
@@ -709,8 +373,7 @@ class Jitted:
         _walk(dyn, [], xs)
         tape, inputs, result = self._trace(dyn, statics, xs)
         outs, _ = tree.flatten(result)
-        segs, _, _ = _codegen(*_prepare(tape, inputs, outs), inputs, outs)
-        return "\n".join(segs)
+        return "\n".join(codegen.compile_graph(tape, inputs, outs, compile=False).source)
 
 
 def _unhashable(dyn: Any) -> str:

@@ -226,8 +226,8 @@ def test_nn_mlp_under_jit_if_available():
 
 def test_segments_and_spills_give_the_same_results(monkeypatch):
     # tiny segments force values to cross from one generated function to the next
-    monkeypatch.setattr(jit_module, "_SEGMENT", 7)
-    monkeypatch.setattr(jit_module, "_MAX_DEPTH", 3)
+    monkeypatch.setattr(fg.codegen, "SEGMENT", 7)
+    monkeypatch.setattr(fg.codegen, "MAX_DEPTH", 3)
     xs, ys = fg.data.make_moons(10, noise=0.1, seed=5)
     vg = fg.value_and_grad(max_margin_loss)
     params = init_mlp([2, 4, 1], seed=1)
