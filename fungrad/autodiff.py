@@ -105,35 +105,78 @@ def _backward(
     take = ct.pop if drop else ct.get
     get = ct.get
     rules_of = _RULES
+    fast = not nested and not debug
     for n in nodes:
         g = take(n, None)
         if g is None:
             continue
         ps = n.parents
-        # the arguments by arity: unpacking a list costs more than the rule
         k = len(ps)
+        # The cotangents of up to two arguments, by arity. On floats, the
+        # rules of the hottest ops are written out: each mirrors its row of
+        # the table exactly (same float operations, same order), and a rule
+        # call costs more than the arithmetic.
         if k == 2:
             x, y = ps
-            if nested:
-                ans, args = n, ps
+            op = n.op
+            if fast and op == "mul":  # g * y, g * x
+                cx = g * y.value if x.level >= floor else None
+                cy = g * x.value if y.level >= floor else None
+            elif fast and op == "add":  # g, g
+                cx = g if x.level >= floor else None
+                cy = g if y.level >= floor else None
+            elif fast and op == "sub":  # g, -g
+                cx = g if x.level >= floor else None
+                cy = -g if y.level >= floor else None
             else:
-                ans, args = n.value, (x.value, y.value)
+                rx, ry = rules_of[op]
+                if nested:
+                    ans, xa, ya = n, x, y
+                else:
+                    ans, xa, ya = n.value, x.value, y.value
+                cx = rx(g, ans, xa, ya) if rx is not None and x.level >= floor else None
+                cy = ry(g, ans, xa, ya) if ry is not None and y.level >= floor else None
         elif k == 1:
-            ans, args = (n, ps) if nested else (n.value, (ps[0].value,))
+            x = ps[0]
+            cy = None
+            if x.level < floor:
+                continue
+            op = n.op
+            if fast and op == "relu":  # where(ans, g, 0.0)
+                cx = g if n.value > 0.0 else 0.0
+            elif fast and op == "tanh":  # g * (1.0 - ans * ans)
+                ans = n.value
+                cx = g * (1.0 - ans * ans)
+            else:
+                (rx,) = rules_of[op]
+                if rx is None:
+                    continue
+                cx = rx(g, n, x) if nested else rx(g, n.value, x.value)
         elif k:
             ans, args = (n, ps) if nested else (n.value, tuple([p.value for p in ps]))
+            i = 0
+            for r in rules_of[n.op]:
+                p = ps[i]
+                if r is not None and p.level >= floor:
+                    c = r(g, ans, *args)
+                    if debug:
+                        _nonfinite(n, i, c)
+                    old = get(p)
+                    ct[p] = c if old is None else old + c
+                i += 1
+            continue
         else:
             continue
-        i = 0
-        for r in rules_of[n.op]:
-            p = ps[i]
-            if r is not None and p.level >= floor:
-                c = r(g, ans, *args)
-                if debug:
-                    _nonfinite(n, i, c)
-                old = get(p)
-                ct[p] = c if old is None else old + c
-            i += 1
+        if cx is not None:
+            if debug:
+                _nonfinite(n, 0, cx)
+            old = get(x)
+            ct[x] = cx if old is None else old + cx
+        if cy is not None:
+            if debug:
+                _nonfinite(n, 1, cy)
+            old = get(y)
+            ct[y] = cy if old is None else old + cy
     return ct
 
 
