@@ -47,18 +47,7 @@ _LAZY_NAMES = {
 }
 
 __all__ = [
-    "Node",
-    "Primitive",
-    "PRIMITIVES",
-    "CONST",
-    "var",
-    "const",
-    "named",
-    "is_node",
-    *[name for name, p in PRIMITIVES.items() if p.public],
-    "primitive",
-    "custom_vjp",
-    "debug_nans",
+    *expr.__all__,
     "gradients",
     "grad",
     "value_and_grad",

@@ -70,13 +70,15 @@ def _push(lin: list[tuple[Node, list[tuple[Node, Any]]]], tangents: dict[Node, A
                 tot = c if tot is None else tot + c
         if tot is not None:
             if debug:
-                v = tot.value if tot.__class__ is Node else tot
-                if not math.isfinite(v):
-                    raise FloatingPointError(
-                        f"debug_nans: the tangent of op {n.op!r} (inputs {expr.describe_inputs(n)}) is {v!r}"
-                    )
+                _check_tangent(n, tot)
             tangents[n] = tot
     return tangents
+
+
+def _check_tangent(n: Node, t: Any) -> None:
+    v = t.value if t.__class__ is Node else t
+    if not math.isfinite(v):
+        raise FloatingPointError(f"debug_nans: the tangent of op {n.op!r} (inputs {expr.describe_inputs(n)}) is {v!r}")
 
 
 def _sweep(r: _Traced, seeds: dict[Node, Any]) -> dict[Node, Any]:
@@ -101,11 +103,7 @@ def _sweep(r: _Traced, seeds: dict[Node, Any]) -> dict[Node, Any]:
             tot = c if tot is None else tot + c
         if tot is not None:
             if debug:
-                v = tot.value if tot.__class__ is Node else tot
-                if not math.isfinite(v):
-                    raise FloatingPointError(
-                        f"debug_nans: the tangent of op {n.op!r} (inputs {expr.describe_inputs(n)}) is {v!r}"
-                    )
+                _check_tangent(n, tot)
             seeds[n] = tot
     return seeds
 
