@@ -29,6 +29,7 @@ from .expr import (
     primitive,
     var,
 )
+from .batch import export, vmap
 from .forward import hessian, hvp, jacfwd, jvp, linearize, vjp
 from .jit import jit
 
@@ -59,6 +60,8 @@ __all__ = [
     "linearize",
     "vjp",
     "hvp",
+    "vmap",
+    "export",
     "toposort",
     "jit",
     "to_networkx",

@@ -24,6 +24,7 @@ import functools
 import gc
 import math
 import threading
+import weakref
 from typing import Any, Callable, Iterable, Sequence
 
 from . import expr, tree
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 _RULES = expr.RULES  # by op name; user primitives join it when declared
+_JOINT = expr.JOINT
 
 
 def toposort(out: Node, floor: int = -1) -> list[Node]:
@@ -154,11 +156,12 @@ def _backward(
                 cx = rx(g, n, x) if nested else rx(g, n.value, x.value)
         elif k:
             ans, args = (n, ps) if nested else (n.value, tuple([p.value for p in ps]))
+            joint = _JOINT.get(n.op)
             i = 0
-            for r in rules_of[n.op]:
+            for r in rules_of[n.op] if joint is None else joint(g, ans, *args):
                 p = ps[i]
                 if r is not None and p.level >= floor:
-                    c = r(g, ans, *args)
+                    c = r(g, ans, *args) if joint is None else r
                     if debug:
                         _nonfinite(n, i, c)
                     old = get(p)
@@ -255,47 +258,57 @@ def _at_root(out: Node, order: list[Node], floor: int) -> dict[Node, Any]:
 # about half of the time of a training step. So while a transform runs at the
 # root of some thread, collections of the youngest generation happen less
 # often: its threshold is raised (never set to 0, and the collector is never
-# switched off, so cycles made meanwhile are still collected). The state is
-# kept per thread and repaired on the next entry: a thread at the root has no
-# transform running, so whatever it had registered (an exit that a
-# KeyboardInterrupt skipped) is stale. The user's thresholds come back when
-# the last transform ends, unless the user changed them meanwhile.
+# switched off, so cycles made meanwhile are still collected). The user's
+# thresholds come back when the last transform ends, unless the user changed
+# them meanwhile.
+#
+# A KeyboardInterrupt can land at any statement, so no step here holds a
+# lock (an interrupt between a lock's acquire and its release would hang the
+# next transform of every thread): each thread registers under its own key
+# (registering twice is registering once) and every change is one atomic
+# store or C call. An exit that an interrupt cut short is done again by
+# _outermost; a registration left by a thread that has ended is dropped on
+# the next entry.
 
 _GC_YOUNG = 50_000
 
 
+class _Alive:
+    # one per thread, held by a thread-local: its weak reference dies with the thread
+    __slots__ = ("__weakref__",)
+
+
 class _GCThreshold:
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.threads: set[int] = set()
-        self.saved: tuple[int, int, int] | None = None
-        self.ours: tuple[int, int, int] | None = None
+        self.threads: dict[int, weakref.ref[_Alive]] = {}  # the threads running a transform at their root
+        self.pair: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None  # (the user's, ours)
+        self.local = threading.local()
 
-    def enter(self) -> int:
-        me = threading.get_ident()
-        with self.lock:
-            if self.threads:
-                # repair: drop threads that have ended
-                live = {t.ident for t in threading.enumerate()}
-                self.threads &= live
-            self.threads.add(me)
-            cur = gc.get_threshold()
-            if cur != self.ours:
-                self.saved = cur
-                if cur[0] > 0 and cur[0] < _GC_YOUNG:
-                    self.ours = (_GC_YOUNG, cur[1], cur[2])
-                    gc.set_threshold(*self.ours)
-                else:
-                    self.ours = None  # the user turned automatic collection off, or set it higher
-        return me
+    def enter(self) -> None:
+        ref = getattr(self.local, "ref", None)
+        if ref is None:
+            tok = self.local.tok = _Alive()
+            ref = self.local.ref = weakref.ref(tok)
+        threads = self.threads
+        threads[threading.get_ident()] = ref
+        if len(threads) > 1:
+            for k, r in tuple(threads.items()):
+                if r() is None:  # a thread that ended inside a transform
+                    threads.pop(k, None)
+        cur = gc.get_threshold()
+        pair = self.pair
+        if (pair is None or cur != pair[1]) and 0 < cur[0] < _GC_YOUNG:
+            # the user's thresholds (at first, or set anew): keep them, raise ours
+            ours = (_GC_YOUNG, cur[1], cur[2])
+            self.pair = (cur, ours)
+            gc.set_threshold(*ours)
 
-    def exit(self, me: int) -> None:
-        with self.lock:
-            self.threads.discard(me)
-            if not self.threads and self.saved is not None:
-                if gc.get_threshold() == self.ours:
-                    gc.set_threshold(*self.saved)
-                self.saved = self.ours = None
+    def exit(self) -> None:
+        threads = self.threads
+        threads.pop(threading.get_ident(), None)
+        pair = self.pair
+        if not threads and pair is not None and gc.get_threshold() == pair[1]:
+            gc.set_threshold(*pair[0])
 
 
 _gc_state = _GCThreshold()
@@ -305,11 +318,15 @@ def _outermost(fn: Callable[..., Any], *args: Any) -> Any:
     """Run a transform's work with the collector's young threshold raised, at the root."""
     if expr.current().active:
         return fn(*args)
-    me = _gc_state.enter()
     try:
-        return fn(*args)
-    finally:
-        _gc_state.exit(me)
+        try:
+            _gc_state.enter()
+            return fn(*args)
+        finally:
+            _gc_state.exit()
+    except BaseException:
+        _gc_state.exit()  # an interrupt may have cut the first exit short; exit is idempotent
+        raise
 
 
 # --------------------------------------------------------------------------

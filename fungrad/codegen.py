@@ -32,7 +32,7 @@ from typing import Any, Callable
 from . import expr
 from .expr import Node
 
-__all__ = ["prepare", "plan", "emit", "link", "compile_graph", "Step", "Program"]
+__all__ = ["prepare", "plan", "emit", "link", "compile_graph", "Step", "Program", "MAX_DEPTH", "SEGMENT", "MULTI"]
 
 # Ops written inline in the generated code: Python float + - * and unary -
 # never raise (overflow gives inf, inf - inf gives nan), so they are the same
@@ -144,9 +144,15 @@ def prepare(tape: list[Node], inputs: list[Node], outs: list[Any]) -> tuple[list
             o = get(o, o)
             if not const(o):
                 need.add(o)
+    seen_parents: set[int] = set()  # outputs of one vmap body share a (long) parents tuple
     for n in reversed(tape):  # users come after producers, so one pass suffices
         if n in need:
-            for p in n.parents:
+            ps = n.parents
+            if len(ps) > 2:
+                if id(ps) in seen_parents:
+                    continue
+                seen_parents.add(id(ps))
+            for p in ps:
                 p = get(p, p)
                 if not const(p):
                     need.add(p)
@@ -159,12 +165,22 @@ def prepare(tape: list[Node], inputs: list[Node], outs: list[Any]) -> tuple[list
 # 2. One record per node: folding, statements, segments, liveness
 
 
+# Ops whose nodes are outputs of one call: op name -> (the function of all
+# outputs, this node's index). Nodes of such an op with the same arguments
+# share one call in the generated code (a vmap body with several outputs).
+MULTI: dict[str, tuple[Callable[..., Any], int]] = {}
+
+
 class Step:
     """What the generator knows about one node of the replay."""
 
-    __slots__ = ("node", "args", "uses", "users", "outs", "input", "folded", "depth", "at", "seg", "last", "spill")
+    __slots__ = (
+        "node", "args", "uses", "users", "outs", "input", "folded", "depth", "at", "seg", "last", "spill", "call", "take"
+    )
 
     def __init__(self, node: Node, args: list[Any], input_slot: int | None):
+        self.call: Callable[..., Any] | None = None  # a call of a multi-output function
+        self.take = -1  # the output of that call this step picks
         self.node = node
         self.args = args  # per argument: the position of its step, or the constant node
         self.uses = 0  # how many arguments of later steps read this value
@@ -189,22 +205,29 @@ def plan(order: list[Node], alias: dict[Node, Node], inputs: list[Node], outs: l
     into several functions; a value used in a later one is handed on through
     the list ``R``.
     """
-    pos = {n: i for i, n in enumerate(order)}
+    pos: dict[Node, int] = {}  # a node's step (the take step, for an output of a call)
     in_slot = {x: k for k, x in enumerate(inputs)}
     get = alias.get
-    steps = []
-    for i, n in enumerate(order):
-        args = []
-        for p in n.parents:
-            p = get(p, p)
-            j = pos.get(p)
-            args.append(p if j is None else j)
+    steps: list[Step] = []
+    calls: dict[Any, int] = {}
+    for n in order:
+        multi = MULTI.get(n.op)
+        if multi is not None:
+            # the outputs of one call share their parents tuple: one call for all
+            key = (id(multi[0]), id(n.parents))
+            c = calls.get(key)
+            if c is None:
+                c = calls[key] = len(steps)
+                _add(steps, Step(n, _args(n, get, pos), None))
+                steps[c].call = multi[0]
+            args: list[Any] = [c]
+        else:
+            args = _args(n, get, pos)
+        pos[n] = len(steps)
         s = Step(n, args, in_slot.get(n))
-        steps.append(s)
-        for j in args:
-            if j.__class__ is int:
-                steps[j].uses += 1
-                steps[j].users.append(i)
+        if multi is not None:
+            s.take = multi[1]
+        _add(steps, s)
     tmpl: list[Any] = []
     for k, o in enumerate(outs):
         if o.__class__ is Node:
@@ -218,6 +241,25 @@ def plan(order: list[Node], alias: dict[Node, Node], inputs: list[Node], outs: l
     _fold(steps)
     _segment(steps)
     return steps, tmpl
+
+
+def _args(n: Node, get: Callable[[Node, Node], Node], pos: dict[Node, int]) -> list[Any]:
+    # per argument: the position of its step, or the constant node itself
+    args = []
+    for p in n.parents:
+        p = get(p, p)
+        j = pos.get(p)
+        args.append(p if j is None else j)
+    return args
+
+
+def _add(steps: list[Step], s: Step) -> None:
+    i = len(steps)
+    steps.append(s)
+    for j in s.args:
+        if j.__class__ is int:
+            steps[j].uses += 1
+            steps[j].users.append(i)
 
 
 def _fold(steps: list[Step]) -> None:
@@ -281,6 +323,14 @@ class _Names:
             return "_nz"
         return repr(v) if v >= 0.0 else f"({v!r})"
 
+    def function(self, f: Callable[..., Any]) -> str:
+        for k, v in self.glob.items():
+            if v is f:
+                return k
+        name = f"_m{len(self.glob)}"
+        self.glob[name] = f
+        return name
+
     def fwd(self, op: str) -> str:
         # user primitives may have names that are not identifiers
         name = f"_f_{op}" if op.isidentifier() else f"_f{len(self.glob)}_{re.sub(r'[^0-9a-zA-Z_]', '_', op)}"
@@ -326,7 +376,11 @@ def emit(steps: list[Step], tmpl: list[Any]) -> tuple[list[str], dict[str, Any],
                 args.append(f"R[{slot[j]}]")
         op = s.node.op
         tpl = _INLINE.get(op)
-        if tpl is None:
+        if s.call is not None:
+            e = f"{names.function(s.call)}({', '.join(args)})"
+        elif s.take >= 0:
+            e = f"{args[0]}[{s.take}]"
+        elif tpl is None:
             e = f"{names.fwd(op)}({', '.join(args)})"
         elif op in _VIA_TEMP and not _SIMPLE.match(args[0]):
             e = _VIA_TEMP[op].format(*args)

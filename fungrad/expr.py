@@ -225,15 +225,18 @@ def _identity(a: float) -> float:
 
 
 def _pow_dx(g: Any, ans: Any, x: Any, y: Any) -> Any:
-    # x ** 0 has derivative 0 in x everywhere, even at x = 0
+    # x ** 0 has derivative 0 in x everywhere, even at x = 0; the 0 is
+    # c * 0.0 so that a nan exponent still gives nan, as in PyTorch
     c = abs(y)
-    return where(c, g * (y * pow(where(c, x, 1.0), y - 1.0)), 0.0)
+    return where(c, g * (y * pow(where(c, x, 1.0), y - 1.0)), c * 0.0)
 
 
 def _pow_dy(g: Any, ans: Any, x: Any, y: Any) -> Any:
     # d/dy of 0 ** y is 0 for y >= 0, where log(0) would give nan
-    c = abs(x) + relu(-y)
-    return g * where(c, ans * log(where(c, x, 1.0)), 0.0)
+    # (PyTorch masks where x == 0 and y >= 0; a nan x or y outside the mask
+    # gives nan, and so does the 0 here, which is nan when x or y is)
+    c = abs(x) + step(-y)
+    return g * where(c, ans * log(where(c, x, 1.0)), (abs(x) + relu(-y)) * 0.0)
 
 
 def _softplus_dx(g: Any, ans: Any, x: Any) -> Any:
@@ -247,7 +250,11 @@ def _rsqrt_1mx2(x: Any) -> Any:
 
 
 def _atan2_recip(y: Any, x: Any) -> Any:
-    return div(1.0, y * y + x * x)
+    # PyTorch's 1 / (x**2 + y**2), with 0 where the sum is 0 (the origin, or
+    # an underflow), so the gradient there is a signed 0, not nan or inf;
+    # a nan sum stays nan
+    d = y * y + x * x
+    return where(d, div(1.0, where(d, d, 1.0)), d * 0.0)
 
 
 def _share_rule(first: int) -> Rule:
@@ -414,11 +421,14 @@ _TABLE = [
        (lambda g, ans, y, x: g * x * _atan2_recip(y, x), lambda g, ans, y, x: g * -y * _atan2_recip(y, x)),
        "g*x/(x**2 + y**2), -g*y/(x**2 + y**2)", """The angle of the point ``(x, y)``: ``atan(y / x)`` in the right quadrant.
 
-    Its derivative at the origin is ``nan``, as in PyTorch.
+    Its gradient at the origin is ``(0.0, -0.0)``, as in PyTorch (which sets
+    it to 0 where ``x**2 + y**2`` is 0).
 
     >>> import fungrad as fg
     >>> fg.atan2(1.0, -1.0), fg.grad(fg.atan2, argnums=(0, 1))(1.0, 1.0)
     (2.356194490192345, (0.5, -0.5))
+    >>> fg.grad(fg.atan2, argnums=(0, 1))(0.0, 0.0)
+    (0.0, -0.0)
     """),
     _p("sinh", "x", _overflow_to(math.sinh, _signed_inf), "sinh", (lambda g, ans, x: g * cosh(x),), "g*cosh(x)",
        """Hyperbolic sine (``±inf`` on overflow).
@@ -545,6 +555,8 @@ _TABLE = [
 # the forward and the rules of every op, by name, for the hot loops
 FWD: dict[str, Callable[..., float]] = {}
 RULES: dict[str, tuple[Rule | None, ...]] = {}
+# the rules that give every argument's cotangent at once, by name
+JOINT: dict[str, Rule] = {}
 _registry_lock = threading.Lock()
 
 
@@ -653,15 +665,28 @@ def run_level(trace: Trace, fn: Callable[..., Any], *args: Any) -> Any:
     """
     parent = _get()
     tape = trace.tape
-    _open.add(trace.level)
     try:
-        return contextvars.copy_context().run(_enter, trace, fn, args)
-    finally:
-        _open.discard(trace.level)
-        trace.tape = None
-        trace.jit_level = None
-        if parent.active and tape:
-            parent.owner.tape.extend(tape)  # type: ignore[union-attr]
+        try:
+            _open.add(trace.level)  # inside the try: an interrupt after it still ends the level
+            return contextvars.copy_context().run(_enter, trace, fn, args)
+        finally:
+            _end_level(trace, parent, tape)
+    except BaseException:
+        # an interrupt (KeyboardInterrupt) can land at any statement of the
+        # finally, before or inside its call: end the level again
+        _end_level(trace, parent, tape)
+        raise
+
+
+def _end_level(trace: Trace, parent: Trace, tape: list[Node] | None) -> None:
+    # idempotent, so that it can be done again after an interrupt
+    _open.discard(trace.level)
+    trace.tape = None
+    trace.jit_level = None
+    if parent.active and tape:
+        out = parent.owner.tape
+        if not out or out[-1] is not tape[-1]:  # not handed on yet
+            out.extend(tape)  # type: ignore[union-attr]
 
 
 def is_open(level: int) -> bool:
@@ -781,7 +806,7 @@ class Node(_Slots):
     # They mirror _binary with the add and mul rows of the table.
     def __add__(self, other: Any) -> Node:
         if other.__class__ is not Node:
-            other = _lift(other)
+            other = _lift(other, "+")
             if other is NotImplemented:
                 return other
         t = _get()
@@ -801,7 +826,7 @@ class Node(_Slots):
         return n
 
     def __radd__(self, other: Any) -> Node:
-        other = _lift(other)
+        other = _lift(other, "+")
         if other is NotImplemented:
             return other
         return other.__add__(self)
@@ -814,7 +839,7 @@ class Node(_Slots):
 
     def __mul__(self, other: Any) -> Node:
         if other.__class__ is not Node:
-            other = _lift(other)
+            other = _lift(other, "*")
             if other is NotImplemented:
                 return other
         t = _get()
@@ -834,7 +859,7 @@ class Node(_Slots):
         return n
 
     def __rmul__(self, other: Any) -> Node:
-        other = _lift(other)
+        other = _lift(other, "*")
         if other is NotImplemented:
             return other
         return other.__mul__(self)
@@ -975,6 +1000,32 @@ def _mk(value: float, op: str, parents: tuple[Node, ...], name: str = "", const:
     return n
 
 
+def make_outputs(values: list[float], ops: list[str], parents: tuple[Node, ...], const: bool) -> list[Node]:
+    """One node per value, all with these parents: the outputs of one call (a vmap body)."""
+    t = _get()
+    lv = t.level
+    for p in parents:  # once for all the outputs
+        if p.level > 0 and p.level != lv:
+            _foreign(parents, t)
+            break
+    out = []
+    tape = None if const else t.tape
+    for v, op in zip(values, ops):
+        n = _new(_Slots)
+        n.value = v
+        n.op = op
+        n.parents = parents
+        n.name = ""
+        n.level = CONST if const else lv
+        n.__class__ = Node
+        if tape is not None:
+            tape.append(n)
+        elif const and t.debug:
+            _check(n)
+        out.append(n)
+    return out
+
+
 def real_number(x: Any) -> bool:
     """Whether ``x`` is a real number as fungrad takes it: a float or int, not a bool.
 
@@ -989,23 +1040,32 @@ def real_number(x: Any) -> bool:
     return c is float or c is int or (c is not bool and isinstance(x, numbers.Real))
 
 
-def _check_number(x: Any, what: str) -> float:
+def _show(x: Any) -> str:
+    if isinstance(x, int) and x.bit_length() > 64:
+        # repr of a huge int is slow, and past 4,300 digits it raises
+        return f"an int of about {int(x.bit_length() * 0.30103) + 1} digits"
+    return f"{type(x).__name__} {x!r:.60}"
+
+
+def _check_number(x: Any, what: str, arg: str = "") -> float:
     if x.__class__ is float:
         return x  # type: ignore[no-any-return]
+    if arg:
+        what = f"{what}: argument {arg}"
     if not real_number(x):
-        raise TypeError(f"{what}: expected a real number (float or int) or a fungrad Node, got {type(x).__name__} {x!r:.60}")
+        raise TypeError(f"{what}: expected a real number (float or int) or a fungrad Node, got {_show(x)}")
     try:
         return float(x)
     except OverflowError:
-        raise ValueError(f"{what}: {x!r:.40} is too large for a float (at most about 1.8e308)") from None
+        raise ValueError(f"{what}: {_show(x)} is too large for a float (at most about 1.8e308)") from None
 
 
-def _lift(x: Any) -> Any:
+def _lift(x: Any, op: str = "") -> Any:
     """A constant node for a number; NotImplemented for anything else."""
     c = x.__class__
     if c is float or real_number(x):
         n = _new(_Slots)
-        n.value = x if c is float else _check_number(x, "fungrad")
+        n.value = x if c is float else _check_number(x, f"the operator {op}" if op else "fungrad")
         n.op = ""
         n.parents = ()
         n.name = ""
@@ -1080,9 +1140,9 @@ def named(x: Node, name: str) -> Node:
 def _operator(p: Primitive, a: Any, b: Any) -> Any:
     # for Python's operators: NotImplemented lets the other operand answer
     if a.__class__ is not Node:
-        a = _lift(a)
+        a = _lift(a, p.label)
     if b.__class__ is not Node:
-        b = _lift(b)
+        b = _lift(b, p.label)
     if a is NotImplemented or b is NotImplemented:
         return NotImplemented
     return _mk(p.fwd(a.value, b.value), p.name, (a, b), "", a.level + b.level == 2 * CONST)
@@ -1091,22 +1151,22 @@ def _operator(p: Primitive, a: Any, b: Any) -> Any:
 def _binary(p: Primitive, a: Any, b: Any) -> Any:
     ca, cb = a.__class__ is Node, b.__class__ is Node
     if not ca and not cb:
-        return _float_op(p, (_check_number(a, p.name), _check_number(b, p.name)))
+        return _float_op(p, (_check_number(a, p.name, p.params[0]), _check_number(b, p.name, p.params[1])))
     if not ca:
-        a = _lift(_check_number(a, p.name))
+        a = _lift(_check_number(a, p.name, p.params[0]))
     if not cb:
-        b = _lift(_check_number(b, p.name))
+        b = _lift(_check_number(b, p.name, p.params[1]))
     return _mk(p.fwd(a.value, b.value), p.name, (a, b), "", a.level + b.level == 2 * CONST)
 
 
 def _apply(p: Primitive, args: tuple[Any, ...]) -> Any:
     if not any(a.__class__ is Node for a in args):
-        return _float_op(p, tuple(_check_number(a, p.name) for a in args))
+        return _float_op(p, tuple([_check_number(a, p.name, k) for a, k in zip(args, p.params)]))
     nodes = []
     const = True
-    for a in args:
+    for a, k in zip(args, p.params):
         if a.__class__ is not Node:
-            a = _lift(_check_number(a, p.name))
+            a = _lift(_check_number(a, p.name, k))
         elif a.level != CONST:
             const = False
         nodes.append(a)
@@ -1133,7 +1193,7 @@ def _op_function(p: Primitive) -> Callable[..., Any]:
         def op(x: Any) -> Any:
             if x.__class__ is Node:
                 return _unary(p, x)
-            return _float_op(p, (_check_number(x, name),))
+            return _float_op(p, (_check_number(x, name, p.params[0]),))
 
     elif p.arity == 2:
 
@@ -1166,13 +1226,17 @@ def _method(p: Primitive) -> Callable[[Node], Node]:
     return m
 
 
-def _register(p: Primitive) -> Callable[..., Any]:
+def _register(p: Primitive, function: bool = True) -> Callable[..., Any] | None:
     with _registry_lock:
         if p.name in PRIMITIVES:
             raise ValueError(f"primitive: the name {p.name!r} is already taken; choose another")
         PRIMITIVES[p.name] = p
         FWD[p.name] = p.fwd
         RULES[p.name] = p.vjp
+        if p.joint is not None:
+            JOINT[p.name] = p.joint
+    if not function:
+        return None  # an internal op (a vmap body's output): no function of its own
     fn = OPS[p.name] = _op_function(p)
     if p.method:
         setattr(Node, p.name, _method(p))
@@ -1268,8 +1332,26 @@ def primitive(
         raise TypeError(f"primitive {name!r}: label must be a str")
     params = ("x",) if len(vjp) == 1 else tuple(f"x{i}" for i in range(len(vjp)))
     text = doc if doc is not None else (getattr(fwd, "__doc__", None) or f"The primitive {name!r}.")
-    p = Primitive(name, _never_raises(fwd, name), tuple(vjp), label or name, params, text)
+    rules = tuple(None if r is None else _ieee_rule(r) for r in vjp)
+    p = Primitive(name, _never_raises(fwd, name), rules, label or name, params, text)
     return _register(p)
+
+
+def _ieee_rule(r: Rule) -> Rule:
+    # A user's rule may use Python's / or ** (g / x); on the plain floats of a
+    # first-order pass they raise where IEEE gives inf or nan, while the same
+    # rule on nodes (nested, or traced by jit) follows IEEE. So a rule that
+    # raises is run again on constant nodes: the same answer in every mode.
+    @functools.wraps(r)
+    def rule(g: Any, ans: Any, *args: Any) -> Any:
+        try:
+            return r(g, ans, *args)
+        except (ZeroDivisionError, OverflowError):
+            lifted = [v if v.__class__ is Node else _lift(v) for v in (g, ans, *args)]
+            c = r(*lifted)
+            return c.value if c.__class__ is Node else c
+
+    return rule
 
 
 def _never_raises(fwd: Callable[..., float], name: str) -> Callable[..., float]:
@@ -1334,6 +1416,12 @@ class custom_vjp:
         fun, qual = self.fun, getattr(self.fun, "__qualname__", "f")
         memo: list[Any] = [None]
 
+        def fwd_bwd(g: Any, args: tuple[Any, ...]) -> Any:
+            out = fwd(*args)
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError(f"custom_vjp {qual}: fwd must return a pair (output, residuals)")
+            return bwd(out[1], g)
+
         def joint(g: Any, ans: Any, *args: Any) -> tuple[Any, ...]:
             # the rules of one node's arguments are asked in turn with the
             # same objects: compute f_bwd once for them
@@ -1341,10 +1429,17 @@ class custom_vjp:
             m = memo[0]
             if m is not None and len(m[0]) == len(key) and all(a is b for a, b in zip(m[0], key)):
                 return m[1]  # type: ignore[no-any-return]
-            out = fwd(*args)
-            if not (isinstance(out, tuple) and len(out) == 2):
-                raise TypeError(f"custom_vjp {qual}: fwd must return a pair (output, residuals)")
-            cts = bwd(out[1], g)
+            try:
+                cts = fwd_bwd(g, args)
+            except AttributeError:
+                if g.__class__ is Node or any(a.__class__ is Node for a in args):
+                    raise
+                # f_fwd or f_bwd uses Node methods (x.tanh()), which floats
+                # lack: on the floats of a first-order pass, run them on
+                # constant nodes, as a nested pass would
+                cts = fwd_bwd(_lift(g), tuple(_lift(a) for a in args))
+                if isinstance(cts, (tuple, list)):
+                    cts = tuple(c.value if c.__class__ is Node else c for c in cts)
             if not isinstance(cts, (tuple, list)) or len(cts) != n:
                 raise TypeError(
                     f"custom_vjp {qual}: bwd must return a tuple of {n} cotangent{'s' if n != 1 else ''} "
@@ -1359,7 +1454,11 @@ class custom_vjp:
             return res
 
         def forward(*xs: float) -> float:
-            v = fun(*xs)
+            try:
+                v = fun(*xs)
+            except AttributeError:
+                # f uses Node methods (x.tanh()), which floats lack: on constant nodes
+                v = fun(*[_lift(x) for x in xs])
             if v.__class__ is not float:
                 if v.__class__ is Node:
                     v = v.value

@@ -50,7 +50,12 @@ def _derivatives(nodes: Sequence[Node], floor: int, nested: bool) -> list[tuple[
         else:
             ans, args = n.value, [p.value for p in ps]
         parts = []
-        for p, r in zip(ps, _RULES[n.op]):
+        joint = expr.JOINT.get(n.op)
+        if joint is not None:
+            for p, d in zip(ps, joint(1.0, ans, *args)):
+                if p.level >= floor:
+                    parts.append((p, d))
+        for p, r in zip(ps, _RULES[n.op]) if joint is None else ():
             if r is not None and p.level >= floor:
                 parts.append((p, r(1.0, ans, *args)))
         if parts:
@@ -91,11 +96,18 @@ def _sweep(r: _Traced, seeds: dict[Node, Any]) -> dict[Node, Any]:
             continue
         tot = None
         rules = _RULES[n.op]
+        joint = expr.JOINT.get(n.op)
+        ds = None
         for i, p in enumerate(ps):
             t = get(p)
             if t is None or rules[i] is None or p.level < floor:
                 continue
-            if nested:
+            if joint is not None:
+                # a rule that gives every argument's derivative at once
+                if ds is None:
+                    ds = joint(1.0, n, *ps) if nested else joint(1.0, n.value, *[q.value for q in ps])
+                d = ds[i]
+            elif nested:
                 d = rules[i](1.0, n, *ps)
             else:
                 d = rules[i](1.0, n.value, *[q.value for q in ps])

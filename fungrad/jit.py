@@ -113,7 +113,7 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
 def _typed(v: Any) -> Any:
     """A cache key for a static value: equal values of different types (1, 1.0, True) differ."""
     c = v.__class__
-    if c is tuple or c is frozenset:
+    if isinstance(v, tuple) or c is frozenset:  # namedtuples too: P(1) and P(True) are equal
         return (c, tuple(_typed(x) for x in v))
     return (c, v)
 
@@ -164,23 +164,23 @@ class _Cache:
 # one cache per (function, static arguments, limit), shared by every jit of
 # the same function and dropped with it
 _caches: weakref.WeakKeyDictionary[Any, dict[Any, _Cache]] = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
 
 DEFAULT_CACHE_LIMIT = 256
 
 
 def _shared_cache(f: Callable[..., Any], options: Any, limit: int) -> _Cache:
-    with _caches_lock:
-        try:
-            per_f = _caches.get(f)
-            if per_f is None:
-                per_f = _caches[f] = {}
-        except TypeError:  # not weakly referable (a builtin): a cache of its own
-            return _Cache(limit)
-        c = per_f.get((options, limit))
-        if c is None:
-            c = per_f[(options, limit)] = _Cache(limit)
-        return c
+    # no lock: setdefault is atomic, and a lock that a KeyboardInterrupt
+    # caught between its acquire and its release would hang every later jit
+    try:
+        per_f = _caches.get(f)
+        if per_f is None:
+            per_f = _caches.setdefault(f, {})
+    except TypeError:  # not weakly referable (a builtin): a cache of its own
+        return _Cache(limit)
+    c = per_f.get((options, limit))
+    if c is None:
+        c = per_f.setdefault((options, limit), _Cache(limit))
+    return c
 
 
 class Jitted:
@@ -235,8 +235,8 @@ class Jitted:
         >>> [f(1.0, k) for k in (1, 2, 3)]
         [1.0, 2.0, 3.0]
         >>> info = f.cache_info()
-        >>> len(info), info.limit, info.misses, info.evictions, info[0]["nodes"]
-        (2, 2, 3, 1, 1)
+        >>> len(info), info.limit, info.misses, info.evictions, info[0]["nodes"]   # nodes: x and x * k
+        (2, 2, 3, 1, 2)
         """
         c = self._cache
         out = CacheInfo(dict(e.info) for e in list(c.entries.values()))
@@ -310,11 +310,24 @@ class Jitted:
         except TypeError:
             raise TypeError(_unhashable(dyn)) from None
         if entry is None:
-            with cache.lock:
-                entry = cache.entries.get(key)
-                if entry is None:
-                    entry = self._compile(dyn, statics, xs)
-                    cache.put(key, entry)
+            # compiled once under the cache's lock; not with a with-block, whose
+            # release a KeyboardInterrupt can skip, hanging every other thread
+            lock = cache.lock
+            try:
+                try:
+                    lock.acquire()
+                    entry = cache.entries.get(key)
+                    if entry is None:
+                        entry = self._compile(dyn, statics, xs)
+                        cache.put(key, entry)
+                finally:
+                    if lock._is_owned():  # type: ignore[attr-defined]
+                        lock.release()
+            except BaseException:
+                # an interrupt can land in the finally, before the release
+                if lock._is_owned():  # type: ignore[attr-defined]
+                    lock.release()
+                raise
         return entry.build(entry.run(xs))
 
     def _trace(self, dyn: Any, statics: dict[Any, Any], xs: list[float]) -> tuple[list[Node], list[Node], Any]:

@@ -1,0 +1,178 @@
+"""vmap (one traced example replayed over a batch) and export (the traced program as array code)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+import fungrad as fg
+
+
+def loss(w, x, y):
+    return (fg.tanh(w["a"] * x[0] + w["b"] * x[1]) - y) ** 2
+
+
+def batch(n, seed=0):
+    rng = random.Random(seed)
+    xs = [[rng.uniform(-2, 2), rng.uniform(-2, 2)] for _ in range(n)]
+    ys = [rng.uniform(-1, 1) for _ in range(n)]
+    return xs, ys
+
+
+W = {"a": 0.7, "b": -0.4}
+
+
+def test_vmap_equals_the_python_loop_bit_for_bit():
+    xs, ys = batch(30)
+    got = fg.vmap(loss, in_axes=(None, 0, 0))(W, xs, ys)
+    assert got == [loss(W, x, y) for x, y in zip(xs, ys)]
+    assert all(type(v) is float for v in got)
+
+
+def test_per_example_gradients_equal_one_grad_per_example():
+    xs, ys = batch(20, seed=1)
+    got = fg.vmap(fg.grad(loss), in_axes=(None, 0, 0))(W, xs, ys)
+    assert got == [fg.grad(loss)(W, x, y) for x, y in zip(xs, ys)]
+
+
+def mean(vs):
+    return sum(vs) * (1.0 / len(vs))
+
+
+def test_grad_of_the_mean_of_a_vmap_equals_the_loop():
+    xs, ys = batch(25, seed=2)
+    vm = lambda w: mean(fg.vmap(loss, in_axes=(None, 0, 0))(w, xs, ys))  # noqa: E731
+    loop = lambda w: mean([loss(w, x, y) for x, y in zip(xs, ys)])  # noqa: E731
+    assert fg.value_and_grad(vm)(W) == fg.value_and_grad(loop)(W)
+    h1, h2 = fg.hessian(vm)(W), fg.hessian(loop)(W)
+    for k in h1:
+        assert h1[k] == pytest.approx(h2[k], rel=1e-12, abs=1e-14)
+    # forward mode through the body's derivative
+    t = fg.jvp(vm, (W,), ({"a": 1.0, "b": -2.0},))[1]
+    assert t == pytest.approx(fg.jvp(loop, (W,), ({"a": 1.0, "b": -2.0},))[1], rel=1e-13)
+
+
+def test_jit_of_grad_of_vmap_replays_the_eager_answer():
+    xs, ys = batch(12, seed=3)
+    vm = lambda w, xs, ys: mean(fg.vmap(loss, in_axes=(None, 0, 0))(w, xs, ys))  # noqa: E731
+    step = fg.jit(fg.value_and_grad(vm))
+    for seed in range(3):
+        xs, ys = batch(12, seed=seed)
+        w = {"a": 0.3 + seed, "b": -0.2}
+        assert step(w, xs, ys) == fg.value_and_grad(vm)(w, xs, ys)
+    assert step.cache_size() == 1
+
+
+def test_nested_vmap_is_an_outer_product():
+    outer = fg.vmap(fg.vmap(lambda a, b: a * b + 1.0, in_axes=(None, 0)), in_axes=(0, None))
+    assert outer([1.0, 2.0], [3.0, 4.0, 5.0]) == [[4.0, 5.0, 6.0], [7.0, 9.0, 11.0]]
+
+
+def test_the_graph_holds_one_node_per_example_output_not_the_body():
+    xs, ys = batch(50, seed=4)
+    seen = {}
+
+    def f(w):
+        out = fg.vmap(loss, in_axes=(None, 0, 0))(w, xs, ys)
+        seen["nodes"] = len(fg.toposort(mean(out)))
+        return mean(out)
+
+    fg.grad(f)(W)
+    loop_nodes = len(fg.toposort(mean([loss({"a": fg.var(0.7), "b": fg.var(-0.4)}, x, y) for x, y in zip(xs, ys)])))
+    # 2 parameters, 50 body nodes and 100 examples' inputs, the mean's 50 adds and a few more
+    assert seen["nodes"] < 260 < loop_nodes
+
+
+def test_the_body_is_traced_once_per_structure():
+    calls = []
+
+    def f(w, x):
+        calls.append(1)
+        return w * x
+
+    vf = fg.vmap(f, in_axes=(None, 0))
+    vf(2.0, [1.0, 2.0, 3.0])
+    vf(3.0, [4.0, 5.0])
+    assert len(calls) == 1
+
+
+def test_python_control_flow_on_a_traced_value_raises():
+    with pytest.raises(TypeError, match="traced node"):
+        fg.vmap(lambda x: x if x > 0 else -x)([1.0, -2.0])
+
+
+def test_numpy_arrays_with_a_batch_axis():
+    np = __import__("numpy")
+    xs, ys = batch(6, seed=5)
+    got = fg.vmap(loss, in_axes=(None, 0, 0))(W, np.array(xs), np.array(ys))
+    assert got == [loss(W, x, y) for x, y in zip(xs, ys)]
+
+
+def test_bad_batches_name_the_argument():
+    vf = fg.vmap(loss, in_axes=(None, 0, 0))
+    with pytest.raises(ValueError, match="argument 1 has 3 examples, argument 2 has 2"):
+        vf(W, [[0.0, 1.0]] * 3, [1.0, 2.0])
+    with pytest.raises(ValueError, match="in_axes has 2 entries"):
+        fg.vmap(loss, in_axes=(None, 0))(W, [[0.0, 1.0]], [1.0])
+    with pytest.raises(TypeError, match="argument 1 is batched .* but is float"):
+        vf(W, 1.0, [1.0])
+    with pytest.raises(ValueError, match="example 1 has structure"):
+        vf(W, [[0.0, 1.0], [0.0]], [1.0, 2.0])
+    with pytest.raises(ValueError, match="only 0"):
+        fg.vmap(loss, in_axes=(None, 1, 0))(W, [[0.0, 1.0]], [1.0])
+    with pytest.raises(TypeError, match="expected a function"):
+        fg.vmap(3)
+
+
+# ------------------------------------------------------------------ export
+
+
+def test_export_to_numpy_evaluates_a_batch_at_once():
+    np = __import__("numpy")
+    xs, ys = batch(40, seed=6)
+    g = fg.export(loss, W, xs[0], ys[0], xp=np)
+    X = np.array(xs)
+    out = g(W, [X[:, 0], X[:, 1]], np.array(ys))
+    want = [loss(W, x, y) for x, y in zip(xs, ys)]
+    assert out.tolist() == pytest.approx(want, rel=4 * 2.0**-52 * 8, abs=1e-15)
+
+
+def test_export_to_torch_autograd_equals_fungrad_gradients(torch):
+    xs, ys = batch(16, seed=7)
+    f = lambda w, x, y: loss(w, x, y)  # noqa: E731
+    g = fg.export(f, W, xs[0], ys[0], xp=torch)
+    wa = torch.tensor(W["a"], dtype=torch.float64, requires_grad=True)
+    wb = torch.tensor(W["b"], dtype=torch.float64, requires_grad=True)
+    X = torch.tensor(xs, dtype=torch.float64)
+    total = g({"a": wa, "b": wb}, [X[:, 0], X[:, 1]], torch.tensor(ys, dtype=torch.float64)).mean()
+    total.backward()
+    want = fg.grad(lambda w: mean([loss(w, x, y) for x, y in zip(xs, ys)]))(W)
+    assert wa.grad.item() == pytest.approx(want["a"], rel=1e-12)
+    assert wb.grad.item() == pytest.approx(want["b"], rel=1e-12)
+
+
+def test_export_covers_every_public_primitive(torch):
+    np = __import__("numpy")
+    for name, p in fg.PRIMITIVES.items():
+        if not p.public:
+            continue
+        f = getattr(fg, name)
+        args = [0.3, 0.7, -0.2][: p.arity]
+        g = fg.export(lambda *a: f(*a), *args, xp=np)
+        got = float(g(*[np.float64(a) for a in args]))
+        want = f(*args)
+        assert got == pytest.approx(want, rel=1e-14, abs=1e-300) or (math.isnan(got) and math.isnan(want)), name
+
+
+def test_export_errors():
+    np = __import__("numpy")
+    with pytest.raises(TypeError, match="array namespace"):
+        fg.export(loss, W, [0.0, 1.0], 1.0)
+    g = fg.export(loss, W, [0.0, 1.0], 1.0, xp=np)
+    with pytest.raises(ValueError, match="structure"):
+        g(W, [0.0], 1.0)
+    own = fg.primitive("batch_test_own_op", lambda x: 2.0 * x, vjp=(lambda g, ans, x: 2.0 * g,))
+    with pytest.raises(TypeError, match="no array form"):
+        fg.export(own, 1.0, xp=np)
