@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import importlib.util
 import os
 import sys
 from importlib import metadata
@@ -12,6 +13,8 @@ from sphinx_gallery.sorting import ExplicitOrder
 # Build from the source tree even when fungrad is not installed in the
 # environment that runs sphinx.
 sys.path.insert(0, os.path.abspath(".."))
+# The docs' own extensions: the generated API pages and the graph drawings.
+sys.path.insert(0, os.path.abspath("_ext"))
 
 project = "fungrad"
 author = "the fungrad developers"
@@ -24,11 +27,14 @@ version = release
 
 extensions = [
     "sphinx.ext.autodoc",
-    "sphinx.ext.napoleon",
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
     "myst_parser",
     "sphinx_gallery.gen_gallery",
+    "sphinx_copybutton",
+    "fungrad_api",  # docs/_ext: api/*.rst from the package, PRIMITIVES from its table
+    "fungrad_graphs",  # docs/_ext: Graphviz drawings as SVG, each a link to its full size
+    "fungrad_notebooks",  # docs/_ext: each tutorial chapter as a notebook, linked under its title
 ]
 # No intersphinx: CI has no network.
 
@@ -36,14 +42,25 @@ source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 # examples/ holds the gallery's sources; sphinx-gallery turns them into
 # auto_examples/, which is what the toctree points at.
-exclude_patterns = ["_build", "examples", "Thumbs.db", ".DS_Store"]
-nitpicky = False
+exclude_patterns = ["_build", "examples", "_ext", "Thumbs.db", ".DS_Store"]
 
-# -- autodoc and napoleon ---------------------------------------------------
+# Every reference must resolve (CI builds with -n -W). Only names outside
+# fungrad that no offline inventory can resolve are let through: the standard
+# library's and other packages' types in signatures (no intersphinx: CI has no
+# network), and the two matplotlib types that viz's hints name unqualified.
+nitpicky = True
+nitpick_ignore = [("py:class", "Figure"), ("py:class", "Axes")]
+nitpick_ignore_regex = [
+    (r"py:(class|obj|exc|func|data)", r"(os|pathlib|random|argparse|collections|typing|types|io|json|numbers|contextvars)\..*"),
+    (r"py:(class|obj|exc|func|data)", r"(networkx|graphviz|matplotlib|numpy|torch|jax|tqdm|attrs?)\..*"),
+]
+
+# -- autodoc ------------------------------------------------------------------
 autodoc_typehints = "description"
 autodoc_member_order = "bysource"
-napoleon_google_docstring = True
-napoleon_numpy_docstring = True
+# The docstrings are plain reST (no Google or NumPy sections), so no napoleon:
+# it would read "The activation of the first layer: ..." on a property as a
+# type followed by a description.
 
 # -- doctest ------------------------------------------------------------------
 doctest_global_setup = """
@@ -52,6 +69,10 @@ try:  # the PyTorch comparisons run where PyTorch is installed (as in CI)
     import torch
 except ImportError:
     torch = None
+try:  # the JAX examples run where JAX is installed (not in CI)
+    import jax
+except ImportError:
+    jax = None
 """
 # Sphinx's default includes IGNORE_EXCEPTION_DETAIL, which would let an error
 # message drift away from what the pages show; the errors page checks them.
@@ -61,6 +82,30 @@ doctest_default_flags = doctest.ELLIPSIS | doctest.DONT_ACCEPT_TRUE_FOR_1
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3
 
+# -- maths ------------------------------------------------------------------------
+# MathJax ships with the docs, so that the maths renders from disk without a
+# network: the PyPI package sphinx-mathjax-offline (the docs extra) holds
+# MathJax 3 in its static/mathjax, which html_static_path copies to
+# _static/mathjax. Its SVG output draws every glyph as a path, so no web font
+# has to load (a page opened from file:// may not load fonts).
+_mathjax = importlib.util.find_spec("sphinx-mathjax-offline")
+if _mathjax is None or not _mathjax.submodule_search_locations:
+    raise RuntimeError('the docs need MathJax from PyPI: pip install -e ".[docs]" (sphinx-mathjax-offline)')
+_MATHJAX_STATIC = os.path.join(list(_mathjax.submodule_search_locations)[0], "static")
+mathjax_path = "mathjax/tex-svg.js"
+# no right-click menu: its accessibility tools would load further components
+mathjax3_config = {"options": {"enableMenu": False}}
+
+# -- copy button ------------------------------------------------------------------
+# Copy only the code: the >>> and ... prompts (and shell's $) are dropped, and
+# so are the output lines of a doctest, which have no prompt.
+# ("..." alone, with no space after it, is the blank line that ends a block)
+copybutton_prompt_text = r">>> |\.\.\.(?: |$)|\$ |In \[\d*\]: | {2,5}\.\.\.: "
+copybutton_prompt_is_regexp = True
+copybutton_only_copy_prompt_lines = True
+copybutton_remove_prompts = True
+copybutton_exclude = ".linenos"
+
 # -- sphinx-gallery -------------------------------------------------------------
 sphinx_gallery_conf = {
     "examples_dirs": "examples",
@@ -69,9 +114,14 @@ sphinx_gallery_conf = {
     "abort_on_example_error": True,
     "matplotlib_animations": False,
     "download_all_examples": False,
-    "image_scrapers": ("matplotlib",),
+    # graphviz drawings (a block that ends with one) become SVG files
+    "image_scrapers": ("matplotlib", "fungrad_graphs.graphviz_scraper"),
+    # ... and their repr is not printed as the block's output
+    "ignore_repr_types": r"graphviz\.",
     "remove_config_comments": True,
     "show_memory": False,
+    # its page of execution times loads jQuery and DataTables from CDNs
+    "write_computation_times": False,
     # the gallery in the order of the tutorial chapters that use it
     "within_subsection_order": ExplicitOrder(
         [
@@ -90,4 +140,9 @@ sphinx_gallery_conf = {
 
 # -- HTML -------------------------------------------------------------------------
 html_theme = "furo"
+# fungrad.css (and the figures the pages name), and MathJax (see above)
+html_static_path = ["_static", _MATHJAX_STATIC]
 html_title = f"fungrad {release}"
+# The search results stay without text snippets: those are fetched from each
+# page, which a browser refuses for pages opened from disk (file://).
+html_show_search_summary = False

@@ -23,8 +23,20 @@ exactly:
   "children": [...], "static": ...}``, with its children and static fields as
   the pytree registry flattens them. Loading finds the class with
   :func:`fungrad.tree.lookup`, so the registry is the allowlist: a file can
-  name only classes that the program has registered, and loading imports
-  nothing, evaluates nothing and unpickles nothing.
+  name only classes that the program has registered, and fungrad's own
+  models and optimizer states (:mod:`fungrad.nn` and :mod:`fungrad.optim`
+  are imported from a fixed table when a file names one of their classes,
+  so a fresh process loads them). Loading never imports a module that a
+  file names, evaluates nothing the file holds and unpickles nothing.
+
+Loading is strict, so that a damaged or hand-edited file fails with a
+``ValueError`` naming the file instead of loading as something else: each
+field of a class must hold the type the class declares (its attrs or
+NamedTuple annotations; fungrad's optimizer states declare their ``Any``
+fields here), a key may not appear twice in one object, a number literal
+must be a finite float or an int (``1e400``, ``NaN`` and ``Infinity`` are
+refused: the format tags those floats), and containers nest at most
+:data:`MAX_DEPTH` deep. Every walk over the tree is a loop, not a recursion.
 
 >>> import fungrad as fg, os, tempfile
 >>> tmp = tempfile.TemporaryDirectory()
@@ -37,30 +49,55 @@ exactly:
 
 from __future__ import annotations
 
+import collections.abc
+import importlib
 import json
 import math
 import os
 import re
+import secrets
+import socket
 import struct
-import tempfile
-from typing import Any, Union
+import sys
+import time
+import types
+import typing
+from itertools import accumulate
+from typing import Any, Sequence, Callable, Union
+
+import attrs
 
 from fungrad import tree
 
-__all__ = ["save", "load", "load_with_metadata", "FORMAT", "VERSION"]
+__all__ = ["save", "load", "load_with_metadata", "FORMAT", "VERSION", "MAX_DEPTH", "STALE_AFTER"]
 
 FORMAT = "fungrad-checkpoint"
 VERSION = 1
+#: The most containers a checkpoint nests inside one another (its JSON is at
+#: most ``2 * MAX_DEPTH + 3`` levels deep, which Python's ``json`` reads
+#: within the default recursion limit).
+MAX_DEPTH = 200
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+# fungrad's own modules that register checkpointable classes. A file naming
+# ``fungrad.nn.MLP`` in a fresh process gets ``fungrad.nn`` imported from this
+# table, never from the file, so the allowlist stays: these modules, and
+# whatever the program registered itself.
+_PROVIDERS = ("fungrad.nn", "fungrad.optim")
 
 _NAN_BITS = 0x7FF8000000000000  # float("nan") in CPython
 _SPECIAL = {"-0.0": -0.0, "inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 _LEAF = tree.structure(0.0)
+_MAX_JSON_DEPTH = 2 * MAX_DEPTH + 3
 
 
 def _bits(x: float) -> int:
     return struct.unpack("<Q", struct.pack("<d", x))[0]
+
+
+# --------------------------------------------------------------------------
+# Writing
 
 
 def _encode_float(x: float) -> Any:
@@ -74,10 +111,18 @@ def _encode_float(x: float) -> Any:
     return x
 
 
-def _encode_leaf(x: Any, where: str) -> Any:
+_UNSUPPORTED = object()
+
+
+def _encode_leaf(x: Any) -> Any:
     if isinstance(x, bool) or x is None:
         return x
     if isinstance(x, int):
+        if x.bit_length() > 10_000:
+            try:
+                str(x)  # Python refuses to print ints of more than 4300 digits by default
+            except ValueError:
+                return _UNSUPPORTED
         return int(x)
     if isinstance(x, float):
         return _encode_float(float(x))  # float() also turns subclasses such as numpy's into plain floats
@@ -85,62 +130,79 @@ def _encode_leaf(x: Any, where: str) -> Any:
         return str(x)
     if getattr(type(x), "__fungrad_leaf__", False):
         return _encode_float(float(x.value))
-    raise TypeError(
-        f"checkpoint.save: cannot save the leaf at {where}, a {type(x).__qualname__}; "
-        "expected a float, int, bool, str or fungrad node"
-    )
+    return _UNSUPPORTED
 
 
-def _encode(obj: Any, where: str) -> Any:
-    """Encode the pytree ``obj``; ``where`` names it in error messages."""
-    pairs, td = tree.flatten_with_path(obj)
-    paths = [p for p, _ in pairs]
-    vals = [v for _, v in pairs]
-    pos = 0
-
-    def enc(td: tree.TreeDef, path: tuple[Any, ...]) -> Any:
-        nonlocal pos
-        kind = td.kind
-        if kind == "*":
-            pos += 1
-            return _encode_leaf(vals[pos - 1], where + tree.keystr(paths[pos - 1]))
-        if kind == "None":
-            return None
-        out = []
-        for i, c in enumerate(td.children):
-            # the leaf paths know each child's key (attribute names too); an
-            # empty child has no leaf, and its index is enough for messages
-            key = paths[pos][len(path)] if c.num_leaves else (td.aux[i] if kind == "dict" else i)
-            out.append(enc(c, path + (key,)))
-        if kind == "list":
-            return out
-        if kind == "tuple":
-            return {"tuple": out}
-        if kind == "dict":
-            for k in td.aux:
+def _encode(obj: Any, where: str, who: str) -> Any:
+    """The JSON value of the pytree ``obj``; ``where`` names it and ``who`` the call in errors."""
+    root: list[Any] = [None]
+    names: dict[type, str] = {}
+    # (value, path, depth, box, key, where): the value's encoding goes to box[key]
+    todo: list[tuple[Any, tuple[Any, ...], int, Any, Any, str]] = [(obj, (), 1, root, 0, where)]
+    while todo:
+        x, path, depth, box, key, at = todo.pop()
+        c = tree.children(x)
+        if c is None:
+            v = _encode_leaf(x)
+            if v is _UNSUPPORTED:
+                what = "an int too long to write" if isinstance(x, int) else f"a {type(x).__qualname__}"
+                raise TypeError(
+                    f"{who}: cannot save the leaf at {at + tree.keystr(path)}, {what}; "
+                    "expected a float, int, bool, str or fungrad node"
+                )
+            box[key] = v
+            continue
+        kind, aux, ch, keys = c
+        if kind is tree.NONE:
+            box[key] = None
+            continue
+        if depth > MAX_DEPTH:
+            raise ValueError(
+                f"{who}: {at + tree.keystr(path)} is nested {depth} containers deep; "
+                f"a checkpoint holds at most {MAX_DEPTH} (fungrad.checkpoint.MAX_DEPTH)"
+            )
+        out: Any = [None] * len(ch)
+        slots: Any = range(len(ch))
+        if kind is tree.LIST:
+            box[key] = out
+        elif kind is tree.TUPLE:
+            box[key] = {"tuple": out}
+        elif kind is tree.DICT:
+            for k in aux:
                 if not isinstance(k, str):
                     raise TypeError(
-                        f"checkpoint.save: dict keys must be str, but the dict at {where + tree.keystr(path)} "
+                        f"{who}: dict keys must be str, but the dict at {at + tree.keystr(path)} "
                         f"has the key {k!r} ({type(k).__name__})"
                     )
-            return {"dict": dict(zip(td.aux, out))}
-        name = tree.type_name(kind)
-        if not tree.registered(kind):
+            out = dict.fromkeys(aux)
+            slots = aux
+            box[key] = {"dict": out}
+        else:
+            node = {"type": _class_name(kind, names, at + tree.keystr(path), who), "children": out}
+            box[key] = node
+            if aux is not None:
+                node["static"] = None
+                todo.append((aux, (), depth + 1, node, "static", f"{at + tree.keystr(path)} (static fields)"))
+        todo.extend([(ch[i], path + (keys[i],), depth + 1, out, slots[i], at) for i in range(len(ch) - 1, -1, -1)])
+    return root[0]
+
+
+def _class_name(cls: type, names: dict[type, str], at: str, who: str) -> str:
+    name = names.get(cls)
+    if name is None:
+        name = tree.type_name(cls)
+        if not tree.registered(cls):
             raise TypeError(
-                f"checkpoint.save: {where + tree.keystr(path)} is a {name}, which is not registered "
+                f"{who}: {at} is a {name}, which is not registered "
                 "with fungrad.tree.register; register it so that load can rebuild it"
             )
-        if tree.lookup(name) is not kind:
+        if tree.lookup(name) is not cls:
             raise TypeError(
-                f"checkpoint.save: {where + tree.keystr(path)} is a {name}, but another registered class "
+                f"{who}: {at} is a {name}, but another registered class "
                 "has that name, so load could not tell them apart"
             )
-        enc_node = {"type": name, "children": out}
-        if td.aux is not None:
-            enc_node["static"] = _encode(td.aux, f"{where + tree.keystr(path)} (static fields)")
-        return enc_node
-
-    return enc(td, ())
+        names[cls] = name
+    return name
 
 
 def save(path: PathLike, params: Any, *, metadata: dict[str, Any] | None = None) -> None:
@@ -148,14 +210,21 @@ def save(path: PathLike, params: Any, *, metadata: dict[str, Any] | None = None)
 
     ``metadata`` is an optional dict with str keys (step, loss, notes, ...),
     encoded like the tree. A fungrad node among the leaves is saved as its
-    ``.value``, so it loads as a plain float. The whole file is encoded first, then written to
-    a temporary file in the same directory, synced to disk and renamed over
-    ``path``: a reader sees the old file or the new one, never half of one,
-    and a failed save leaves the old file as it was and no temporary file.
+    ``.value``, so it loads as a plain float. The whole file is encoded
+    first, then written to a temporary file in the same directory, synced to
+    disk and renamed over ``path``: a reader sees the old file or the new
+    one, never half of one, and a failed save leaves the old file as it was
+    and no temporary file. A new file gets the permissions ``open()`` would
+    give it (``0o666`` less the umask), an existing one keeps its own; when
+    ``path`` is a symbolic link, the file it points to is replaced and the
+    link stays. Temporary files that a killed save left in the directory
+    (their writer process is gone, or they are over an hour old) are removed.
 
     Raises ``TypeError`` naming the place of a leaf that is not a number,
     str or node, a dict key that is not a str, or a container class that is
-    not registered with :func:`fungrad.tree.register`.
+    not registered with :func:`fungrad.tree.register`; ``ValueError`` for a
+    tree nested deeper than :data:`MAX_DEPTH`; ``OSError`` naming ``path``
+    when the file cannot be written.
 
     >>> import fungrad as fg, os, tempfile
     >>> tmp = tempfile.TemporaryDirectory()
@@ -165,43 +234,115 @@ def save(path: PathLike, params: Any, *, metadata: dict[str, Any] | None = None)
     ([1.5, None], {'step': 10})
     >>> tmp.cleanup()
     """
+    path = os.fspath(path)
+    who = f"checkpoint.save to {path}"
     meta = {} if metadata is None else metadata
     if not isinstance(meta, dict):
-        raise TypeError(f"checkpoint.save: metadata must be a dict with str keys, got {type(meta).__name__}")
+        raise TypeError(f"{who}: metadata must be a dict with str keys, got {type(meta).__name__}")
     for k in meta:
         if not isinstance(k, str):
-            raise TypeError(f"checkpoint.save: metadata keys must be str, got {k!r} ({type(k).__name__})")
+            raise TypeError(f"{who}: metadata keys must be str, got {k!r} ({type(k).__name__})")
     doc = {
         "format": FORMAT,
         "version": VERSION,
-        "tree": _encode(params, "params"),
-        "metadata": {k: _encode(v, f"metadata[{k!r}]") for k, v in meta.items()},
+        "tree": _encode(params, "params", who),
+        "metadata": {k: _encode(v, f"metadata[{k!r}]", who) for k, v in meta.items()},
     }
-    text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    f = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=directory, prefix=".fungrad-", suffix=".tmp", delete=False
-    )
     try:
-        with f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        # NamedTemporaryFile makes 0600 files; keep the old file's mode, or a usual one
+        data = (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode("utf-8")
+    except RecursionError:
+        # MAX_DEPTH keeps the JSON shallow; only a caller already deep in its own stack gets here
+        raise ValueError(f"{who}: the tree is too deep to write from this deep in the call stack") from None
+    _write_atomic(path, data)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    # through a symlink to the file it names, so the link stays a link
+    target = os.path.realpath(path)
+    directory = os.path.dirname(target)
+    _remove_leftovers(directory)
+    tmp = None
+    try:
+        fd, tmp = _create_temp(directory)
         try:
-            mode = os.stat(path).st_mode & 0o777
-        except FileNotFoundError:
-            mode = 0o644
-        os.chmod(f.name, mode)
-        os.replace(f.name, path)
-    except BaseException:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         try:
-            os.unlink(f.name)
+            # replacing a file keeps its permissions, as writing it with open() would
+            mode = os.stat(target).st_mode & 0o7777
         except FileNotFoundError:
-            pass
+            mode = None
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException as e:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(e, OSError) and e.errno is not None:
+            # the user knows the checkpoint's name, not the temporary file's
+            e.filename, e.filename2 = path, None
         raise
     _sync_dir(directory)
+
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+_TEMP = re.compile(r"\.fungrad-(?P<host>[A-Za-z0-9-]{1,32})-(?P<pid>[0-9]{1,10})-[0-9a-f]{16}\.tmp")
+_OLD_TEMP = re.compile(r"\.fungrad-[a-z0-9_]{8}\.tmp")  # tempfile's names, from fungrad 0.1's saves
+#: Seconds after which a temporary file of a save is a leftover even if its writer may still run.
+STALE_AFTER = 3600.0
+
+
+def _create_temp(directory: str) -> tuple[int, str]:
+    # O_EXCL with mode 0o666: the umask applies, as for open(); mkstemp would give 0o600
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        name = os.path.join(directory, f".fungrad-{_HOST}-{os.getpid()}-{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:  # pragma: no cover - 64 random bits
+            continue
+
+
+def _writer_gone(host: str, pid: int) -> bool:
+    if host != _HOST or os.name != "posix" or pid == os.getpid():
+        return False  # another machine's process, or no safe way to ask
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _remove_leftovers(directory: str) -> None:
+    """Remove the temporary files of saves into ``directory`` that were killed (best effort)."""
+    try:
+        entries = os.scandir(directory)
+    except OSError:
+        return
+    now = time.time()
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    with entries:
+        for e in entries:
+            m = _TEMP.fullmatch(e.name)
+            if m is None and _OLD_TEMP.fullmatch(e.name) is None:
+                continue
+            try:
+                st = e.stat(follow_symlinks=False)
+                if not e.is_file(follow_symlinks=False) or (uid is not None and st.st_uid != uid):
+                    continue
+                if now - st.st_mtime > STALE_AFTER or (m is not None and _writer_gone(m["host"], int(m["pid"]))):
+                    os.unlink(e.path)
+            except OSError:
+                pass
 
 
 def _sync_dir(directory: str) -> None:
@@ -220,11 +361,19 @@ def _sync_dir(directory: str) -> None:
         os.close(fd)
 
 
+# --------------------------------------------------------------------------
+# Reading
+
+
 class _Bad(Exception):
     """A malformed tree; carries the JSON pointer of the bad part."""
 
     def __init__(self, at: str, msg: str) -> None:
         super().__init__(f"at {at or '/'}: {msg}")
+
+
+class _BadJSON(Exception):
+    """JSON that parses, but not as the format allows (duplicate keys, NaN and Infinity)."""
 
 
 _HEX64 = re.compile(r"0x[0-9a-fA-F]{16}")
@@ -243,63 +392,342 @@ def _decode_float(d: dict[str, Any], at: str) -> float:
     raise _Bad(at, f'bad float encoding {d!r}; expected {{"float": "nan", "bits": "0x" + 16 hex digits of a NaN}}')
 
 
+_TUPLE = object()  # marks the work item that turns a decoded list into a tuple
+_BUILD = object()  # marks the work item that builds a registered class from its decoded parts
+
+
 def _decode(x: Any, at: str) -> Any:
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    if isinstance(x, list):
-        return [_decode(v, f"{at}/{i}") for i, v in enumerate(x)]
-    if not isinstance(x, dict):  # pragma: no cover - json.loads makes nothing else
-        raise _Bad(at, f"unexpected {type(x).__name__}")
-    keys = set(x)
-    if keys == {"dict"} and isinstance(x["dict"], dict):
-        return {k: _decode(v, f"{at}/dict/{k}") for k, v in x["dict"].items()}
-    if keys == {"tuple"} and isinstance(x["tuple"], list):
-        return tuple(_decode(v, f"{at}/tuple/{i}") for i, v in enumerate(x["tuple"]))
-    if keys in ({"float"}, {"float", "bits"}):
-        return _decode_float(x, at)
-    if keys in ({"type", "children"}, {"type", "children", "static"}) and isinstance(x["children"], list):
-        return _decode_node(x, at)
-    raise _Bad(
-        at,
-        f"expected a number, string, null, array, or an object tagged "
-        f'"dict", "tuple", "float" or "type"+"children"; got an object with keys {sorted(keys)}',
-    )
+    """The pytree of the JSON value ``x`` (at JSON pointer ``at``), walked with a stack."""
+    root: list[Any] = [None]
+    # (json value, pointer, depth, box, key): the decoded value goes to box[key];
+    # (_TUPLE, box, key) and (_BUILD, ...) run after the children they need
+    todo: list[tuple[Any, ...]] = [(x, at, 1, root, 0)]
+    while todo:
+        item = todo.pop()
+        v = item[0]
+        if v is _TUPLE:
+            _, box, key = item
+            box[key] = tuple(box[key])
+            continue
+        if v is _BUILD:
+            _build(*item[1:])
+            continue
+        _, at, depth, box, key = item
+        cls = v.__class__
+        if v is None or cls is int or cls is str or cls is bool:
+            box[key] = v
+            continue
+        if cls is float:
+            if v - v != 0.0:
+                # save tags infinities, and NaN literals are refused while parsing: only a
+                # literal beyond the range of a float (1e400) reads as one
+                raise _Bad(
+                    at,
+                    f"a number beyond the range of a float (it reads as {v}); "
+                    'infinities are written {"float": "inf"} or {"float": "-inf"}',
+                )
+            box[key] = v
+            continue
+        if depth > MAX_DEPTH:
+            raise _Bad(at, f"nested deeper than {MAX_DEPTH} containers, the most a checkpoint holds")
+        if cls is list:
+            out = box[key] = [None] * len(v)
+            todo.extend([(v[i], f"{at}/{i}", depth + 1, out, i) for i in range(len(v) - 1, -1, -1)])
+            continue
+        if cls is not dict:  # pragma: no cover - json.loads makes nothing else
+            raise _Bad(at, f"unexpected {cls.__name__}")
+        keys = v.keys()
+        if keys == {"dict"} and v["dict"].__class__ is dict:
+            d = v["dict"]
+            out = box[key] = dict.fromkeys(d)
+            todo.extend([(d[k], f"{at}/dict/{k}", depth + 1, out, k) for k in reversed(d)])
+        elif keys == {"tuple"} and v["tuple"].__class__ is list:
+            t = v["tuple"]
+            out = box[key] = [None] * len(t)
+            todo.append((_TUPLE, box, key))
+            todo.extend([(t[i], f"{at}/tuple/{i}", depth + 1, out, i) for i in range(len(t) - 1, -1, -1)])
+        elif keys == {"float"} or keys == {"float", "bits"}:
+            box[key] = _decode_float(v, at)
+        elif (keys == {"type", "children"} or keys == {"type", "children", "static"}) and v[
+            "children"
+        ].__class__ is list:
+            name = v["type"]
+            if not isinstance(name, str):
+                raise _Bad(at, f'"type" must be a class name, got {name!r}')
+            kind = _find_class(name, at)
+            ch = v["children"]
+            parts: list[Any] = [[None] * len(ch), None]  # children, static fields
+            todo.append((_BUILD, kind, name, parts, at, box, key))
+            todo.append((v.get("static"), f"{at}/static", depth + 1, parts, 1))
+            todo.extend([(ch[i], f"{at}/children/{i}", depth + 1, parts[0], i) for i in range(len(ch) - 1, -1, -1)])
+        else:
+            raise _Bad(
+                at,
+                "expected a number, string, null, array, or an object tagged "
+                f'"dict", "tuple", "float" or "type"+"children"; got an object with keys {sorted(keys)}',
+            )
+    return root[0]
 
 
-def _decode_node(x: dict[str, Any], at: str) -> Any:
-    name = x["type"]
-    if not isinstance(name, str):
-        raise _Bad(at, f'"type" must be a class name, got {name!r}')
+def _find_class(name: str, at: str) -> type:
     cls = tree.lookup(name)
+    if cls is None:
+        for mod in _PROVIDERS:
+            # the module comes from the table above; the file only picks which
+            if name.startswith(mod + ".") and mod not in sys.modules:
+                importlib.import_module(mod)
+                cls = tree.lookup(name)
     if cls is None:
         raise _Bad(
             at,
             f"checkpoint names type {name}, which is not registered with fungrad.tree.register; "
             "import the module that defines it and register it",
         )
-    children = [_decode(v, f"{at}/children/{i}") for i, v in enumerate(x["children"])]
-    aux = _decode(x.get("static"), f"{at}/static")
+    return cls
+
+
+def _build(cls: type, name: str, parts: list[Any], at: str, box: Any, key: Any) -> None:
+    children, aux = parts
     n = len(children)
+    fields = tree._field_names(cls)
+    if fields is not None:
+        dyn, stat = fields
+        if n != len(dyn):
+            raise _Bad(at, f"could not rebuild a {name}: expected {len(dyn)} children ({', '.join(dyn)}), got {n}")
+        is_nt = not attrs.has(cls)  # a namedtuple: no static fields, aux is None
+        if not is_nt and not stat and aux is None:
+            aux = ()  # "static" may be left out of a hand-written file when there is none
+        if is_nt and aux is not None:
+            raise _Bad(at, f"could not rebuild a {name}: a namedtuple has no static fields, got {_cut(aux)}")
+        if not is_nt and type(aux) is tuple and len(aux) < len(stat):
+            # a file from before the class gained trailing static fields:
+            # those take their declared defaults (Layer.activation, say)
+            aux = _with_defaults(cls, stat, aux)
+            parts[1] = aux
+        if not is_nt and not (type(aux) is tuple and len(aux) == len(stat)):
+            raise _Bad(
+                at,
+                f"could not rebuild a {name}: expected its static fields ({', '.join(stat) or 'none'}) "
+                f"as a tuple of {len(stat)}, got {_cut(aux)}",
+            )
+        _check_fields(cls, name, dict(zip(dyn, children)), dict(zip(stat, aux or ())), at)
     try:
-        obj = tree.unflatten(tree.TreeDef(cls, aux, (_LEAF,) * n, n), children)
-        ok = len(tree.structure(obj).children) == n
+        obj = tree.unflatten(tree.TreeDef(cls, aux, (_LEAF,) * n), children)
+        got = tree.children(obj)
     except Exception as e:
-        raise _Bad(at, f"could not rebuild a {name} from {n} children and static fields {aux!r}: {e}") from None
-    if not ok:
-        raise _Bad(at, f"a {name} does not have {n} children")
-    return obj
+        raise _Bad(at, f"could not rebuild a {name} from {n} children and static fields {_cut(aux)}: {e}") from None
+    if got is None or len(got.children) != n:
+        raise _Bad(at, f"could not rebuild a {name}: it does not have {n} children")
+    box[key] = obj
+
+
+def _with_defaults(cls: type, stat: Sequence[str], aux: tuple[Any, ...]) -> tuple[Any, ...]:
+    by_name = {f.name: f for f in attrs.fields(cls)}
+    extra = []
+    for name in stat[len(aux) :]:
+        f = by_name.get(name)
+        if f is None or f.default is attrs.NOTHING or isinstance(f.default, attrs.Factory):  # type: ignore[arg-type]
+            return aux  # no default: the length check below says what is missing
+        extra.append(f.default)
+    return aux + tuple(extra)
+
+
+# --- field types ------------------------------------------------------------
+#
+# A loaded class gets only field values of the types it declares: attrs and
+# NamedTuple annotations, checked on the raw value before any converter sees
+# it (``tuple("abc")`` would make a str look like a tuple of weights). Fields
+# that fungrad's own classes declare as ``Any`` get a rule here instead.
+
+
+def _real(v: Any) -> bool:
+    return v.__class__ is float or v.__class__ is int
+
+
+def _numbers(v: Any) -> bool:
+    return all(_real(x) for x in tree.leaves(v))
+
+
+def _count(v: Any) -> bool:
+    return v.__class__ is int and v >= 0
+
+
+_RULES: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
+    "fungrad.optim.CountState": {"step": (_count, "an int >= 0")},
+    "fungrad.optim.SGDState": {
+        "step": (_count, "an int >= 0"),
+        "velocity": (_numbers, "None or a pytree of numbers shaped like the params"),
+    },
+    "fungrad.optim.AdamState": {
+        "step": (_count, "an int >= 0"),
+        "mu": (_numbers, "a pytree of numbers shaped like the params"),
+        "nu": (_numbers, "a pytree of numbers shaped like the params"),
+    },
+}
+_SAME_SHAPE: dict[str, tuple[str, str]] = {"fungrad.optim.AdamState": ("mu", "nu")}
+
+_checks: dict[type, dict[tuple[str, bool], Callable[[Any], bool]]] = {}
+
+
+def _field_checks(cls: type) -> dict[tuple[str, bool], Callable[[Any], bool]]:
+    """One compiled check per (field, is static) of ``cls``, from its annotations; cached."""
+    checks = _checks.get(cls)
+    if checks is None:
+        try:
+            # evaluates the annotations of a class the program registered, in its own module
+            hints = typing.get_type_hints(cls)
+        except Exception:
+            hints = {}  # annotations that cannot be resolved are not checked
+        checks = {(f, st): _compile(h, st) for f, h in hints.items() for st in (False, True)}
+        _checks[cls] = checks
+    return checks
+
+
+def _check_fields(cls: type, name: str, dyn: dict[str, Any], stat: dict[str, Any], at: str) -> None:
+    checks = _field_checks(cls)
+    rules = _RULES.get(name, {})
+    for group, static in ((dyn, False), (stat, True)):
+        for field, v in group.items():
+            rule = rules.get(field)
+            if rule is not None:
+                if not rule[0](v):
+                    raise _Bad(at, f"{name}.{field} must be {rule[1]}, got {_show(v)}")
+                continue
+            check = checks.get((field, static))
+            if check is not None and not check(v):
+                expected = _hint_text(typing.get_type_hints(cls)[field])
+                raise _Bad(at, f"{name}.{field} must be {expected}, got {_show(v)}")
+    pair = _SAME_SHAPE.get(name)
+    if pair is not None and pair[0] in dyn and pair[1] in dyn:
+        a, b = (tree.structure(dyn[f]) for f in pair)
+        if a != b:
+            raise _Bad(
+                at, f"{name}.{pair[0]} and {name}.{pair[1]} must have one structure, got {_cut(a)} and {_cut(b)}"
+            )
+
+
+def _cut(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _show(v: Any) -> str:
+    return f"{type(v).__name__} {_cut(v)}"
+
+
+_SEQUENCES = (collections.abc.Sequence, collections.abc.MutableSequence)
+_MAPPINGS = (collections.abc.Mapping, collections.abc.MutableMapping)
+
+
+def _anything(v: Any) -> bool:
+    return True
+
+
+def _compile(h: Any, static: bool) -> Callable[[Any], bool]:
+    """A test of whether a loaded value is of the annotated type ``h`` (kinds of hint it does not know pass)."""
+    if h is Any or h is object:
+        return _anything
+    if h is None or h is type(None):
+        return lambda v: v is None
+    origin, args = typing.get_origin(h), typing.get_args(h)
+    if origin is Union or origin is types.UnionType:
+        alts = [_compile(a, static) for a in args]
+        return lambda v: any(c(v) for c in alts)
+    if origin is typing.Literal:
+        return lambda v: any(type(v) is type(a) and v == a for a in args)
+    if origin is typing.Annotated:
+        return _compile(args[0], static)
+    if hasattr(h, "__supertype__"):  # typing.NewType
+        return _compile(h.__supertype__, static)
+    cls = origin if origin is not None else h
+    if not isinstance(cls, type):
+        return _anything  # TypeVar, ForwardRef, strings: nothing to check against
+    # a number field holds a float or an int, never a bool (bool is an int to Python)
+    if cls is float or getattr(cls, "__fungrad_leaf__", False):
+        return _real
+    if cls is int or cls is bool or cls is str:
+        return lambda v: v.__class__ is cls
+    if cls is tuple or cls is list or cls in _SEQUENCES:
+        # static fields are stored as tuples (lists are not hashable)
+        kinds = (list, tuple) if static and cls is list else cls
+        if not args:
+            return lambda v: isinstance(v, kinds)
+        if cls is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if args == ((),):
+                return lambda v: isinstance(v, kinds) and len(v) == 0
+            items = [_compile(a, static) for a in args]
+            return lambda v: isinstance(v, kinds) and len(v) == len(items) and all(c(x) for c, x in zip(items, v))
+        item = _compile(args[0], static)
+        return lambda v: isinstance(v, kinds) and all(item(x) for x in v)
+    if cls is dict or cls in _MAPPINGS:
+        value = _compile(args[1], static) if len(args) == 2 else _anything
+        return lambda v: isinstance(v, dict) and all(value(x) for x in v.values())
+
+    def instance(v: Any) -> bool:
+        try:
+            return isinstance(v, cls)
+        except TypeError:  # classes that refuse isinstance cannot be checked
+            return True
+
+    return instance
+
+
+def _hint_text(h: Any) -> str:
+    if h is type(None) or h is None:
+        return "None"
+    origin, args = typing.get_origin(h), typing.get_args(h)
+    if origin is Union or origin is types.UnionType:
+        parts = dict.fromkeys(_hint_text(a) for a in args)  # a node and a float both read "float"
+        return " or ".join(parts)
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in args)
+    if origin is not None and args:
+        inner = ", ".join("..." if a is Ellipsis else _hint_text(a) for a in args)
+        return f"{getattr(origin, '__name__', origin)}[{inner}]"
+    if getattr(h, "__fungrad_leaf__", False):
+        return "float"
+    if isinstance(h, type):
+        return h.__qualname__ if h.__module__ == "builtins" else tree.type_name(h)
+    return str(h)
+
+
+# --- the file -----------------------------------------------------------------
 
 
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    raise _BadJSON(f"{name} is not a number this format writes; infinities and NaN are tagged objects")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _BadJSON(f"the key {k[:40]!r} appears twice in one object")
+            seen.add(k)
+    return d
+
+
+def _json_depth(text: str) -> int:
+    """How deeply the arrays and objects of ``text`` nest (strings skipped)."""
+    if text.count("[") + text.count("{") <= _MAX_JSON_DEPTH:
+        return 0  # cannot be deeper than it has brackets
+    brackets = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)
+    steps = [1 if c in "[{" else -1 for c in re.findall(r"[\[\]{}]", brackets)]
+    return max(accumulate(steps), default=0)
 
 
 def load_with_metadata(path: PathLike) -> tuple[Any, dict[str, Any]]:
     """Read a checkpoint written by :func:`save`: ``(params, metadata)``.
 
     Raises ``ValueError`` naming ``path`` and what was expected when the file
-    is not JSON, is not a fungrad checkpoint of a known version, or holds a
-    malformed tree or a type not registered with :func:`fungrad.tree.register`.
+    is not JSON (or has a duplicate key, a number out of a float's range,
+    ``NaN`` or ``Infinity``), is not a fungrad checkpoint of a known version,
+    nests deeper than :data:`MAX_DEPTH`, or holds a malformed tree: a type
+    not registered with :func:`fungrad.tree.register` (fungrad's own models
+    and optimizer states need no import first), or a class field whose value
+    is not of the type the class declares.
 
     >>> import fungrad as fg, os, tempfile
     >>> tmp = tempfile.TemporaryDirectory()
@@ -314,8 +742,23 @@ def load_with_metadata(path: PathLike) -> tuple[Any, dict[str, Any]]:
         raw = f.read()
     what = f"{path} is not a fungrad checkpoint"
     try:
-        doc = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except ValueError as e:  # also UnicodeDecodeError and json.JSONDecodeError
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{what}: it is not JSON ({e})") from None
+    if _json_depth(text) > _MAX_JSON_DEPTH:
+        raise ValueError(
+            f"{path}: malformed checkpoint: nested deeper than {MAX_DEPTH} containers, "
+            "the most a checkpoint holds (fungrad.checkpoint.MAX_DEPTH)"
+        )
+    try:
+        doc = json.loads(
+            text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates
+        )
+    except _BadJSON as e:
+        raise ValueError(f"{path}: malformed checkpoint: {e}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: the checkpoint is too deep to read from this deep in the call stack") from None
+    except ValueError as e:  # json.JSONDecodeError, and ints too long to read
         raise ValueError(f"{what}: it is not JSON ({e})") from None
     if not isinstance(doc, dict):
         raise ValueError(f'{what}: expected a JSON object with "format": "{FORMAT}", got a {type(doc).__name__}')
@@ -340,6 +783,9 @@ def load_with_metadata(path: PathLike) -> tuple[Any, dict[str, Any]]:
 
 def load(path: PathLike) -> Any:
     """The params saved at ``path`` by :func:`save` (see :func:`load_with_metadata` for errors).
+
+    A fresh process can load fungrad's own models and optimizer states
+    without importing :mod:`fungrad.nn` or :mod:`fungrad.optim` first.
 
     >>> import fungrad as fg, os, tempfile
     >>> tmp = tempfile.TemporaryDirectory()

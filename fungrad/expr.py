@@ -1333,8 +1333,8 @@ def primitive(
     params = ("x",) if len(vjp) == 1 else tuple(f"x{i}" for i in range(len(vjp)))
     text = doc if doc is not None else (getattr(fwd, "__doc__", None) or f"The primitive {name!r}.")
     rules = tuple(None if r is None else _ieee_rule(r) for r in vjp)
-    p = Primitive(name, _never_raises(fwd, name), rules, label or name, params, text)
-    return _register(p)
+    p = Primitive(name, _never_raises(fwd, name), rules, label or name, params, text, public=False)
+    return _register(p)  # type: ignore[return-value]
 
 
 def _ieee_rule(r: Rule) -> Rule:

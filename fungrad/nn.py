@@ -30,6 +30,8 @@ float.
 
 from __future__ import annotations
 
+import math
+import numbers
 import random
 from typing import Any, Callable, Sequence, Union
 
@@ -49,6 +51,10 @@ __all__ = [
     "binary_cross_entropy",
     "l2",
     "accuracy",
+    "logsumexp",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
 ]
 
 Scalar = Union[Node, float, int]
@@ -69,14 +75,43 @@ ACTIVATIONS: dict[str, Callable[[Scalar], Scalar]] = {
 
 
 def _check_activation(name: Any, what: str = "activation") -> str:
-    if name not in ACTIVATIONS:
+    if name.__class__ is not str or name not in ACTIVATIONS:
         valid = ", ".join(repr(k) for k in sorted(ACTIVATIONS))
         raise ValueError(f"unknown {what} {name!r}; expected one of {valid}")
     return name
 
 
 def _validate_activation(inst: Any, attribute: Any, value: Any) -> None:
-    _check_activation(value)
+    # None: no activation of its own (a neuron in a layer, or a layer whose neurons say)
+    if value is not None:
+        _check_activation(value)
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, int) and v.bit_length() > 64:
+        # repr of a huge int is slow, and past 4,300 digits it raises
+        return f"an int of about {int(v.bit_length() * 0.30103) + 1} digits"
+    return f"{type(v).__name__} {v!r:.60}"
+
+
+def _real(v: Any, who: str, where: str) -> Any:
+    """A number or node by the leaf rules of ``grad``: floats and nodes as they are, other reals as floats."""
+    if expr.is_node(v):
+        return v
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{who}: {where} is {_show(v)}; expected a real number (float or int) or a fungrad Node")
+    try:
+        # exact for NumPy's float32 and float64, so a model computes in float64 whatever it is given
+        return float(v)
+    except OverflowError:
+        raise ValueError(f"{who}: {where} is {_show(v)}, too large for a float") from None
+
+
+def _scalars(xs: list[Any], who: str, name: str) -> list[Any]:
+    for i, v in enumerate(xs):
+        if v.__class__ is not float and v.__class__ is not Node:
+            xs[i] = _real(v, who, f"{name}[{i}]")
+    return xs
 
 
 def _rng(seed: Seed, who: str) -> random.Random:
@@ -88,10 +123,27 @@ def _rng(seed: Seed, who: str) -> random.Random:
     return random.Random(seed)
 
 
+#: The most parameters that ``init`` builds: a scalar engine at about a
+#: microsecond per operation takes seconds per forward pass past this, and
+#: the floats alone take a gigabyte. Sizes are checked against it before
+#: anything is drawn or allocated; raise it if you mean it.
+MAX_PARAMETERS = 10_000_000
+
+
 def _check_size(n: Any, what: str) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{what} must be a positive int, got {n!r}")
+        raise ValueError(f"{what} must be a positive int, got {_show(n) if isinstance(n, int) else repr(n)}")
+    if n > MAX_PARAMETERS:
+        raise ValueError(f"{what} must be at most fungrad.nn.MAX_PARAMETERS = {MAX_PARAMETERS:,}, got {_show(n)}")
     return n
+
+
+def _check_total(sizes: Sequence[int], who: str) -> None:
+    total = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    if total > MAX_PARAMETERS:
+        raise ValueError(
+            f"{who}: sizes {list(sizes)} make {total:,} parameters, more than fungrad.nn.MAX_PARAMETERS = {MAX_PARAMETERS:,}"
+        )
 
 
 def _inputs(x: Any, nin: int, who: str) -> list[Any]:
@@ -101,7 +153,7 @@ def _inputs(x: Any, nin: int, who: str) -> list[Any]:
         raise TypeError(f"{who}: expected a sequence of {nin} numbers or nodes, got {type(x).__name__} {x!r:.60}") from None
     if len(xs) != nin:
         raise ValueError(f"{who}: expected {nin} input{'s' if nin != 1 else ''} (nin={nin}), got {len(xs)}")
-    return xs
+    return _scalars(xs, who, "x")
 
 
 # --------------------------------------------------------------------------
@@ -114,7 +166,8 @@ class Neuron:
 
     ``w`` holds one weight per input (stored as a tuple), ``b`` is the bias;
     both are leaves. ``activation`` is a static field, one of
-    :data:`ACTIVATIONS`.
+    :data:`ACTIVATIONS`, or ``None`` for none of its own: the neurons of a
+    :class:`Layer` have ``None``, because the activation belongs to the layer.
 
     >>> import fungrad as fg
     >>> n = fg.nn.Neuron(w=(-3.0, 1.0), b=6.8813735870195432)
@@ -122,14 +175,16 @@ class Neuron:
     0.7071
     >>> fg.tree.leaves(n)
     [-3.0, 1.0, 6.881373587019543]
+    >>> fg.nn.Neuron(w=(-3.0, 1.0), b=1.0, activation=None)([2.0, 0.0])    # just w . x + b
+    -5.0
     """
 
     w: tuple[Scalar, ...] = attrs.field(converter=tuple)
     b: Scalar
-    activation: str = tree.static(default="tanh", validator=_validate_activation)
+    activation: str | None = tree.static(default="tanh", validator=_validate_activation)
 
     @classmethod
-    def init(cls, nin: int, *, seed: Seed, activation: str = "tanh") -> Neuron:
+    def init(cls, nin: int, *, seed: Seed, activation: str | None = "tanh") -> Neuron:
         """A neuron with ``nin`` weights and a bias drawn uniformly from [-1, 1].
 
         ``seed`` is an int or a ``random.Random`` to draw from; the weights
@@ -141,7 +196,9 @@ class Neuron:
         (True, 2, True)
         """
         _check_size(nin, "Neuron.init: nin")
-        _check_activation(activation)
+        _check_total([nin, 1], "Neuron.init")
+        if activation is not None:
+            _check_activation(activation)
         rng = _rng(seed, "Neuron.init")
         w = tuple(rng.uniform(-1.0, 1.0) for _ in range(nin))
         return cls(w, rng.uniform(-1.0, 1.0), activation)
@@ -155,11 +212,15 @@ class Neuron:
         return self._forward(_inputs(x, len(self.w), "Neuron"))
 
     def _forward(self, x: Sequence[Scalar]) -> Scalar:
+        act = self._affine(x)
+        return act if self.activation is None else ACTIVATIONS[self.activation](act)
+
+    def _affine(self, x: Sequence[Scalar]) -> Scalar:
         # b + w0*x0 + w1*x1 + ...: micrograd's order, so its graphs look the same
         act = self.b
         for wi, xi in zip(self.w, x):
             act = act + wi * xi
-        return ACTIVATIONS[self.activation](act)
+        return act
 
 
 @attrs.frozen(repr=False)
@@ -169,24 +230,57 @@ class Layer:
     Called on ``nin`` inputs it returns one output per neuron: a list, or
     the single output when the layer has one neuron (as in micrograd).
 
+    The activation belongs to the layer (a static field, as Equinox's MLP
+    keeps its activation once), so every neuron of a layer applies the same
+    one; its neurons have ``activation=None``. A layer built from neurons that
+    carry their own activation (as fungrad stored layers before, so also
+    checkpoints saved then) takes theirs, which must be the same for all of
+    them and agree with ``activation`` if that is given; otherwise it is a
+    ``ValueError`` that says so. ``activation`` left as ``None`` with
+    neurons of none of their own means ``"tanh"``.
+
     >>> import fungrad as fg
     >>> layer = fg.nn.Layer.init(3, 2, seed=0, activation="relu")
-    >>> layer, len(layer([1.0, 2.0, 3.0]))
-    (Layer(nin=3, nout=2, activation='relu'), 2)
+    >>> layer, len(layer([1.0, 2.0, 3.0])), layer.neurons[0].activation
+    (Layer(nin=3, nout=2, activation='relu'), 2, None)
+    >>> fg.nn.Layer([fg.nn.Neuron((1.0,), 0.0, "relu")], nin=1) == fg.nn.Layer([fg.nn.Neuron((1.0,), 0.0, None)], 1, "relu")
+    True
     """
 
     neurons: tuple[Neuron, ...] = attrs.field(converter=tuple)
     nin: int = tree.static()
+    activation: str | None = tree.static(default=None, validator=_validate_activation)
 
     def __attrs_post_init__(self) -> None:
         # runs on every rebuild (grad, optimizer steps): keep it cheap
         if not self.neurons:
             raise ValueError("Layer: needs at least one neuron")
+        own = False
         for i, n in enumerate(self.neurons):
             if not isinstance(n, Neuron):
                 raise TypeError(f"Layer: neurons[{i}] is {type(n).__name__}, expected a Neuron")
             if len(n.w) != self.nin:
                 raise ValueError(f"Layer: neurons[{i}] has {len(n.w)} weights, expected nin={self.nin}")
+            own = own or n.activation is not None
+        if own or self.activation is None:
+            self._settle()
+
+    def _settle(self) -> None:
+        # the slow path, for hand-built layers and old checkpoints: never on a rebuild by tree
+        acts = {n.activation for n in self.neurons}
+        own = acts - {None}
+        if len(acts) > 1 or (own and self.activation is not None and own != {self.activation}):
+            found = ", ".join(sorted(repr(a) for a in acts))
+            raise ValueError(
+                f"Layer: the neurons have the activations {found} and the layer {self.activation!r}; "
+                "the activation belongs to the layer, so its neurons must share it (give the neurons "
+                "activation=None and the layer its activation). A checkpoint saved when each neuron "
+                "kept its own loads only if the neurons of each layer agree"
+            )
+        act = next(iter(own)) if own else self.activation or "tanh"
+        object.__setattr__(self, "activation", act)
+        if own:
+            object.__setattr__(self, "neurons", tuple(attrs.evolve(n, activation=None) for n in self.neurons))
 
     @classmethod
     def init(cls, nin: int, nout: int, *, seed: Seed, activation: str = "tanh") -> Layer:
@@ -198,20 +292,15 @@ class Layer:
         """
         _check_size(nin, "Layer.init: nin")
         _check_size(nout, "Layer.init: nout")
+        _check_total([nin, nout], "Layer.init")
         _check_activation(activation)
         rng = _rng(seed, "Layer.init")
-        return cls(tuple(Neuron.init(nin, seed=rng, activation=activation) for _ in range(nout)), nin)
+        return cls(tuple(Neuron.init(nin, seed=rng, activation=None) for _ in range(nout)), nin, activation)
 
     @property
     def nout(self) -> int:
         """The number of neurons (outputs)."""
         return len(self.neurons)
-
-    @property
-    def activation(self) -> str:
-        """The activation of the neurons (``'mixed'`` if a hand-built layer mixes them)."""
-        acts = {n.activation for n in self.neurons}
-        return acts.pop() if len(acts) == 1 else "mixed"
 
     def __repr__(self) -> str:
         return f"Layer(nin={self.nin}, nout={self.nout}, activation={self.activation!r})"
@@ -221,7 +310,15 @@ class Layer:
         return out[0] if len(out) == 1 else out
 
     def _forward(self, x: Sequence[Scalar]) -> list[Scalar]:
-        return [n._forward(x) for n in self.neurons]
+        # Neuron._affine inlined: this loop is the model's hot path, run every training step
+        f = ACTIVATIONS[self.activation]
+        out = []
+        for n in self.neurons:
+            act = n.b
+            for wi, xi in zip(n.w, x):
+                act = act + wi * xi
+            out.append(act if f is _linear else f(act))
+        return out
 
 
 @attrs.frozen(repr=False)
@@ -286,9 +383,16 @@ class MLP:
         """
         _check_size(nin, "MLP.init: nin")
         if isinstance(nouts, (str, bytes)) or not isinstance(nouts, Sequence) or not nouts:
-            raise ValueError(f"MLP.init: nouts must be a non-empty list of layer sizes, got {nouts!r}")
+            raise ValueError(f"MLP.init: nouts must be a non-empty list of layer sizes, got {nouts!r:.60}")
+        try:
+            depth = len(nouts)
+        except OverflowError:  # range(10**400) is a Sequence too
+            depth = MAX_PARAMETERS + 1
+        if depth > MAX_PARAMETERS:  # each layer has a parameter at least
+            raise ValueError(f"MLP.init: nouts has more layers than fungrad.nn.MAX_PARAMETERS = {MAX_PARAMETERS:,}")
         for i, n in enumerate(nouts):
             _check_size(n, f"MLP.init: nouts[{i}]")
+        _check_total([nin, *nouts], "MLP.init")
         _check_activation(activation)
         final = activation if final_activation is None else _check_activation(final_activation, "final_activation")
         rng = _rng(seed, "MLP.init")
@@ -302,9 +406,14 @@ class MLP:
         return tuple(layer.nout for layer in self.layers)
 
     @property
+    def activations(self) -> tuple[str, ...]:
+        """The activation of each layer."""
+        return tuple(layer.activation for layer in self.layers)
+
+    @property
     def activation(self) -> str:
-        """The activation of the hidden layers (of the only layer, if there is one)."""
-        return self.layers[0].activation if len(self.layers) > 1 else self.layers[-1].activation
+        """The activation of the first layer: that of every hidden layer, for a model from :meth:`init`."""
+        return self.layers[0].activation
 
     @property
     def final_activation(self) -> str:
@@ -312,6 +421,9 @@ class MLP:
         return self.layers[-1].activation
 
     def __repr__(self) -> str:
+        hidden = {layer.activation for layer in self.layers[:-1]}
+        if len(hidden) > 1:  # hand-built, not what init makes: show them all
+            return f"MLP({self.nin}, {list(self.nouts)}, activations={list(self.activations)!r})"
         extra = f", final_activation={self.final_activation!r}" if self.final_activation != self.activation else ""
         return f"MLP({self.nin}, {list(self.nouts)}, activation={self.activation!r}{extra})"
 
@@ -369,6 +481,7 @@ def sum_squares(predictions: Sequence[Scalar], targets: Sequence[Scalar]) -> Sca
     4.25
     """
     ps, ts = _pairs(predictions, targets, "sum_squares", ("predictions", "targets"))
+    ps, ts = _scalars(ps, "sum_squares", "predictions"), _scalars(ts, "sum_squares", "targets")
     return _total([(p - t) ** 2 for p, t in zip(ps, ts)])
 
 
@@ -382,6 +495,7 @@ def mse(predictions: Sequence[Scalar], targets: Sequence[Scalar]) -> Scalar:
     [-0.5, -2.0]
     """
     ps, ts = _pairs(predictions, targets, "mse", ("predictions", "targets"))
+    ps, ts = _scalars(ps, "mse", "predictions"), _scalars(ts, "mse", "targets")
     return _total([(p - t) ** 2 for p, t in zip(ps, ts)]) / len(ps)
 
 
@@ -397,6 +511,7 @@ def hinge(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> Scalar:
     0.6666666666666666
     """
     ss, ys = _pairs(scores, labels, "hinge", ("scores", "labels"))
+    ss, ys = _scalars(ss, "hinge", "scores"), _scalars(ys, "hinge", "labels")
     _check_labels(ys, (-1.0, 1.0), "hinge", "-1 or +1")
     return _total([expr.relu(1.0 - y * s) for s, y in zip(ss, ys)]) / len(ss)
 
@@ -429,6 +544,7 @@ def binary_cross_entropy(logits: Sequence[Scalar], labels: Sequence[Scalar]) -> 
     (1000.0, [1.0])
     """
     zs, ys = _pairs(logits, labels, "binary_cross_entropy", ("logits", "labels"))
+    zs, ys = _scalars(zs, "binary_cross_entropy", "logits"), _scalars(ys, "binary_cross_entropy", "labels")
     _check_labels(ys, (-1.0, 0.0, 1.0), "binary_cross_entropy", "1 (positive), or -1 or 0 (negative)")
     # where(y, 1, -1) maps both label conventions to t = ±1 without reading a value
     return _total([_softplus(-expr.where(y, 1.0, -1.0) * z) for z, y in zip(zs, ys)]) / len(zs)
@@ -441,7 +557,16 @@ def l2(params: Any, alpha: float) -> Scalar:
     >>> fg.nn.l2({"w": [1.0, -2.0], "b": 3.0}, alpha=0.5)
     7.0
     """
+    alpha = _real(alpha, "l2", "alpha")
+    if not expr.is_node(alpha) and not math.isfinite(alpha):
+        raise ValueError(f"l2: alpha must be a finite number, got {alpha!r}")
     leaves = tree.leaves(params)
+    paths = None
+    for i, v in enumerate(leaves):
+        if v.__class__ is not float and v.__class__ is not Node:
+            if paths is None:  # worked out only when needed: l2 runs every step
+                paths = [tree.keystr(p) for p, _ in tree.flatten_with_path(params)[0]]
+            leaves[i] = _real(v, "l2", f"params at {paths[i]}" if paths[i] else "params")
     if not leaves:
         return 0.0
     return alpha * _total([p * p for p in leaves])
@@ -454,10 +579,186 @@ def accuracy(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> float:
     a label is positive when it is ``> 0``, so ``{-1, +1}`` and ``{0, 1}``
     labels both work. Scores may be nodes: their values are read.
 
+    With many classes, each score is a list of logits (one per class) and
+    each label an int class index: the prediction is the class of the
+    largest logit (the first one, on a tie).
+
     >>> import fungrad as fg
     >>> fg.nn.accuracy([0.3, -2.0, 0.1, 0.0], [1.0, -1.0, -1.0, 1.0])
     0.5
+    >>> fg.nn.accuracy([[0.1, 2.0, -1.0], [3.0, 0.0, 0.0]], [1, 2])
+    0.5
     """
     ss, ys = _pairs(scores, labels, "accuracy", ("scores", "labels"))
+    if isinstance(ss[0], Sequence):
+        return _logits_accuracy(ss, ys)
+    ss, ys = _scalars(ss, "accuracy", "scores"), _scalars(ys, "accuracy", "labels")
     right = sum(1 for s, y in zip(ss, ys) if (float(s) > 0.0) == (float(y) > 0.0))
     return right / len(ss)
+
+
+# --------------------------------------------------------------------------
+# Many classes
+#
+# A classifier of K classes gives K scores per sample, its logits; softmax
+# turns them into probabilities. Every function here subtracts the largest
+# logit m first, so exp never sees a positive argument and never overflows.
+# m is found with `where` (no Python comparison, so it runs under jit) and
+# held under stop_gradient: the result does not depend on m, and its
+# derivative contributions cancel in exact arithmetic but not always in
+# floats, so none are taken.
+
+
+def _logit_list(xs: Any, who: str, name: str) -> list[Any]:
+    if isinstance(xs, (str, bytes)) or expr.is_node(xs):
+        raise TypeError(f"{who}: {name} must be a list of numbers or nodes (one per class), got {type(xs).__name__}")
+    try:
+        out = list(xs)
+    except TypeError:
+        raise TypeError(
+            f"{who}: {name} must be a list of numbers or nodes (one per class), got {type(xs).__name__}"
+        ) from None
+    if not out:
+        raise ValueError(f"{who}: {name} is empty; expected one number or node per class")
+    for j, v in enumerate(out):
+        if v.__class__ is not float and not expr.is_node(v) and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
+            raise TypeError(f"{who}: {name}[{j}] is {v!r:.40} ({type(v).__name__}); expected a real number or a fungrad Node")
+    return out
+
+
+def _shifted(xs: list[Any]) -> tuple[list[Any], Any]:
+    m = xs[0]
+    for x in xs[1:]:
+        m = expr.where(x - m, x, m)
+    # as torch.logsumexp does: an infinite (or nan) max would turn every x - m
+    # into nan, so the shift is 0 then; m - m + 1 is 1 only for a finite m
+    m = expr.stop_gradient(expr.where(m - m + 1.0, m, 0.0))
+    return [x - m for x in xs], m
+
+
+def _exp_sum(shifted: list[Any]) -> Any:
+    return _total([expr.exp(s) for s in shifted])
+
+
+def logsumexp(xs: Sequence[Scalar]) -> Scalar:
+    """``log(sum(exp(x) for x in xs))``, computed without overflow (``torch.logsumexp``).
+
+    ``xs`` is a non-empty list of numbers or nodes. With ``m`` the largest,
+    the result is ``m + log(sum(exp(x - m)))``: finite for logits of 1000 or
+    -1000, and so is its gradient, the softmax of ``xs``.
+
+    >>> import fungrad as fg
+    >>> fg.nn.logsumexp([1000.0, 1000.0])      # 1000 + log 2
+    1000.6931471805599
+    >>> fg.grad(fg.nn.logsumexp)([1000.0, 1000.0, -1000.0])
+    [0.5, 0.5, 0.0]
+    """
+    shifted, m = _shifted(_logit_list(xs, "logsumexp", "xs"))
+    return m + expr.log(_exp_sum(shifted))
+
+
+def softmax(xs: Sequence[Scalar]) -> list[Scalar]:
+    """The probabilities ``exp(x) / sum(exp(x))`` of a list of logits (``torch.softmax``).
+
+    Stable for any logits: computed as ``exp(x - m) / sum(exp(x - m))`` with
+    ``m`` the largest. Returns a list as long as ``xs``.
+
+    >>> import fungrad as fg
+    >>> fg.nn.softmax([1000.0, 0.0]), fg.nn.softmax([0.0, 0.0, 0.0, 0.0])
+    ([1.0, 0.0], [0.25, 0.25, 0.25, 0.25])
+    """
+    shifted, _ = _shifted(_logit_list(xs, "softmax", "xs"))
+    es = [expr.exp(s) for s in shifted]
+    total = _total(es)
+    return [e / total for e in es]
+
+
+def log_softmax(xs: Sequence[Scalar]) -> list[Scalar]:
+    """The log-probabilities ``x - logsumexp(xs)`` of a list of logits (``torch.log_softmax``).
+
+    Computed as ``(x - m) - log(sum(exp(x - m)))`` with ``m`` the largest,
+    the same formula as PyTorch's, so it is finite, with exact gradients,
+    where ``log(softmax(xs))`` would give ``-inf``.
+
+    >>> import fungrad as fg
+    >>> fg.nn.log_softmax([1000.0, 0.0])
+    [0.0, -1000.0]
+    >>> fg.grad(lambda z: fg.nn.log_softmax(z)[1])([1000.0, 0.0])
+    [-1.0, 1.0]
+    """
+    shifted, _ = _shifted(_logit_list(xs, "log_softmax", "xs"))
+    log_total = expr.log(_exp_sum(shifted))
+    return [s - log_total for s in shifted]
+
+
+def _class_rows(logits: Any, labels: Any, who: str, name: str = "logits") -> tuple[list[list[Any]], list[Any], int]:
+    """The rows of logits as lists and the labels, checked: one length for all rows, labels in range."""
+    rows, ys = _pairs(logits, labels, who, (name, "labels"))
+    rows = [_logit_list(r, who, f"{name}[{i}]") for i, r in enumerate(rows)]
+    k = len(rows[0])
+    for i, (row, y) in enumerate(zip(rows, ys)):
+        if len(row) != k:
+            raise ValueError(
+                f"{who}: {name}[{i}] has {len(row)} entries but {name}[0] has {k}; "
+                "every sample needs one logit per class"
+            )
+        if expr.is_node(y):
+            continue  # a traced label (under jit) has no value to check; see _pick
+        if isinstance(y, bool) or not hasattr(type(y), "__index__"):
+            raise TypeError(f"{who}: labels[{i}] is {y!r:.40} ({type(y).__name__}); expected an int class index in range({k})")
+        ys[i] = y = type(y).__index__(y)  # NumPy's ints too
+        if not 0 <= y < k:
+            raise ValueError(f"{who}: labels[{i}] is {y}; expected an int class index in range({k})")
+    return rows, ys, k
+
+
+def _pick(shifted: list[Any], y: Any) -> Any:
+    if not expr.is_node(y):
+        return shifted[y]
+    # A traced label cannot index a list, so select by value-free where; it
+    # starts from nan so that a label which is no class index gives a nan
+    # loss instead of a plausible wrong one.
+    picked: Any = float("nan")
+    for j, s in enumerate(shifted):
+        picked = expr.where(0.5 - abs(y - j), s, picked)
+    return picked
+
+
+def cross_entropy(logits: Sequence[Sequence[Scalar]], labels: Sequence[int]) -> Scalar:
+    """Softmax cross-entropy, the mean over a batch (``torch.nn.functional.cross_entropy``).
+
+    ``logits`` holds one list of K logits per sample (a model's outputs),
+    ``labels`` one int class index from ``0`` to ``K - 1`` per sample. The
+    loss of a sample is ``-log_softmax(logits)[label]``, computed stably
+    (see :func:`log_softmax`), and the result is their mean. Under
+    :func:`fungrad.jit`, labels passed as arguments are traced: the class is
+    then selected with ``where`` on its value, and a label that is not a
+    class index gives ``nan``.
+
+    >>> import fungrad as fg
+    >>> round(fg.nn.cross_entropy([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]], [0, 2]), 6)   # (-log(e^2/(e^2+2)) + log 3) / 2
+    0.669079
+    >>> fg.grad(lambda z: fg.nn.cross_entropy(z, [0]))([[1000.0, -1000.0]])
+    [[0.0, 0.0]]
+    >>> fg.nn.cross_entropy([[1.0, 2.0], [1.0, 2.0]], [0, 2])
+    Traceback (most recent call last):
+    ...
+    ValueError: cross_entropy: labels[1] is 2; expected an int class index in range(2)
+    """
+    rows, ys, _ = _class_rows(logits, labels, "cross_entropy")
+    losses = []
+    for row, y in zip(rows, ys):
+        shifted, _ = _shifted(row)
+        losses.append(expr.log(_exp_sum(shifted)) - _pick(shifted, y))
+    return _total(losses) / len(losses)
+
+
+def _logits_accuracy(logits: list[Any], labels: list[Any]) -> float:
+    rows, ys, _ = _class_rows(logits, labels, "accuracy", "scores")
+    right = 0
+    for row, y in zip(rows, ys):
+        vals = [float(v) for v in row]
+        if any(v != v for v in vals):
+            continue  # a nan logit predicts nothing
+        right += vals.index(max(vals)) == float(y)  # the first of tied maxima, as torch.argmax does
+    return right / len(rows)

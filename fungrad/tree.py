@@ -6,6 +6,9 @@ to :func:`register`. Everything else, numbers and fungrad nodes included, is a
 leaf. Fields of an attrs class whose metadata says ``static=True`` belong to
 the structure, not to the leaves (layer sizes, activation names).
 
+Every walk here is a loop over an explicit stack, so a tree may be nested as
+deeply as memory allows (no recursion limit).
+
 The registry here is also the allowlist of :mod:`fungrad.checkpoint`: only
 registered types (and the builtin containers) can be written and read back.
 
@@ -19,12 +22,22 @@ registered types (and the builtin containers) can be written and read back.
 
 from __future__ import annotations
 
+import enum
+import itertools
 from typing import Any, Callable, Iterable, NamedTuple
 
 import attrs
 
 __all__ = [
+    "Kind",
+    "LIST",
+    "TUPLE",
+    "DICT",
+    "NONE",
+    "LEAF",
     "TreeDef",
+    "Children",
+    "children",
     "flatten",
     "flatten_with_path",
     "unflatten",
@@ -43,10 +56,38 @@ __all__ = [
 Path = tuple[Any, ...]
 
 
+class Kind(str, enum.Enum):
+    """The kinds of pytree node that are not registered classes.
+
+    A kind is also the string it stands for, so code that compares
+    ``treedef.kind == "list"`` keeps working.
+
+    >>> import fungrad as fg
+    >>> fg.tree.structure([1.0]).kind is fg.tree.LIST, fg.tree.LIST == "list"
+    (True, True)
+    """
+
+    LIST = "list"
+    TUPLE = "tuple"
+    DICT = "dict"
+    NONE = "None"
+    LEAF = "*"
+
+    # equal to its string, so it must hash like it too
+    __hash__ = str.__hash__
+    __str__ = str.__str__
+
+
+LIST, TUPLE, DICT, NONE, LEAF = Kind.LIST, Kind.TUPLE, Kind.DICT, Kind.NONE, Kind.LEAF
+# the old private names, still used by other modules
+_LIST, _TUPLE, _DICT, _NONE, _LEAF = LIST, TUPLE, DICT, NONE, LEAF
+
+
 class _Entry(NamedTuple):
     flatten: Callable[[Any], tuple[list[Any], Any]]
     unflatten: Callable[[Any, list[Any]], Any]
-    keys: Callable[[Any, Any], list[Any]]  # (obj, aux) -> one path key per child
+    keys: Callable[[Any, Any, list[Any]], list[Any]]  # (obj, aux, children) -> one path key per child
+    fields: tuple[list[str], list[str]] | None = None  # (children, static) names, for classes flattened by field
 
 
 _registry: dict[type, _Entry] = {}
@@ -78,6 +119,7 @@ def _attrs_entry(cls: type) -> _Entry:
     stat = [f.name for f in fields if f.metadata.get("static")]
     init_names = {f.name: (f.alias or f.name.lstrip("_")) for f in fields}
     no_init = [f.name for f in fields if not f.init]
+    keys = [_Attr(n) for n in dyn]
 
     def flat(obj: Any) -> tuple[list[Any], Any]:
         return [getattr(obj, n) for n in dyn], tuple(_hashable(getattr(obj, n)) for n in stat)
@@ -93,15 +135,16 @@ def _attrs_entry(cls: type) -> _Entry:
             object.__setattr__(obj, k, kw[k])
         return obj
 
-    return _Entry(flat, unflat, lambda obj, aux: [_Attr(n) for n in dyn])
+    return _Entry(flat, unflat, lambda obj, aux, ch: keys, (dyn, stat))
 
 
 def _namedtuple_entry(cls: type) -> _Entry:
-    fields = list(cls._fields)
+    keys = [_Attr(n) for n in cls._fields]
     return _Entry(
         lambda obj: (list(obj), None),
         lambda aux, children: cls(*children),
-        lambda obj, aux: [_Attr(n) for n in fields],
+        lambda obj, aux, ch: keys,
+        (list(cls._fields), []),
     )
 
 
@@ -153,7 +196,7 @@ def register(
             children, aux = fl(obj)
             return list(children), aux
 
-        entry = _Entry(flat, unflatten, lambda obj, aux: list(range(len(flat(obj)[0]))))
+        entry = _Entry(flat, unflatten, lambda obj, aux, ch: list(range(len(ch))))
     _registry[cls] = entry
     _kinds.pop(cls, None)
     return cls
@@ -185,13 +228,26 @@ def lookup(name: str) -> type | None:
     Only classes registered so far are found; nothing is imported.
 
     >>> import fungrad as fg
-    >>> fg.tree.lookup("fungrad.nn.MLP") is fg.nn.MLP, fg.tree.lookup("os.system")
+    >>> from fungrad.nn import MLP    # importing fungrad.nn registers its models
+    >>> fg.tree.lookup("fungrad.nn.MLP") is MLP, fg.tree.lookup("os.system")
     (True, None)
     """
     for cls in _registry:
         if type_name(cls) == name:
             return cls
     return None
+
+
+def _field_names(cls: type) -> tuple[list[str], list[str]] | None:
+    """(child fields, static fields) of a class flattened by its fields, else None.
+
+    ``None`` for classes registered with their own flatten functions, whose
+    children are whatever those functions say.
+    """
+    e = _entry_for(cls)
+    if e is None or isinstance(e, Kind):
+        return None
+    return e.fields
 
 
 def is_leaf(x: Any) -> bool:
@@ -202,9 +258,6 @@ def is_leaf(x: Any) -> bool:
     (True, False, True)
     """
     return _entry_for(type(x)) is None
-
-
-_LIST, _TUPLE, _DICT, _NONE, _LEAF = "list", "tuple", "dict", "None", "*"
 
 
 def _entry_for(cls: type) -> Any:
@@ -223,13 +276,13 @@ def _classify(cls: type) -> Any:
     if getattr(cls, "__fungrad_leaf__", False):
         return None
     if cls is list:
-        return _LIST
+        return LIST
     if cls is tuple:
-        return _TUPLE
+        return TUPLE
     if cls is dict:
-        return _DICT
+        return DICT
     if cls is type(None):
-        return _NONE
+        return NONE
     e = _registry.get(cls)
     if e is not None:
         return e
@@ -244,81 +297,266 @@ def _classify(cls: type) -> Any:
     return None
 
 
+_MISSING = object()
 _auto: dict[type, _Entry] = {}
 _kinds: dict[type, Any] = {float: None, int: None}
 
 
-@attrs.frozen
+# A TreeDef is stored flat: one record (kind, aux, number of children) per
+# node of the tree, in preorder. Comparing, hashing and printing walk that
+# tuple with loops, where attrs' generated methods on nested TreeDefs would
+# recurse once per level.
+_LEAF_REC = (LEAF, None, 0)
+_NONE_REC = (NONE, None, 0)
+# shared records of short lists and tuples: fewer objects for the collector, and equal ones are identical
+_SEQ_RECS = {k: [(k, None, n) for n in range(32)] for k in (Kind.LIST, Kind.TUPLE)}
+
+
 class TreeDef:
     """The structure of a pytree: its container types, keys and static fields.
 
     Two trees have equal (and equally hashing) ``TreeDef`` when they differ
-    only in their leaves.
+    only in their leaves. ``kind`` is a :class:`Kind` or the registered class,
+    ``aux`` the dict keys or a class's static fields, ``children`` the
+    ``TreeDef`` of each child and ``num_leaves`` the number of leaves.
+    ``TreeDef(kind, aux, children)`` builds one by hand; the leaf count is
+    computed (a fourth argument, once ``num_leaves``, is ignored).
+
+    >>> import fungrad as fg
+    >>> td = fg.tree.structure({"a": [1.0, 2.0], "b": None})
+    >>> td, td.kind, td.aux, td.num_leaves
+    ({'a': [*, *], 'b': None}, <Kind.DICT: 'dict'>, ('a', 'b'), 2)
+    >>> td.children[0]
+    [*, *]
     """
 
-    kind: Any  # "list", "tuple", "dict", "None", "*" (a leaf) or a class
-    aux: Any
-    children: tuple["TreeDef", ...]
-    num_leaves: int
+    __slots__ = ("_recs", "_lo", "_hi", "_nleaves", "_hash", "_kids", "_shared")
+
+    def __init__(self, kind: Kind | type, aux: Any = None, children: Iterable[TreeDef] = (), num_leaves: Any = None):
+        kids = tuple(children)
+        if isinstance(kind, str):
+            kind = Kind(kind)
+        if kind is LEAF or kind is NONE:
+            recs: tuple[Any, ...] = (_LEAF_REC if kind is LEAF else _NONE_REC,)
+        else:
+            recs = ((kind, aux, len(kids)),) + tuple(itertools.chain.from_iterable(c._span() for c in kids))
+        n = 1 if kind is LEAF else sum(c.num_leaves for c in kids)
+        _init(self, recs, 0, len(recs), n, [None])
+
+    # --- what a TreeDef is made of ----------------------------------------
+
+    @property
+    def kind(self) -> Any:
+        """:class:`Kind` of the root, or its registered class."""
+        return self._recs[self._lo][0]
+
+    @property
+    def aux(self) -> Any:
+        """The dict keys (a tuple), the static fields of a class, or ``None``."""
+        return self._recs[self._lo][1]
+
+    @property
+    def num_leaves(self) -> int:
+        """How many leaves a tree of this structure has."""
+        n = self._nleaves
+        if n is None:
+            n = self._info()[1][self._lo]
+            object.__setattr__(self, "_nleaves", n)
+        return n
+
+    @property
+    def children(self) -> tuple[TreeDef, ...]:
+        """The ``TreeDef`` of each child of the root, in order."""
+        kids = self._kids
+        if kids is None:
+            sizes, counts = self._info()
+            out = []
+            i = self._lo + 1
+            for _ in range(self._recs[self._lo][2]):
+                j = i + sizes[i]
+                out.append(_view(self._recs, i, j, counts[i], self._shared))
+                i = j
+            kids = tuple(out)
+            object.__setattr__(self, "_kids", kids)
+        return kids
+
+    def _span(self) -> tuple[Any, ...]:
+        r = self._recs
+        return r if self._lo == 0 and self._hi == len(r) else r[self._lo : self._hi]
+
+    def _info(self) -> tuple[list[int], list[int]]:
+        """(records, leaves) in the subtree of each record: one backward pass, shared by views."""
+        info = self._shared[0]
+        if info is None:
+            recs = self._recs
+            sizes = [0] * len(recs)
+            counts = [0] * len(recs)
+            done: list[tuple[int, int]] = []  # (size, leaves) of finished subtrees
+            for i in range(len(recs) - 1, -1, -1):
+                rec = recs[i]
+                n = rec[2]
+                if n:
+                    s, c = 1, 0
+                    for _ in range(n):
+                        ds, dc = done.pop()
+                        s += ds
+                        c += dc
+                else:
+                    s, c = 1, 1 if rec is _LEAF_REC or rec[0] is LEAF else 0
+                sizes[i], counts[i] = s, c
+                done.append((s, c))
+            info = self._shared[0] = (sizes, counts)
+        return info
+
+    # --- value semantics, without recursion -------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TreeDef):
+            return NotImplemented
+        if self is other:
+            return True
+        return self._hi - self._lo == other._hi - other._lo and self._span() == other._span()
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if h is None:
+            h = hash(self._span())
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("TreeDef is immutable")
+
+    def __reduce__(self) -> Any:
+        return _from_records, (self._span(), self.num_leaves)
 
     def __repr__(self) -> str:
-        if self.kind == _LEAF:
-            return "*"
-        if self.kind == _NONE:
-            return "None"
-        inner = ", ".join(repr(c) for c in self.children)
-        if self.kind == _LIST:
-            return f"[{inner}]"
-        if self.kind == _TUPLE:
-            return f"({inner}{',' if len(self.children) == 1 else ''})"
-        if self.kind == _DICT:
-            return "{" + ", ".join(f"{k!r}: {c!r}" for k, c in zip(self.aux, self.children)) + "}"
-        return f"{self.kind.__qualname__}({inner})"
+        recs, i, hi = self._recs, self._lo, self._hi
+        out: list[str] = []
+        stack: list[list[Any]] = []  # open containers: [record, children written so far]
+        while i < hi:
+            if stack:
+                frame = stack[-1]
+                if frame[1]:
+                    out.append(", ")
+                if frame[0][0] is DICT:
+                    out.append(f"{frame[0][1][frame[1]]!r}: ")
+                frame[1] += 1
+            rec = recs[i]
+            i += 1
+            kind = rec[0]
+            if kind is LEAF:
+                out.append("*")
+            elif kind is NONE:
+                out.append("None")
+            elif rec[2]:
+                out.append(_OPEN.get(kind) or f"{kind.__qualname__}(")
+                stack.append([rec, 0])
+                continue
+            else:
+                out.append((_OPEN.get(kind) or f"{kind.__qualname__}(") + _CLOSE.get(kind, ")"))
+            # a child is complete: close every container that it completes
+            while stack and stack[-1][1] == stack[-1][0][2]:
+                done = stack.pop()[0]
+                out.append(("," if done[0] is TUPLE and done[2] == 1 else "") + _CLOSE.get(done[0], ")"))
+        return "".join(out)
 
 
-_LEAF_DEF = TreeDef(_LEAF, None, (), 1)
-_NONE_DEF = TreeDef(_NONE, None, (), 0)
+_OPEN = {LIST: "[", TUPLE: "(", DICT: "{"}
+_CLOSE = {LIST: "]", TUPLE: ")", DICT: "}"}
+
+
+def _init(td: TreeDef, recs: tuple[Any, ...], lo: int, hi: int, nleaves: int | None, shared: list[Any]) -> None:
+    s = object.__setattr__
+    s(td, "_recs", recs)
+    s(td, "_lo", lo)
+    s(td, "_hi", hi)
+    s(td, "_nleaves", nleaves)
+    s(td, "_hash", None)
+    s(td, "_kids", None)
+    s(td, "_shared", shared)
+
+
+def _view(recs: tuple[Any, ...], lo: int, hi: int, nleaves: int, shared: list[Any]) -> TreeDef:
+    td = object.__new__(TreeDef)
+    _init(td, recs, lo, hi, nleaves, shared)
+    return td
+
+
+def _from_records(recs: tuple[Any, ...], nleaves: int) -> TreeDef:
+    return _view(recs, 0, len(recs), nleaves, [None])
+
+
+_LEAF_DEF = _from_records((_LEAF_REC,), 1)
+_NONE_DEF = _from_records((_NONE_REC,), 0)
 
 
 class _Attr(str):
     """A path key that is an attribute name (shown as ``.name``)."""
 
 
+class Children(NamedTuple):
+    """What :func:`children` returns for a container."""
+
+    kind: Kind | type
+    aux: Any
+    children: list[Any]
+    keys: list[Any]
+
+
 def _children(x: Any) -> tuple[Any, Any, list[Any], Callable[[], list[Any]]] | None:
-    """(kind, aux, children, keys) of a container, or None for a leaf."""
+    """(kind, aux, children, keys) of a container, or None for a leaf; ``keys`` is a thunk."""
     cls = type(x)
     e = _entry_for(cls)
     if e is None:
         return None
-    if e is _LIST:
-        return _LIST, None, x, lambda: list(range(len(x)))
-    if e is _TUPLE:
-        return _TUPLE, None, list(x), lambda: list(range(len(x)))
-    if e is _DICT:
+    if e is LIST:
+        return LIST, None, x, lambda: list(range(len(x)))
+    if e is TUPLE:
+        return TUPLE, None, list(x), lambda: list(range(len(x)))
+    if e is DICT:
         keys = tuple(x)
-        return _DICT, keys, [x[k] for k in keys], lambda: list(keys)
-    if e is _NONE:
-        return _NONE, None, [], list
+        return DICT, keys, [x[k] for k in keys], lambda: list(keys)
+    if e is NONE:
+        return NONE, None, [], list
     ch, aux = e.flatten(x)
-    return cls, aux, ch, lambda: e.keys(x, aux)
+    return cls, aux, ch, lambda: e.keys(x, aux, ch)
 
 
-def _flatten(x: Any, out: list[Any], paths: list[Path] | None, path: Path) -> TreeDef:
+def children(x: Any) -> Children | None:
+    """One level of a pytree: ``(kind, aux, children, keys)`` of a container, ``None`` for a leaf.
+
+    ``kind`` is a :class:`Kind` (``LIST``, ``TUPLE``, ``DICT``, ``NONE``) or
+    the class of a registered, attrs or namedtuple container. ``aux`` is what
+    the structure keeps besides the children: a dict's keys, a class's
+    static fields, else ``None``. ``keys`` holds one path key per child (an
+    index, a dict key, or an attribute name shown as ``.name`` by
+    :func:`keystr`).
+
+    >>> import fungrad as fg
+    >>> fg.tree.children({"w": [1.0, 2.0], "b": 0.5})
+    Children(kind=<Kind.DICT: 'dict'>, aux=('w', 'b'), children=[[1.0, 2.0], 0.5], keys=['w', 'b'])
+    >>> import attrs
+    >>> @attrs.frozen
+    ... class Lin:
+    ...     w: list
+    ...     b: float
+    ...     act: str = fg.tree.static(default="tanh")
+    >>> c = fg.tree.children(Lin([1.0, 2.0], 0.5))
+    >>> c.kind is Lin, c.aux, c.children, fg.tree.keystr(c.keys)
+    (True, ('tanh',), [[1.0, 2.0], 0.5], '.w.b')
+    >>> fg.tree.children(None).children, fg.tree.children(3.0)
+    ([], None)
+    """
     c = _children(x)
     if c is None:
-        out.append(x)
-        if paths is not None:
-            paths.append(path)
-        return _LEAF_DEF
+        return None
     kind, aux, ch, keys = c
-    if kind is _NONE:
-        return _NONE_DEF
-    ks = keys() if paths is not None else None
-    n0 = len(out)
-    defs = tuple(
-        _flatten(v, out, paths, path + (ks[i],) if ks is not None else path) for i, v in enumerate(ch)
-    )
-    return TreeDef(kind, aux, defs, len(out) - n0)
+    return Children(kind, aux, list(ch), keys())
 
 
 def flatten(tree: Any) -> tuple[list[Any], TreeDef]:
@@ -329,7 +567,40 @@ def flatten(tree: Any) -> tuple[list[Any], TreeDef]:
     ([1.0, 2.0], (*, {'a': *, 'b': None}))
     """
     out: list[Any] = []
-    return out, _flatten(tree, out, None, ())
+    recs: list[Any] = []
+    leaf, rec = out.append, recs.append
+    kinds = _kinds
+    todo = [tree]
+    pop, push = todo.pop, todo.extend
+    # children go on the stack in reverse, so they come off in order
+    while todo:
+        x = pop()
+        cls = x.__class__
+        if cls is float:
+            leaf(x)
+            rec(_LEAF_REC)
+            continue
+        e = kinds.get(cls, _MISSING)
+        if e is _MISSING:
+            e = _entry_for(cls)
+        if e is None:
+            leaf(x)
+            rec(_LEAF_REC)
+        elif e is LIST or e is TUPLE:
+            n = len(x)
+            rec(_SEQ_RECS[e][n] if n < 32 else (e, None, n))
+            push(x[::-1])
+        elif e is DICT:
+            keys = tuple(x)
+            rec((DICT, keys, len(keys)))
+            push([x[k] for k in reversed(keys)])
+        elif e is NONE:
+            rec(_NONE_REC)
+        else:
+            ch, aux = e.flatten(x)
+            rec((cls, aux, len(ch)))
+            push(ch[::-1])
+    return out, _from_records(tuple(recs), len(out))
 
 
 def flatten_with_path(tree: Any) -> tuple[list[tuple[Path, Any]], TreeDef]:
@@ -340,10 +611,31 @@ def flatten_with_path(tree: Any) -> tuple[list[tuple[Path, Any]], TreeDef]:
     >>> [(fg.tree.keystr(p), v) for p, v in pairs]
     [("['w'][0]", 1.0), ("['w'][1]", 2.0)]
     """
-    out: list[Any] = []
-    paths: list[Path] = []
-    td = _flatten(tree, out, paths, ())
-    return list(zip(paths, out)), td
+    out: list[tuple[Path, Any]] = []
+    recs: list[Any] = []
+    # a path is built as a linked list (parent link, key) and turned into a
+    # tuple only at a leaf: copying the tuple at every level is quadratic in depth
+    todo: list[tuple[Any, Any]] = [(tree, None)]
+    while todo:
+        x, link = todo.pop()
+        c = _children(x)
+        if c is None:
+            keys: list[Any] = []
+            while link is not None:
+                link, k = link
+                keys.append(k)
+            keys.reverse()
+            out.append((tuple(keys), x))
+            recs.append(_LEAF_REC)
+            continue
+        kind, aux, ch, thunk = c
+        if kind is NONE:
+            recs.append(_NONE_REC)
+            continue
+        recs.append((kind, aux, len(ch)))
+        ks = thunk()
+        todo.extend([(ch[i], (link, ks[i])) for i in range(len(ch) - 1, -1, -1)])
+    return out, _from_records(tuple(recs), len(out))
 
 
 def keystr(path: Path) -> str:
@@ -364,34 +656,48 @@ def unflatten(treedef: TreeDef, leaves: Iterable[Any]) -> Any:
     >>> fg.tree.unflatten(td, [4.0, 5.0, 6.0])
     [4.0, (5.0, 6.0)]
     """
-    it = iter(leaves)
-    result = _build(treedef, it)
-    if next(it, _sentinel) is not _sentinel:
-        raise ValueError(f"too many leaves for a tree of structure {treedef!r} ({treedef.num_leaves} leaves)")
-    return result
-
-
-_sentinel = object()
-
-
-def _build(td: TreeDef, it: Any) -> Any:
-    kind = td.kind
-    if kind == _LEAF:
-        v = next(it, _sentinel)
-        if v is _sentinel:
-            raise ValueError("too few leaves for the tree structure")
-        return v
-    if kind == _NONE:
-        return None
-    ch = [_build(c, it) for c in td.children]
-    if kind == _LIST:
-        return ch
-    if kind == _TUPLE:
-        return tuple(ch)
-    if kind == _DICT:
-        return dict(zip(td.aux, ch))
-    e = _registry.get(kind) or _auto.get(kind)
-    return e.unflatten(td.aux, ch)
+    vals = leaves if leaves.__class__ is list else list(leaves)
+    n = treedef.num_leaves
+    if len(vals) != n:
+        if len(vals) < n:
+            raise ValueError(f"too few leaves for the tree structure: {len(vals)}, expected {n}")
+        raise ValueError(f"too many leaves for a tree of structure {treedef!r} ({n} leaves): got {len(vals)}")
+    recs, lo, hi = treedef._recs, treedef._lo, treedef._hi
+    if hi - lo == 1 and recs[lo] is _LEAF_REC:
+        return vals[0]
+    # built from the last record to the first: a node's children are then
+    # the newest values on the stack, first child on top
+    stack: list[Any] = []
+    push = stack.append
+    li = n
+    for i in range(hi - 1, lo - 1, -1):
+        rec = recs[i]
+        if rec is _LEAF_REC:
+            li -= 1
+            push(vals[li])
+            continue
+        kind, aux, k = rec
+        if k:
+            ch = stack[-k:]
+            del stack[-k:]
+            ch.reverse()
+        else:
+            ch = []
+        if kind is LIST:
+            push(ch)
+        elif kind is TUPLE:
+            push(tuple(ch))
+        elif kind is DICT:
+            push(dict(zip(aux, ch)))
+        elif kind is NONE:
+            push(None)
+        elif kind is LEAF:  # an unpickled TreeDef's leaf records equal _LEAF_REC but are other objects
+            li -= 1
+            push(vals[li])
+        else:
+            e = _registry.get(kind) or _auto.get(kind) or _entry_for(kind)
+            push(e.unflatten(aux, ch))
+    return stack[0]
 
 
 def structure(tree: Any) -> TreeDef:

@@ -1,8 +1,14 @@
 import copy
+import decimal
+import fractions
+import json
 import math
+import os
 import random
+import time
 
 import pytest
+from conftest import require
 
 import fungrad as fg
 from fungrad import nn, tree
@@ -47,7 +53,7 @@ def test_init_draws_weights_then_bias_from_random_uniform():
 def test_sizes_and_activations_are_static_not_leaves():
     m = moons_mlp()
     assert (m.nin, m.nouts, m.activation, m.final_activation) == (2, (16, 16, 1), "relu", "linear")
-    assert [layer.activation for layer in m.layers] == ["relu", "relu", "linear"]
+    assert [layer.activation for layer in m.layers] == ["relu", "relu", "linear"] == list(m.activations)
     assert not any(isinstance(v, str) for v in tree.leaves(m))
     assert tree.structure(moons_mlp(0)) == tree.structure(moons_mlp(5))
     # same sizes, other activation: another structure
@@ -65,7 +71,8 @@ def test_tree_round_trip_and_map_keep_the_model():
     m = moons_mlp(3)
     leaves, td = tree.flatten(m)
     back = tree.unflatten(td, leaves)
-    assert back == m and type(back) is nn.MLP and back.layers[0].neurons[0].activation == "relu"
+    assert back == m and type(back) is nn.MLP and back.layers[0].activation == "relu"
+    assert back.layers[0].neurons[0].activation is None  # the layer holds it, once
     doubled = tree.map(lambda v: 2 * v, m)
     assert tree.leaves(doubled) == [2 * v for v in leaves]
     assert doubled.nouts == m.nouts
@@ -375,3 +382,189 @@ def test_tutorial_training_reaches_loss_under_0_1_and_leaves_params_untouched():
     assert losses[-1] < losses[0] / 50
     again, losses2, final2 = _train_tutorial(tutorial_mlp(0))
     assert again == trained and losses2 == losses and final2 == final  # same seed, same run, bit for bit
+
+
+# --- the activation belongs to the layer ---------------------------------------
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_layers_hold_the_activation_and_their_neurons_none():
+    m = moons_mlp()
+    assert all(n.activation is None for layer in m.layers for n in layer.neurons)
+    assert m.activations == ("relu", "relu", "linear")
+    # the structure holds one activation per layer, and the neurons' None
+    leaves, td = tree.flatten(m)
+    assert len(leaves) == 337 and tree.unflatten(td, leaves).activations == m.activations
+    assert nn.Layer.init(2, 3, seed=0).activation == "tanh"
+    assert nn.Layer([nn.Neuron((1.0,), 0.0, None)], nin=1).activation == "tanh"  # the default, as in init
+
+
+def test_a_layer_built_from_neurons_with_activations_takes_theirs():
+    old_style = nn.Layer([nn.Neuron((1.0, 2.0), 0.5, "relu"), nn.Neuron((0.0, 1.0), -1.0, "relu")], nin=2)
+    new_style = nn.Layer([nn.Neuron((1.0, 2.0), 0.5, None), nn.Neuron((0.0, 1.0), -1.0, None)], 2, "relu")
+    assert old_style == new_style and old_style.activation == "relu"
+    assert [n.activation for n in old_style.neurons] == [None, None]
+    assert old_style([-1.0, 0.25]) == [0.0, 0.0] and new_style([1.0, 0.25]) == [2.0, 0.0]
+    # agreeing with an explicit layer activation is fine too
+    assert nn.Layer([nn.Neuron((1.0,), 0.0, "sigmoid")], 1, "sigmoid") == nn.Layer([nn.Neuron((1.0,), 0.0, None)], 1, "sigmoid")
+
+
+@pytest.mark.parametrize(
+    "neurons, act, found",
+    [
+        ([nn.Neuron((1.0,), 0.0, "relu"), nn.Neuron((1.0,), 0.0, "tanh")], None, "'relu', 'tanh' and the layer None"),
+        ([nn.Neuron((1.0,), 0.0, "relu"), nn.Neuron((1.0,), 0.0, None)], None, "'relu', None and the layer None"),
+        ([nn.Neuron((1.0,), 0.0, "relu")], "tanh", "'relu' and the layer 'tanh'"),
+    ],
+)
+def test_no_mixed_layers(neurons, act, found):
+    with pytest.raises(ValueError, match="the activation belongs to the layer") as e:
+        nn.Layer(neurons, 1, act)
+    assert found in str(e.value)
+
+
+def test_mlp_repr_with_different_hidden_activations_lists_them():
+    m = nn.MLP([nn.Layer.init(2, 3, seed=0, activation="relu"), nn.Layer.init(3, 3, seed=1), nn.Layer.init(3, 1, seed=2, activation="linear")], nin=2)
+    assert repr(m) == "MLP(2, [3, 3, 1], activations=['relu', 'tanh', 'linear'])"
+    assert (m.activation, m.final_activation) == ("relu", "linear")
+    assert m([0.5, -0.5]) == m.layers[2](m.layers[1](m.layers[0]([0.5, -0.5])))
+
+
+def _floats(rows):
+    return [[float(v) for v in r] for r in rows]
+
+
+def test_a_checkpoint_saved_with_activations_on_neurons_loads_with_the_same_outputs():
+    # written by fungrad before the activation moved to the layer (each Neuron's static field
+    # held it, each Layer's static fields only nin); the outputs were computed then too
+    old = fg.checkpoint.load(os.path.join(DATA, "mlp_v0_activation_per_neuron.json"))
+    with open(os.path.join(DATA, "mlp_v0_outputs.json")) as f:
+        ref = json.load(f)
+    xs3, xs2 = _floats(ref["xs3"]), _floats(ref["xs2"])
+    assert old["tutorial"] == nn.MLP.init(3, [4, 4, 1], seed=0)
+    assert old["moons"] == moons_mlp(1) and old["moons"].activations == ("relu", "relu", "linear")
+    assert old["multi"] == nn.MLP.init(2, [3, 2], seed=4, activation="sigmoid")
+    # bit for bit: the outputs of the old code, of the loaded model and of a fresh one agree
+    for name, xs in (("tutorial", xs3), ("moons", xs2)):
+        assert [repr(old[name](x)) for x in xs] == ref[name]
+    assert [[repr(v) for v in old["multi"](x)] for x in xs2] == ref["multi"]
+    g = fg.grad(lambda m: nn.mse([m(x) for x in xs3], [1.0, -1.0, 0.5, 0.0, 1.0]))(old["tutorial"])
+    assert [repr(v) for v in tree.leaves(g)] == ref["tutorial_grad"]
+
+
+def test_an_old_checkpoint_with_a_mixed_layer_says_why_it_cannot_load():
+    path = os.path.join(DATA, "mlp_v0_mixed_activations.json")
+    with pytest.raises(ValueError) as e:
+        fg.checkpoint.load(path)
+    msg = str(e.value)
+    assert path in msg and "fungrad.nn.Layer" in msg
+    assert "'relu', 'tanh'" in msg and "loads only if the neurons of each layer agree" in msg
+
+
+def test_new_checkpoints_store_the_activation_on_the_layer(tmp_path):
+    fg.checkpoint.save(tmp_path / "m.json", moons_mlp(0))
+    doc = json.loads((tmp_path / "m.json").read_text())
+    layer = doc["tree"]["children"][0]["tuple"][0]
+    assert layer["type"] == "fungrad.nn.Layer" and layer["static"] == {"tuple": [2, "relu"]}
+    assert layer["children"][0]["tuple"][0]["static"] == {"tuple": [None]}
+    assert fg.checkpoint.load(tmp_path / "m.json") == moons_mlp(0)
+
+
+def test_neuron_without_activation_is_affine():
+    n = nn.Neuron((2.0, -1.0), 0.5, None)
+    assert n([1.0, 3.0]) == 0.5 + 2.0 - 3.0
+    assert nn.Neuron.init(2, seed=0, activation=None).activation is None
+
+
+# --- bad input: the leaf rules of grad ------------------------------------------
+
+BAD_LEAVES = [
+    (1 + 2j, "complex"),
+    (True, "bool"),
+    ("1.0", "str"),
+    (b"1", "bytes"),
+    (decimal.Decimal("0.5"), "Decimal"),
+    (None, "NoneType"),
+]
+
+
+@pytest.mark.parametrize("bad, tname", BAD_LEAVES, ids=[t for _, t in BAD_LEAVES])
+def test_models_reject_inputs_that_are_not_real_numbers(bad, tname):
+    for model, who in ((tutorial_mlp(), "MLP"), (nn.Layer.init(3, 2, seed=0), "Layer"), (nn.Neuron.init(3, seed=0), "Neuron")):
+        with pytest.raises(TypeError, match=rf"^{who}: x\[1\] is {tname} .*expected a real number \(float or int\) or a fungrad Node"):
+            model([0.5, bad, 1.0])
+
+
+@pytest.mark.parametrize("bad, tname", BAD_LEAVES, ids=[t for _, t in BAD_LEAVES])
+@pytest.mark.parametrize("loss", [nn.mse, nn.sum_squares, nn.hinge, nn.binary_cross_entropy, nn.accuracy])
+def test_losses_reject_values_that_are_not_real_numbers(loss, bad, tname):
+    name = loss.__name__
+    first = {"mse": "predictions", "sum_squares": "predictions", "binary_cross_entropy": "logits"}.get(name, "scores")
+    second = "targets" if first == "predictions" else "labels"
+    if not (name == "accuracy" and tname in ("str", "bytes")):  # a str is a sequence: accuracy's logits branch
+        with pytest.raises(TypeError, match=rf"^{name}: {first}\[1\] is {tname} "):
+            loss([0.5, bad], [1.0, 1.0])
+    with pytest.raises(TypeError, match=rf"^{name}: {second}\[0\] is {tname} "):
+        loss([0.5, 0.5], [bad, 1.0])
+
+
+def test_mse_of_a_bool_is_an_error_not_zero():
+    with pytest.raises(TypeError, match=r"mse: predictions\[0\] is bool True"):
+        nn.mse([True], [1.0])
+
+
+def test_float32_and_fraction_inputs_are_converted_exactly_to_float64():
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    m = tutorial_mlp()
+    x32 = [np.float32(0.1), np.float32(-1.7), np.float32(2.3)]
+    as64 = [float(v) for v in x32]  # exact: every float32 is a float64
+    assert as64 != [0.1, -1.7, 2.3]
+    out = m(x32)
+    assert type(out) is float and out == m(as64)
+    assert m([fractions.Fraction(1, 3), 1, 2]) == m([1 / 3, 1.0, 2.0])
+    assert nn.mse([np.float32(0.5)], [np.float64(0.25)]) == nn.mse([float(np.float32(0.5))], [0.25]) == 0.0625
+    assert type(nn.mse([np.float32(0.5)], [1])) is float
+    assert nn.hinge([np.float32(0.5)], [np.float32(-1.0)]) == 1.5
+    assert nn.accuracy([np.float32(0.5)], [np.int64(1)]) == 1.0
+
+
+def test_huge_ints_name_the_function_argument_and_value():
+    with pytest.raises(ValueError, match=r"^MLP: x\[0\] is an int of about 401 digits, too large for a float$"):
+        tutorial_mlp()([10**400, 0.0, 0.0])
+    with pytest.raises(ValueError, match=r"^mse: targets\[0\] is an int of about 401 digits, too large for a float$"):
+        nn.mse([1.0], [10**400])
+    with pytest.raises(ValueError, match=r"^l2: alpha is an int of about 401 digits"):
+        nn.l2([1.0], 10**400)
+    assert tutorial_mlp()([10**300, 0, 0]) == tutorial_mlp()([1e300, 0.0, 0.0])  # big but representable
+
+
+def test_l2_checks_leaves_with_their_path_and_alpha():
+    with pytest.raises(TypeError, match=r"^l2: params at \['w'\]\[1\] is complex \(1\+2j\)"):
+        nn.l2({"w": [1.0, 1 + 2j]}, 0.1)
+    with pytest.raises(TypeError, match=r"^l2: alpha is str '0.1'"):
+        nn.l2([1.0], "0.1")
+    with pytest.raises(ValueError, match="l2: alpha must be a finite number, got nan"):
+        nn.l2([1.0], math.nan)
+    assert nn.l2([2, 3], 1) == 13.0
+    assert fg.grad(lambda a: nn.l2([3.0], a))(0.5) == 9.0  # alpha may be a node
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: nn.MLP.init(10**400, [4, 1], seed=0), r"^MLP.init: nin must be at most fungrad.nn.MAX_PARAMETERS = 10,000,000, got an int of about 401 digits$"),
+        (lambda: nn.MLP.init(2, [4, 10**400], seed=0), r"^MLP.init: nouts\[1\] must be at most .*about 401 digits$"),
+        (lambda: nn.MLP.init(2, range(10**400), seed=0), r"^MLP.init: nouts has more layers than fungrad.nn.MAX_PARAMETERS"),
+        (lambda: nn.MLP.init(10**6, [10**6, 1], seed=0), r"^MLP.init: sizes \[1000000, 1000000, 1\] make 1,000,002,000,001 parameters, more than"),
+        (lambda: nn.Layer.init(10**4, 10**4, seed=0), r"^Layer.init: sizes \[10000, 10000\] make 100,010,000 parameters"),
+        (lambda: nn.Neuron.init(10**7, seed=0), r"^Neuron.init: sizes \[10000000, 1\] make 10,000,001 parameters"),
+        (lambda: nn.Layer.init(2, 10**400, seed=0), r"^Layer.init: nout must be at most"),
+        (lambda: nn.MLP.init(-(10**400), [1], seed=0), r"^MLP.init: nin must be a positive int, got an int of about 401 digits$"),
+    ],
+)
+def test_sizes_are_checked_before_anything_is_allocated(make, match):
+    t = time.perf_counter()
+    with pytest.raises(ValueError, match=match):
+        make()
+    assert time.perf_counter() - t < 0.05

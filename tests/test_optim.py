@@ -1,11 +1,15 @@
 import copy
+import decimal
+import fractions
+import json
 import math
 import os
+import re
 from typing import NamedTuple
 
 import attrs
 import pytest
-from conftest import require_torch
+from conftest import require, require_torch
 
 from fungrad import optim, tree
 
@@ -427,3 +431,364 @@ def test_steps_are_differentiable_with_engine_nodes():
     adam = optim.Adam(0.1)
     d = fg.grad(lambda x: adam.update({"w": x}, {"w": 2 * x}, adam.init({"w": x}))[0]["w"])(3.0)
     assert d == pytest.approx(1.0, abs=1e-6)
+
+
+# --- the same bits as before the optimizers became transforms -----------------
+
+
+def _trajectory_cases():
+    return {
+        "sgd": lambda: optim.SGD(0.02),
+        "momentum": lambda: optim.SGD(0.02, momentum=0.9),
+        "nesterov": lambda: optim.SGD(0.02, momentum=0.8, nesterov=True),
+        "momentum_sched": lambda: optim.SGD(optim.cosine(0.03, 30, 0.001), momentum=0.7),
+        "adam": lambda: optim.Adam(0.05),
+        "adam_betas": lambda: optim.Adam(0.01, b1=0.5, b2=0.9, eps=1e-6),
+        "adam_sched": lambda: optim.Adam(optim.linear(0.1, 0.01, 40)),
+    }
+
+
+def test_trajectories_are_bit_identical_to_the_recorded_ones():
+    # recorded with the optimizers as they were before they were built on Transform:
+    # 50 steps of params and state leaves, as repr text (exact floats)
+    with open(os.path.join(os.path.dirname(__file__), "data", "optim_trajectories.json")) as f:
+        ref = json.load(f)
+    problems = {"bowl": ({"w": [0.3, 0.7, -1.1], "b": -0.4}, bowl_grad), "rosen": ({"x": -1.2, "y": 1.0}, rosen_grad)}
+    checked = 0
+    for cname, make in _trajectory_cases().items():
+        for pname, (p, grad_fn) in problems.items():
+            for wrap in (lambda o: o, lambda o: optim.Optimizer(o.transform)):
+                opt = wrap(make())
+                s = opt.init(p)
+                q = p
+                for row in ref[f"{cname}/{pname}"]:
+                    q, s = opt.update(q, grad_fn(q), s)
+                    assert [repr(v) for v in tree.leaves(q) + tree.leaves(s)] == row
+                checked += 1
+    q = {"x": -1.2, "y": 1.0}
+    for row in ref["sgd_fn/rosen"]:
+        q = optim.sgd(q, rosen_grad(q), 1e-3)
+        assert [repr(v) for v in tree.leaves(q)] == row
+    assert checked == 28
+
+
+def test_sgd_class_equals_sgd_function_bit_for_bit_also_at_inf_and_signed_zero():
+    params = [math.inf, -0.0, 0.0, -0.0, 1e308, 3.0]
+    grads = [1.0, 0.0, 0.0, -0.0, -1e308, math.nan]
+    a = optim.sgd(params, grads, 2.0)
+    b = optim.SGD(2.0).update(params, grads, optim.SGD(2.0).init(params))[0]
+    assert [repr(v) for v in a] == [repr(v) for v in b] == ["inf", "-0.0", "0.0", "0.0", "inf", "nan"]
+
+
+# --- transforms and chain ----------------------------------------------------
+
+
+def test_chain_of_one_optimizer_is_that_optimizer():
+    for opt in (optim.SGD(0.1, momentum=0.9, nesterov=True), optim.Adam(0.05)):
+        chained = optim.Optimizer(optim.chain(opt))
+        p1 = p2 = nested()
+        s1, s2 = opt.init(p1), chained.init(p2)
+        assert s2 == optim.ChainState((s1,))
+        for k in range(5):
+            g = nested(0.5 - k)
+            p1, s1 = opt.update(p1, g, s1)
+            p2, s2 = chained.update(p2, g, s2)
+            assert p1 == p2 and s2.states == (s1,)
+
+
+def test_clip_by_global_norm_by_hand():
+    t = optim.clip_by_global_norm(2.0)
+    grads = {"a": [3.0, 0.0], "b": -4.0}  # norm 5
+    u, s = t.update(grads, t.init(grads), grads)
+    coef = 2.0 / (5.0 + 1e-6)
+    assert u == {"a": [3.0 * coef, 0.0], "b": -4.0 * coef} and s is None
+    assert t.update({"a": [0.6, 0.0], "b": 0.8}, None, grads)[0] == {"a": [0.6, 0.0], "b": 0.8}  # norm 1: as is
+    # an inf norm scales by 0 (inf * 0 = nan) and a nan norm gives nan, as torch's clip_grad_norm_ does
+    u, _ = t.update([math.inf, 1.0], None, [0.0, 0.0])
+    assert math.isnan(u[0]) and u[1] == 0.0
+    assert all(math.isnan(v) for v in t.update([math.nan, 1.0], None, [0.0, 0.0])[0])
+    assert optim.clip_by_global_norm(1.0).update({}, None, {}) == ({}, None)
+
+
+def test_add_decayed_weights_scale_and_schedule_by_hand():
+    p, g = {"w": [2.0, -4.0]}, {"w": [1.0, 1.0]}
+    assert optim.add_decayed_weights(0.5).update(g, None, p)[0] == {"w": [2.0, -1.0]}
+    assert optim.scale(-0.25).update(g, None, p)[0] == {"w": [-0.25, -0.25]}
+    t = optim.scale_by_schedule(lambda k: [1.0, 0.5, 0.25][k])
+    s = t.init(p)
+    seen = []
+    for _ in range(3):
+        u, s = t.update(g, s, p)
+        seen.append(u["w"][0])
+    assert seen == [1.0, 0.5, 0.25] and s == optim.CountState(3)
+
+
+def test_chain_clip_decay_momentum_by_hand():
+    opt = optim.Optimizer(optim.chain(optim.clip_by_global_norm(1.0), optim.add_decayed_weights(0.1), optim.SGD(0.5, momentum=0.9)))
+    p = [1.0, -1.0]
+    s = opt.init(p)
+    assert s == optim.ChainState((None, None, optim.SGDState(0, [0.0, 0.0])))
+    p1, s = opt.update(p, [30.0, 40.0], s)
+    c = 1.0 / (50.0 + 1e-6)
+    d = [30.0 * c + 0.1 * 1.0, 40.0 * c + 0.1 * -1.0]  # clipped, then decayed; v1 = d
+    assert p1 == [1.0 - 0.5 * d[0], -1.0 - 0.5 * d[1]]
+    assert s.states[2] == optim.SGDState(1, d)
+
+
+def test_chain_states_are_checkpointed(tmp_path):
+    import fungrad as fg
+
+    opt = optim.Optimizer(optim.chain(optim.clip_by_global_norm(1.0), optim.scale_by_schedule(optim.constant(0.5)), optim.Adam(0.1)))
+    p = {"w": [1.0, -2.0], "b": 0.5}
+    s = opt.init(p)
+    p, s = opt.update(p, {"w": [3.0, -1.0], "b": 0.25}, s)
+    fg.checkpoint.save(tmp_path / "opt.json", {"params": p, "state": s})
+    back = fg.checkpoint.load(tmp_path / "opt.json")
+    assert back["state"] == s and type(back["state"]) is optim.ChainState
+    assert type(back["state"].states[1]) is optim.CountState and back["state"].states[1].step == 1
+    # training resumes from the loaded state exactly as from the live one
+    g = {"w": [0.5, 0.5], "b": -1.0}
+    assert opt.update(p, g, back["state"]) == opt.update(p, g, s)
+    assert tree.registered(optim.ChainState) and tree.registered(optim.CountState)
+
+
+def test_a_transform_given_the_optimizer_argument_order_says_so():
+    t = optim.chain(optim.clip_by_global_norm(1.0))
+    params, grads = [1.0], [2.0]
+    with pytest.raises(TypeError, match=r"params is ChainState .* looks like a state. A transform's update is update\(grads, state, params\)"):
+        t.update(params, grads, t.init(params))  # (params, grads, state): the optimizer's order
+    with pytest.raises(TypeError, match=r"params is NoneType None, which looks like a state"):
+        optim.scale(1.0).update(params, grads, None)
+    with pytest.raises(TypeError, match="state must be the None that this transform's init returned, got list"):
+        optim.scale(1.0).update(params, grads, params)
+    with pytest.raises(TypeError, match="state must be the ChainState that this transform's init returned, got NoneType"):
+        t.update(params, None, grads)
+    with pytest.raises(TypeError, match="state must be the AdamState"):
+        optim.Adam(0.1).update(params, grads, optim.SGDState(0, None))
+    with pytest.raises(TypeError, match="chain: expected a Transform or an optimizer"):
+        optim.chain(optim.Adam(0.1), lambda g: g)
+    with pytest.raises(TypeError, match="Optimizer: expected a Transform"):
+        optim.Optimizer(optim.Adam(0.1))
+    with pytest.raises(ValueError, match="chain: needs at least one transform"):
+        optim.chain()
+    with pytest.raises(ValueError, match=r"holds 1 states for 2 transforms"):
+        optim.chain(optim.scale(1.0), optim.scale(2.0)).update([1.0], optim.ChainState((None,)), [1.0])
+
+
+def test_transforms_are_differentiable_with_engine_nodes():
+    import fungrad as fg
+
+    # clip at norm |2x| > 1: the update is 2x / (|2x| + 1e-6), about sign(x): derivative about 0
+    t = optim.chain(optim.clip_by_global_norm(1.0), optim.SGD(0.1))
+    opt = optim.Optimizer(t)
+    d = fg.grad(lambda x: opt.update([x], [2 * x], opt.init([x]))[0][0])(3.0)
+    assert d == pytest.approx(1.0, abs=1e-6)
+    d = fg.grad(lambda x: optim.add_decayed_weights(0.5).update([x * x], None, [x])[0][0])(3.0)
+    assert d == 6.5
+    # the learning rate may be a node too: d/dlr of p - lr * g is -g
+    assert fg.grad(lambda lr: optim.sgd([1.0], [2.0], lr)[0])(0.1) == -2.0
+    assert fg.grad(lambda lr: optim.SGD(lr, momentum=0.5).update([1.0], [2.0], optim.SGDState(0, [1.0]))[0][0])(0.1) == -2.5
+    adam_first = fg.grad(lambda lr: optim.Adam(lr).update([1.0], [2.0], optim.Adam(lr).init([1.0]))[0][0])(0.1)
+    assert adam_first == pytest.approx(-1.0, abs=1e-8)  # the first Adam step is lr * g / (|g| + eps)
+
+
+# --- against PyTorch: weight decay, Nesterov and clipping, composed ------------
+
+COMPOSED = [
+    (
+        "sgd-momentum-wd",
+        lambda t, lr: (t.optim.SGD, {"lr": lr, "momentum": 0.9, "weight_decay": 0.01}),
+        lambda lr: optim.chain(optim.add_decayed_weights(0.01), optim.SGD(lr, momentum=0.9)),
+        None,
+    ),
+    (
+        "sgd-nesterov-wd",
+        lambda t, lr: (t.optim.SGD, {"lr": lr, "momentum": 0.8, "nesterov": True, "weight_decay": 0.05}),
+        lambda lr: optim.chain(optim.add_decayed_weights(0.05), optim.SGD(lr, momentum=0.8, nesterov=True)),
+        None,
+    ),
+    (
+        "adam-wd",
+        lambda t, lr: (t.optim.Adam, {"lr": lr, "weight_decay": 0.1}),
+        lambda lr: optim.chain(optim.add_decayed_weights(0.1), optim.Adam(lr)),
+        None,
+    ),
+    (
+        "clip-momentum",
+        lambda t, lr: (t.optim.SGD, {"lr": lr, "momentum": 0.9}),
+        lambda lr: optim.chain(optim.clip_by_global_norm(0.5), optim.SGD(lr, momentum=0.9)),
+        0.5,
+    ),
+    (
+        "clip-adam-wd",
+        lambda t, lr: (t.optim.Adam, {"lr": lr, "weight_decay": 0.01}),
+        lambda lr: optim.chain(optim.clip_by_global_norm(1.0), optim.add_decayed_weights(0.01), optim.Adam(lr)),
+        1.0,
+    ),
+]
+
+
+@pytest.mark.parametrize("name, make_torch, make_ours, clip", COMPOSED, ids=[c[0] for c in COMPOSED])
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+def test_composed_transforms_match_torch_over_20_steps(torch, name, make_torch, make_ours, clip, problem):
+    params, grad_fn, lr = PROBLEMS[problem]
+    leaves, td = tree.flatten(params)
+    ts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in leaves]
+    cls, kw = make_torch(torch, lr)
+    topt = cls(ts, **kw)
+    opt = optim.Optimizer(make_ours(lr))
+    state = opt.init(params)
+    clipped = 0
+    for _ in range(20):
+        g = tree.leaves(grad_fn(params))
+        for t, gi in zip(ts, g):
+            t.grad = torch.tensor(gi, dtype=torch.float64)
+        if clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(ts, clip)
+            clipped += norm.item() > clip
+        topt.step()
+        params, state = opt.update(params, tree.unflatten(td, g), state)
+        theirs = [t.item() for t in ts]
+        assert all(math.isfinite(v) for v in theirs)
+        assert tree.leaves(params) == pytest.approx(theirs, rel=1e-12, abs=1e-14)
+        params = tree.unflatten(td, theirs)
+    assert clip is None or clipped > 0  # the clipping was exercised, not only the pass-through
+
+
+def test_clip_by_global_norm_matches_torch_clip_grad_norm(torch):
+    grads = [3.0, -4.0, 12.0, 0.5, -1e-3]
+    for max_norm in (0.1, 1.0, 13.0, 100.0):
+        ts = [torch.tensor(g, dtype=torch.float64, requires_grad=True) for g in grads]
+        for t, g in zip(ts, grads):
+            t.grad = torch.tensor(g, dtype=torch.float64)
+        torch.nn.utils.clip_grad_norm_(ts, max_norm)
+        ours = optim.clip_by_global_norm(max_norm).update(grads, None, [0.0] * 5)[0]
+        assert ours == pytest.approx([t.grad.item() for t in ts], rel=1e-14, abs=0)
+
+
+# --- bad input: the leaf rules of grad, for params, grads and hyper-parameters -----
+
+BAD_LEAVES = [
+    (1 + 2j, "complex"),
+    (True, "bool"),
+    ("1.0", "str"),
+    (b"1", "bytes"),
+    (decimal.Decimal("0.5"), "Decimal"),
+]
+
+STEPPERS = [
+    # who, a step taking (params, grads) in some form, and the names of its two tree arguments
+    ("sgd", lambda p, g: optim.sgd(p, g, 0.1), ("params", "grads")),
+    ("SGD.update", lambda p, g: optim.SGD(0.1, momentum=0.5).update(p, g, optim.SGD(0.1, momentum=0.5).init(nested())), ("params", "grads")),
+    ("Adam.update", lambda p, g: optim.Adam(0.1).update(p, g, optim.Adam(0.1).init(nested())), ("params", "grads")),
+    ("Optimizer.update", lambda p, g: optim.Optimizer(optim.scale(-1.0)).update(p, g, None), ("params", "grads")),
+    ("apply_updates", optim.apply_updates, ("params", "updates")),
+    ("clip_by_global_norm(1.0).update", lambda p, g: optim.clip_by_global_norm(1.0).update(g, None, p), ("params", "grads")),
+]
+
+
+@pytest.mark.parametrize("bad, tname", BAD_LEAVES, ids=[t for _, t in BAD_LEAVES])
+@pytest.mark.parametrize("who, step, names", STEPPERS, ids=[s[0] for s in STEPPERS])
+def test_steps_reject_leaves_that_are_not_real_numbers_with_their_path(who, step, names, bad, tname):
+    good, worse = nested(), {**nested(), "pt": Pt(3.0, bad)}
+    for args, name in (((worse, good), names[0]), ((good, worse), names[1])):
+        with pytest.raises(TypeError, match=rf"^{re.escape(who)}: {name} at \['pt'\]\.y is {tname} .*expected a real number"):
+            step(*args)
+
+
+def test_init_rejects_bad_params():
+    for opt in (optim.SGD(0.1, momentum=0.5), optim.Adam(0.1)):
+        with pytest.raises(TypeError, match=r"\.init: params at \['w'\] is complex"):
+            opt.init({"w": 1 + 2j})
+
+
+def test_sgd_of_complex_params_is_an_error_not_complex_params():
+    with pytest.raises(TypeError, match=r"^sgd: params at \['w'\] is complex \(1\+2j\)"):
+        optim.sgd({"w": 1 + 2j}, {"w": 1.0}, 0.1)
+
+
+def test_float32_int_and_fraction_leaves_are_converted_exactly():
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    p32 = {"w": [np.float32(0.1), np.float32(-2.3)]}
+    p64 = {"w": [float(v) for v in p32["w"]]}
+    g = {"w": [np.float32(0.7), 3]}
+    g64 = {"w": [float(np.float32(0.7)), 3.0]}
+    out = optim.sgd(p32, g, 0.1)
+    assert out == optim.sgd(p64, g64, 0.1) and all(type(v) is float for v in out["w"])
+    adam = optim.Adam(np.float32(0.5), b1=np.float64(0.9))
+    assert adam.lr == float(np.float32(0.5)) and type(adam.lr) is float and type(adam.b1) is float
+    assert adam.update(p32, g, adam.init(p32)) == adam.update(p64, g64, adam.init(p64))
+    assert optim.sgd([fractions.Fraction(1, 2)], [1], fractions.Fraction(1, 4)) == [0.25]
+    assert optim.SGD(1) == optim.SGD(1.0) and optim.SGD(1).lr.__class__ is float
+
+
+def test_huge_ints_name_the_function_the_argument_and_the_value():
+    with pytest.raises(ValueError, match=r"^sgd: params at \['w'\] is an int of about 401 digits, too large for a float$"):
+        optim.sgd({"w": 10**400}, {"w": 1.0}, 0.1)
+    with pytest.raises(ValueError, match=r"^sgd: lr is an int of about 401 digits, too large for a float$"):
+        optim.sgd([1.0], [1.0], 10**400)
+    with pytest.raises(ValueError, match=r"^Adam: b2 is an int of about 1001 digits"):
+        optim.Adam(b2=10**1000)  # past 4,300 digits repr itself would raise; the message does not need it
+    with pytest.raises(ValueError, match=r"^SGD: momentum is an int of about 10000 digits"):
+        optim.SGD(0.1, momentum=10**9999)
+    with pytest.raises(ValueError, match=r"^linear: steps must be an int >= 1 \(at most 2\*\*53\), got an int of about 401 digits$"):
+        optim.linear(1.0, 0.1, 10**400)
+    assert optim.sgd([1.0], [1.0], 10**300) == [1.0 - 1e300]
+
+
+@pytest.mark.parametrize(
+    "make, exc, match",
+    [
+        (lambda: optim.SGD(1 + 0j), TypeError, r"^SGD: lr must be a number >= 0 or a schedule .* got complex"),
+        (lambda: optim.SGD(True), TypeError, r"^SGD: lr must be a number >= 0 or a schedule .* got bool True"),
+        (lambda: optim.Adam("0.1"), TypeError, r"^Adam: lr must be .* got str '0.1'"),
+        (lambda: optim.Adam(decimal.Decimal("0.1")), TypeError, r"^Adam: lr must be .* got Decimal"),
+        (lambda: optim.SGD(math.inf), ValueError, r"^SGD: lr must be a number >= 0 \(finite\)"),
+        (lambda: optim.SGD(0.1, momentum="0.9"), TypeError, r"^SGD: momentum is str '0.9'; expected a real number"),
+        (lambda: optim.SGD(0.1, momentum=0.5, nesterov=1), TypeError, r"^SGD: nesterov must be True or False, got int 1"),
+        (lambda: optim.Adam(b1=0.9 + 0j), TypeError, r"^Adam: b1 is complex"),
+        (lambda: optim.Adam(b2=False), TypeError, r"^Adam: b2 is bool False"),
+        (lambda: optim.Adam(eps=math.inf), ValueError, r"^Adam: eps must be >= 0 \(a finite number\), got inf"),
+        (lambda: optim.Adam(eps=math.nan), ValueError, r"^Adam: eps must be >= 0"),
+        (lambda: optim.sgd([1.0], [1.0], "0.1"), TypeError, r"^sgd: lr must be a number"),
+        (lambda: optim.sgd([1.0], [1.0], optim.constant(0.1)), TypeError, r"^sgd: lr must be a number; for a schedule use"),
+        (lambda: optim.constant(-0.1), ValueError, r"^constant: lr must be >= 0"),
+        (lambda: optim.constant(1j), TypeError, r"^constant: lr is complex"),
+        (lambda: optim.linear(True, 0.1, 10), TypeError, r"^linear: start is bool True"),
+        (lambda: optim.linear(1.0, decimal.Decimal(1), 10), TypeError, r"^linear: end is Decimal"),
+        (lambda: optim.linear(1.0, 0.1, True), ValueError, r"^linear: steps must be an int >= 1"),
+        (lambda: optim.linear(1.0, 0.1, 10.0), ValueError, r"^linear: steps must be an int >= 1 .*got 10.0"),
+        (lambda: optim.cosine(math.nan, 10), ValueError, r"^cosine: lr must be >= 0 \(a finite number\), got nan"),
+        (lambda: optim.cosine(1.0, 10, final="0"), TypeError, r"^cosine: final is str"),
+        (lambda: optim.exponential(1.0, -0.5), ValueError, r"^exponential: rate must be >= 0"),
+        (lambda: optim.exponential(1.0, 0.5, every=2.0), ValueError, r"^exponential: every must be an int >= 1, got float 2.0"),
+        (lambda: optim.clip_by_global_norm(0.0), ValueError, r"^clip_by_global_norm: max_norm must be > 0"),
+        (lambda: optim.clip_by_global_norm("1"), TypeError, r"^clip_by_global_norm: max_norm is str"),
+        (lambda: optim.add_decayed_weights(-1e-4), ValueError, r"^add_decayed_weights: weight_decay must be >= 0"),
+        (lambda: optim.scale(math.inf), ValueError, r"^scale: factor must be a finite number"),
+        (lambda: optim.scale_by_schedule(0.5), TypeError, r"^scale_by_schedule: schedule must be a function of the step"),
+    ],
+)
+def test_hyper_parameters_follow_the_leaf_rules(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_schedule_values_and_steps_are_checked():
+    opt = optim.SGD(lambda k: 1 + 0j)
+    with pytest.raises(TypeError, match=r"^SGD.update: the schedule's value at step 0 is complex"):
+        opt.update([1.0], [1.0], opt.init([1.0]))
+    opt = optim.Adam(lambda k: -0.1)
+    with pytest.raises(ValueError, match=r"^Adam.update: the schedule's value at step 0 is -0.1; a learning rate must be >= 0"):
+        opt.update([1.0], [1.0], opt.init([1.0]))
+    with pytest.raises(TypeError, match=r"^cosine: the step must be an int >= 0, got float 1.5"):
+        optim.cosine(1.0, 10)(1.5)
+    with pytest.raises(TypeError, match=r"^linear: the step must be an int >= 0, got bool True"):
+        optim.linear(1.0, 0.0, 10)(True)
+    with pytest.raises(ValueError, match=r"^exponential: the step must be an int >= 0, got -1"):
+        optim.exponential(1.0, 0.5)(-1)
+    # an int schedule value is converted; a rate above 1 overflows to inf, not to an OverflowError
+    opt = optim.SGD(lambda k: 1)
+    assert opt.update([1.0], [0.5], opt.init([1.0]))[0] == [0.5]
+    assert optim.exponential(1.0, 2.0)(5000) == math.inf and optim.exponential(1.0, 0.5)(10**400) == 0.0
+    assert optim.cosine(1.0, 2**53)(10**400) == 0.0 and optim.linear(1.0, 0.5, 2**53)(10**400) == 0.5

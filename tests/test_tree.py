@@ -110,3 +110,146 @@ def test_flatten_then_unflatten_is_the_identity(t):
     assert tree.structure(tree.map(lambda v: 0.0, t)) == td
     pairs, td2 = tree.flatten_with_path(t)
     assert td2 == td and [v for _, v in pairs] == leaves
+
+
+# --- kinds and one level of a tree --------------------------------------------
+
+
+def test_kinds_are_named_and_still_equal_their_strings():
+    kinds = [tree.structure(t).kind for t in ([1.0], (1.0,), {"a": 1.0}, None, 1.0)]
+    assert kinds == [tree.LIST, tree.TUPLE, tree.DICT, tree.NONE, tree.LEAF]
+    assert all(isinstance(k, tree.Kind) for k in kinds)
+    # jit.py and older code compare with the raw strings
+    assert kinds == ["list", "tuple", "dict", "None", "*"]
+    assert {k: 1 for k in kinds}.get("list") == 1 and hash(tree.LIST) == hash("list")
+    assert str(tree.DICT) == "dict" and tree.Kind("tuple") is tree.TUPLE
+    assert tree.structure(Lin([1.0], 2.0)).kind is Lin
+
+
+def test_children_gives_one_level():
+    c = tree.children({"w": [1.0, 2.0], "b": None})
+    assert c == (tree.DICT, ("w", "b"), [[1.0, 2.0], None], ["w", "b"])
+    assert tree.children([3.0, (4.0,)]) == (tree.LIST, None, [3.0, (4.0,)], [0, 1])
+    assert tree.children((3.0,)) == (tree.TUPLE, None, [3.0], [0])
+    assert tree.children(None) == (tree.NONE, None, [], [])
+    m = Lin([1.0], 2.0, "relu")
+    c = tree.children(m)
+    assert c.kind is Lin and c.aux == ("relu",) and c.children == [[1.0], 2.0]
+    assert tree.keystr(c.keys) == ".w.b"
+    assert tree.children(Point(1.0, 2.0)).keys == ["x", "y"] and tree.keystr(tree.children(Point(1, 2)).keys) == ".x.y"
+    for leaf in (1.0, 3, "s", fg.var(1.0), object()):
+        assert tree.children(leaf) is None
+
+
+def test_private_children_keeps_its_shape_for_jit():
+    kind, aux, ch, keys = tree._children({"a": 1.0, "b": [2.0]})
+    assert (kind, aux, ch, keys()) == ("dict", ("a", "b"), [1.0, [2.0]], ["a", "b"])
+    assert tree._children(1.0) is None
+
+
+def test_treedef_parts_and_views():
+    t = {"a": [1.0, (2.0, None)], "b": Lin([3.0, 4.0], 5.0)}
+    td = tree.structure(t)
+    assert td.kind == "dict" and td.aux == ("a", "b") and td.num_leaves == 5
+    a, b = td.children
+    assert a == tree.structure([1.0, (2.0, None)]) and hash(a) == hash(tree.structure([0.0, (0.0, None)]))
+    assert a.num_leaves == 2 and b.num_leaves == 3 and b.kind is Lin and b.aux == ("tanh",)
+    assert [c.kind for c in a.children] == ["*", "tuple"] and a.children[1].children[1].kind is tree.NONE
+    assert tree.unflatten(b, [7.0, 8.0, 9.0]) == Lin([7.0, 8.0], 9.0)
+    # the public constructor builds the same structure as flatten
+    leaf = tree.structure(0.0)
+    built = tree.TreeDef("list", None, (leaf, tree.TreeDef(tree.TUPLE, None, (leaf, tree.structure(None)))))
+    assert built == a and hash(built) == hash(a) and built.num_leaves == 2
+    with pytest.raises(AttributeError):
+        td.aux = ()
+    import pickle
+
+    assert pickle.loads(pickle.dumps(td)) == td
+
+
+@pytest.mark.parametrize(
+    "t, text",
+    [
+        (1.0, "*"),
+        (None, "None"),
+        ([], "[]"),
+        ((), "()"),
+        ({}, "{}"),
+        ((1.0,), "(*,)"),
+        ([1.0, (2.0,), {"k": None, "j": []}], "[*, (*,), {'k': None, 'j': []}]"),
+        ({"p": Point(1.0, [2.0])}, "{'p': Point(*, [*])}"),
+        ([[[]], [()]], "[[[]], [()]]"),
+    ],
+)
+def test_treedef_repr(t, text):
+    assert repr(tree.structure(t)) == text
+
+
+def test_unflatten_error_messages_say_what_was_expected():
+    _, td = tree.flatten({"a": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="too few leaves for the tree structure: 1, expected 2"):
+        tree.unflatten(td, iter([1.0]))
+    too_many = r"too many leaves for a tree of structure \{'a': \[\*, \*\]\} \(2 leaves\): got 3"
+    with pytest.raises(ValueError, match=too_many):
+        tree.unflatten(td, (1.0, 2.0, 3.0))
+
+
+# --- no recursion limit -----------------------------------------------------------
+
+
+def _chain(depth, leaf=1.0, side=2.0):
+    """A tree ``depth`` containers deep, cycling through every kind, with a ``side`` leaf per Point."""
+    x = leaf
+    for i in range(depth):
+        k = i % 4
+        x = [x] if k == 0 else {"k": x} if k == 1 else (x, None) if k == 2 else Point(x, side)
+    return x
+
+
+def test_every_walk_handles_100000_levels():
+    depth = 100_000
+    t = _chain(depth)
+    ls, td = tree.flatten(t)
+    assert len(ls) == 1 + depth // 4 and ls[0] == 1.0 and ls[1:] == [2.0] * (depth // 4)
+    assert td.num_leaves == len(ls) and td.kind is Point
+    assert tree.leaves(t) == ls and hash(tree.structure(t)) == hash(td)
+    # map is flatten then unflatten; flattening its result checks both
+    tripled = tree.flatten(tree.map(lambda a: a * 3, t))
+    assert tripled[1] == td and tripled[0] == [3 * v for v in ls]
+    # the structure knows its parts at any depth; a subtree is another structure
+    inner = td.children[0].children[0].children[0]
+    assert inner.kind is tree.LIST and td.children[1] == tree.structure(2.0) and inner != td
+    assert inner.num_leaves == len(ls) - 1
+    text = repr(td)
+    assert text.startswith("Point(({'k': [Point(") and text.endswith("}, None), *)")
+    assert text.count("Point(") == depth // 4
+    # one path per leaf, each as long as its leaf is deep: one deep leaf keeps that linear
+    pairs, td2 = tree.flatten_with_path(_chain(depth, leaf=5.0, side=None))
+    ((path, v),) = pairs
+    assert v == 5.0 and td2.num_leaves == 1 and len(path) == depth
+    assert tree.keystr(path[:5]) == ".x[0]['k'][0].x"
+
+
+def test_walks_do_not_use_the_python_stack():
+    # with the stack nearly full, deep trees still flatten: nothing recurses per level
+    import sys
+
+    t = _chain(3000)
+    limit = sys.getrecursionlimit()
+
+    def depth_now():
+        f, n = sys._getframe(), 0
+        while f is not None:
+            f, n = f.f_back, n + 1
+        return n
+
+    sys.setrecursionlimit(depth_now() + 60)
+    try:
+        ls, td = tree.flatten(t)
+        pairs, _ = tree.flatten_with_path(t)
+        back = tree.unflatten(td, ls)
+        same = tree.structure(back) == td and hash(td) == hash(tree.structure(back))
+        text = repr(td)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert same and len(pairs) == len(ls) == 751 and text.count("Point(") == 750

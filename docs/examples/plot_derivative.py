@@ -50,20 +50,48 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# How good is a nudge? The error of the one-sided estimate at :math:`x = 3`
-# first falls with ``h`` (the truncation error is :math:`3h` for this
-# parabola), then rises again as the difference :math:`f(x+h) - f(x)` drowns
-# in rounding error. ``fg.grad`` has neither error.
+# How good is a nudge? A finite difference has two errors, pulling in
+# opposite directions. The *truncation* error comes from the curvature that
+# a straight line through two points ignores; by Taylor's theorem it is about
+# :math:`\tfrac{h}{2}|f''(x)|` for the one-sided difference and
+# :math:`\tfrac{h^2}{6}|f'''(x)|` for the central one, so it shrinks with
+# ``h``. The *rounding* error grows as ``h`` shrinks: :math:`f(x+h)` and
+# :math:`f(x)` are each rounded to about 16 digits, and their difference,
+# divided by a tiny ``h``, magnifies that rounding, roughly like
+# :math:`\epsilon |f(x)| / h` with :math:`\epsilon \approx 2.2 \cdot 10^{-16}`.
+#
+# The parabola above is a poor test of this: its central difference has no
+# truncation error at all (its third derivative is zero), so only rounding
+# would show. :math:`\sin` at :math:`x = 1` has both: the error falls with
+# ``h`` along the truncation line until it meets the rounding error, then
+# rises again. ``fg.grad`` has neither error.
 
+x0 = 1.0
+exact = fg.grad(fg.sin)(x0)  # cos(1)
+eps = 2.0**-52
 hs = [10.0 ** (-k / 4) for k in range(4, 64)]
-forward = [abs((f(3.0 + h) - f(3.0)) / h - df(3.0)) for h in hs]
-central = [abs((f(3.0 + h) - f(3.0 - h)) / (2 * h) - df(3.0)) for h in hs]
+forward = [abs((fg.sin(x0 + h) - fg.sin(x0)) / h - exact) for h in hs]
+central = [abs((fg.sin(x0 + h) - fg.sin(x0 - h)) / (2 * h) - exact) for h in hs]
+best_f = min(zip(forward, hs))
+best_c = min(zip(central, hs))
+print(f"one-sided: smallest error {best_f[0]:.1e} at h = {best_f[1]:.0e}")
+print(f"central:   smallest error {best_c[0]:.1e} at h = {best_c[1]:.0e}")
+
 fig, ax = plt.subplots(figsize=(6.5, 4.2))
-ax.loglog(hs, [e or 1e-17 for e in forward], label="(f(x+h) - f(x)) / h")
-ax.loglog(hs, [e or 1e-17 for e in central], label="(f(x+h) - f(x-h)) / 2h")
+ax.loglog(hs, [e or 1e-17 for e in forward], "o-", markersize=3, color="tab:blue",
+          label="(f(x+h) - f(x)) / h")
+ax.loglog(hs, [e or 1e-17 for e in central], "o-", markersize=3, color="tab:orange",
+          label="(f(x+h) - f(x-h)) / 2h")
+ax.loglog(hs, [h / 2 * fg.sin(x0) for h in hs], "--", color="tab:blue", linewidth=1,
+          label="truncation, one-sided: h|f''|/2")
+ax.loglog(hs, [h * h / 6 * abs(fg.cos(x0)) for h in hs], "--", color="tab:orange", linewidth=1,
+          label="truncation, central: h²|f'''|/6")
+ax.loglog(hs, [eps * fg.sin(x0) / h for h in hs], ":", color="black", linewidth=1,
+          label="rounding: ε|f(x)|/h")
+ax.set_ylim(1e-17, 1e5)
 ax.set_xlabel("h")
-ax.set_ylabel("|estimate - fg.grad(f)(3)|")
-ax.set_title("Finite differences: error against the step h")
-ax.legend()
+ax.set_ylabel("|estimate - fg.grad(sin)(1)|")
+ax.set_title("Finite differences of sin at x = 1: error against the step h")
+ax.legend(fontsize="small", loc="upper center")
 fig.tight_layout()
 plt.show()

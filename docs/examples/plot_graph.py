@@ -7,17 +7,13 @@ micrograd's ``draw_dot`` does: one record per value (its name, its data and,
 when ``grads`` has it, its gradient) and one small node per operation.
 ``fg.viz.to_dot`` gives the same drawing as DOT text, and ``fg.viz.render``
 writes it to an SVG or PNG file.
+
+A drawing that is the last line of a notebook cell shows inline. Drawn top
+to bottom (``rankdir="TB"``), each record stacks its fields, so even a whole
+neuron stays narrow enough to read at the width of a page.
 """
 
-import matplotlib.pyplot as plt
-
 import fungrad as fg
-
-
-def show(graph):
-    """Hand fungrad's picture of a graph to pyplot, which the gallery captures."""
-    plt.figure(fg.viz.plot_graph(graph))
-    plt.show()
 
 
 a, b = fg.var(2.0, name="a"), fg.var(-3.0, name="b")
@@ -29,14 +25,14 @@ L = (d * f).named("L")
 # %%
 # The forward pass: every value is known as soon as its node exists.
 
-show(fg.viz.draw(L))
+fg.viz.draw(L, rankdir="TB")
 
 # %%
 # With the gradients from ``fg.gradients``, a dictionary from node to
 # :math:`\partial L / \partial\,\text{node}`.
 
 grads = fg.gradients(L)
-show(fg.viz.draw(L, grads))
+fg.viz.draw(L, grads, rankdir="TB")
 
 # %%
 # The DOT text behind the drawing, which needs no Graphviz to produce:
@@ -53,4 +49,4 @@ x1w1 = (x1 * w1).named("x1*w1")
 x2w2 = (x2 * w2).named("x2*w2")
 n = ((x1w1 + x2w2).named("x1*w1 + x2*w2") + bias).named("n")
 o = n.tanh().named("o")
-show(fg.viz.draw(o, fg.gradients(o)))
+fg.viz.draw(o, fg.gradients(o), rankdir="TB")

@@ -9,15 +9,8 @@ for :math:`L = (ab + c)f`, with Graphviz, from the DOT text it writes itself.
 """
 
 import graphviz
-import matplotlib.pyplot as plt
 
 import fungrad as fg
-
-
-def show(graph):
-    """Hand fungrad's picture of a graph to pyplot, which the gallery captures."""
-    plt.figure(fg.viz.plot_graph(graph))
-    plt.show()
 
 
 a, b = fg.var(2.0, name="a"), fg.var(-3.0, name="b")
@@ -35,7 +28,7 @@ print([f"{position[n]}: {n.name}" for n in order])
 # the order. Each number is larger than the numbers of the values it was
 # computed from.
 
-g = graphviz.Digraph(graph_attr={"rankdir": "LR"})
+g = graphviz.Digraph(graph_attr={"rankdir": "TB"})
 for n in order:
     g.node(f"v{position[n]}", f"{{ {position[n]} | {n.name} | {n.value:.1f} }}", shape="record",
            style="filled", fillcolor="lightyellow")
@@ -44,7 +37,7 @@ for n in order:
         g.edge(f"op{position[n]}", f"v{position[n]}")
         for p in n.parents:
             g.edge(f"v{position[p]}", f"op{position[n]}")
-show(g)
+g
 
 # %%
 # The same graph with the values laid out in a row, in topological order:
@@ -60,5 +53,5 @@ for n1, n2 in zip(order, order[1:]):
     g.edge(str(position[n1]), str(position[n2]), style="invis", weight="100")
 for n in order:
     for p in n.parents:
-        g.edge(str(position[p]), str(position[n]), constraint="false", color="tab:blue".replace("tab:", ""))
-show(g)
+        g.edge(str(position[p]), str(position[n]), constraint="false", color="blue")
+g

@@ -1,0 +1,218 @@
+"""One test per wrong answer or broken path found in issue 8 (section 1), each named after what it checks."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import fungrad as fg
+
+
+def square(x):
+    return x * x
+
+
+# ---------------------------------------------------------------- transforms took state from __dict__
+
+
+def test_jit_of_grad_of_jit_returns_the_derivative():
+    assert fg.jit(fg.grad(fg.jit(square)))(3.0) == 6.0
+    assert fg.jit(fg.grad(fg.jit(square)))(-2.0) == -4.0  # the replay too
+
+
+def test_jit_of_value_and_grad_of_jit_returns_the_value_and_the_derivative():
+    assert fg.jit(fg.value_and_grad(fg.jit(square)))(3.0) == (9.0, 6.0)
+
+
+def test_jit_of_jacobian_of_jit_returns_the_jacobian():
+    assert fg.jit(fg.jacobian(fg.jit(square)))(3.0) == 6.0
+    assert fg.jit(fg.jacobian(fg.jit(lambda v: [v[0] * v[1], v[0]])))([2.0, 5.0]) == [[5.0, 2.0], [1.0, 0.0]]
+
+
+def test_grad_of_grad_of_jit_returns_the_second_derivative():
+    assert fg.grad(fg.grad(fg.jit(square)))(3.0) == 2.0
+    assert fg.jit(fg.grad(fg.grad(fg.jit(lambda x: x**3))))(2.0) == 12.0
+
+
+def test_no_transform_copies_the_dict_of_the_function_it_wraps():
+    def f(x):
+        return x * x
+
+    f.state = "inner"
+    f._cache = {"poison": 1}
+    for name in ("grad", "value_and_grad", "jacobian", "hessian", "jit"):
+        t = getattr(fg, name)(f)
+        assert not hasattr(t, "state") and not hasattr(t, "_cache") or t._cache is not f._cache, name
+        assert t.__name__ == "f" and t.__doc__ == f.__doc__  # names and docs are still copied
+    inner = fg.jit(f)
+    inner.extra = "x"
+    assert not hasattr(fg.grad(inner), "extra") and not hasattr(fg.jit(fg.grad(inner)), "extra")
+
+
+# ---------------------------------------------------------------- static keys by type
+
+
+def test_static_arguments_equal_in_value_but_not_in_type_trace_separately():
+    f = fg.jit(lambda k, x: x + (10.0 if isinstance(k, bool) else 1.0), static_argnums=0)
+    assert f(1, 1.0) == 2.0
+    assert f(True, 1.0) == 11.0
+    assert f.cache_size() == 2
+
+
+def test_static_namedtuples_holding_equal_values_of_different_types_trace_separately():
+    import collections
+
+    P = collections.namedtuple("P", "k")
+    f = fg.jit(lambda p, x: x + (10.0 if isinstance(p.k, bool) else 1.0), static_argnums=0)
+    assert f(P(1), 1.0) == 2.0 and f(P(True), 1.0) == 11.0 and f(P(1), 2.0) == 3.0
+    assert f.cache_size() == 2
+
+
+def test_a_static_true_comes_back_as_true_not_one():
+    assert fg.jit(lambda k: k, static_argnums=0)(True) is True
+    assert fg.jit(lambda k: k, static_argnums=0)(1) == 1
+
+
+# ---------------------------------------------------------------- generators
+
+
+def test_jit_of_a_generator_function_is_a_type_error_that_says_why():
+    def gen(x):
+        yield x * 2
+
+    with pytest.raises(TypeError, match="generator .* runs after the call returns, outside the trace"):
+        fg.jit(gen)
+
+
+# ---------------------------------------------------------------- gradients with respect to constants
+
+
+def test_gradients_with_respect_to_a_constant_is_a_value_error_naming_it():
+    c = fg.const(1.0, name="c")
+    with pytest.raises(ValueError, match=r"wrt\[0\] is a constant \(Node\(1.0, name='c'\)\)"):
+        fg.gradients(c**2, wrt=[c])
+    x = fg.var(2.0)
+    with pytest.raises(ValueError, match=r"wrt\[1\] is a constant"):
+        fg.gradients(x * c, wrt=[x, c])
+    assert fg.gradients(x * c, wrt=[x]) == {x: 1.0}
+
+
+def test_gradients_of_a_plain_number_is_a_type_error():
+    with pytest.raises(TypeError, match="out must be a fungrad Node, got float"):
+        fg.gradients(1.0)
+
+
+# ---------------------------------------------------------------- the shared jit cache
+
+
+def test_jit_called_twice_on_the_same_function_traces_once():
+    traces = []
+
+    def f(x):
+        traces.append(x)
+        return x * 2.0
+
+    assert fg.jit(f)(1.0) == 2.0 and fg.jit(f)(5.0) == 10.0
+    assert len(traces) == 1
+
+
+# ---------------------------------------------------------------- checkpoints in a fresh process
+
+_SAVE = """
+import fungrad as fg
+m = fg.nn.MLP.init(3, [4, 4, 1], seed=0)
+fg.checkpoint.save({path!r}, m)
+print(repr(m([0.5, -1.0, 2.0])))
+"""
+_LOAD = """
+import sys
+import fungrad as fg
+assert "fungrad.nn" not in sys.modules, "the test needs a process that has not imported fungrad.nn"
+m = fg.checkpoint.load({path!r})
+print(type(m).__module__ + "." + type(m).__qualname__)
+print(repr(m([0.5, -1.0, 2.0])))
+"""
+
+
+def _python(code: str) -> str:
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_a_checkpoint_saved_in_one_process_loads_in_a_fresh_one(tmp_path):
+    path = str(tmp_path / "m.json")
+    out = _python(_SAVE.format(path=path)).strip()
+    kind, out2 = _python(_LOAD.format(path=path)).strip().splitlines()
+    assert kind == "fungrad.nn.MLP"
+    assert out2 == out and math.isfinite(float(out))
+
+
+def test_a_checkpoint_still_imports_nothing_off_the_allowlist(tmp_path):
+    path = tmp_path / "evil.json"
+    doc = {"format": "fungrad-checkpoint", "version": 1,
+           "tree": {"type": "colorsys.Evil", "children": [1.0], "static": {"tuple": []}}}
+    path.write_text(json.dumps(doc))
+    out = _python(f"""
+        import sys
+        import fungrad as fg
+        try:
+            fg.checkpoint.load({str(path)!r})
+        except (TypeError, ValueError) as e:
+            print(type(e).__name__, "colorsys" in sys.modules)
+        """)
+    assert out.split() == ["ValueError", "False"] or out.split() == ["TypeError", "False"]
+
+
+# ---------------------------------------------------------------- clear errors
+
+
+def test_modulo_of_nodes_is_a_type_error_that_says_why():
+    x, y = fg.var(7.0), fg.var(2.0)
+    for expr in (lambda: x % y, lambda: x % 2.0, lambda: 7.0 % y, lambda: x // y, lambda: divmod(x, y)):
+        with pytest.raises(TypeError, match="fungrad nodes have no .*step function"):
+            expr()
+    with pytest.raises(TypeError, match="fungrad nodes have no %"):
+        fg.grad(lambda a: a % 2.0)(3.0)
+
+
+@pytest.mark.parametrize("use", [int, hex, float, round, math.floor, lambda v: [0, 1, 2][v], lambda v: range(v)],
+                         ids=["int", "hex", "float", "round", "floor", "index", "range"])
+def test_int_and_hex_of_a_traced_node_under_jit_give_the_traced_value_message(use):
+    with pytest.raises(TypeError, match="of a traced node under fungrad.jit: the value is not known"):
+        fg.jit(lambda x: x * use(x))(2.0)
+
+
+def test_int_and_hex_of_a_node_inside_grad_say_the_derivative_would_be_lost():
+    with pytest.raises(TypeError, match="inside a fungrad transform"):
+        fg.grad(lambda x: x * int(x))(2.0)
+    with pytest.raises(TypeError, match="inside a fungrad transform"):
+        fg.grad(lambda x: x * len(hex(x)))(2.0)
+    # outside any transform they read the value
+    assert int(fg.var(2.7)) == 2 and round(fg.var(2.7)) == 3
+    with pytest.raises(TypeError, match="cannot be used as an integer"):
+        hex(fg.var(2.0))
+
+
+# ---------------------------------------------------------------- found while testing this issue
+
+
+def test_atan2_gradient_at_the_origin_is_zero_not_nan():
+    assert fg.grad(fg.atan2, argnums=(0, 1))(0.0, 0.0) == (0.0, -0.0)
+    assert fg.grad(fg.atan2, argnums=(0, 1))(1e-200, 1e-200) == (0.0, -0.0)
+
+
+def test_pow_gradient_at_a_nan_exponent_is_nan_not_zero():
+    assert math.isnan(fg.grad(fg.pow)(2.0, math.nan))
+    assert math.isnan(fg.grad(fg.pow, 1)(math.nan, 2.0))
+    assert fg.grad(fg.pow, 1)(1.0, math.nan) == 0.0  # PyTorch: 1 ** y * log(1) = 0
+
+
+def test_a_user_rule_dividing_by_zero_gives_inf_in_eager_grad_as_under_jit():
+    op = fg.primitive("tr_sqrt", math.sqrt, vjp=(lambda g, ans, x: g / (2.0 * ans),))
+    assert fg.grad(op)(0.0) == math.inf == fg.jit(fg.grad(op))(0.0)
