@@ -90,29 +90,52 @@ def _sweep(r: _Traced, seeds: dict[Node, Any]) -> dict[Node, Any]:
     # one pass: derivatives and tangents together, without keeping the table
     get = seeds.get
     floor, nested, debug = r.trace.level, r.nested, r.trace.debug
+    fast = not nested
     for n in r.tape[r.skip :]:
         ps = n.parents
         if not ps:
             continue
-        tot = None
-        rules = _RULES[n.op]
-        joint = expr.JOINT.get(n.op)
-        ds = None
-        for i, p in enumerate(ps):
-            t = get(p)
-            if t is None or rules[i] is None or p.level < floor:
-                continue
-            if joint is not None:
-                # a rule that gives every argument's derivative at once
-                if ds is None:
-                    ds = joint(1.0, n, *ps) if nested else joint(1.0, n.value, *[q.value for q in ps])
-                d = ds[i]
-            elif nested:
-                d = rules[i](1.0, n, *ps)
+        op = n.op
+        if fast and len(ps) == 2 and (op == "mul" or op == "add"):
+            # the partial derivatives of the hottest ops, written out: each
+            # is its table rule at a cotangent of 1 (1.0 * y is y exactly)
+            x, y = ps
+            tx = get(x) if x.level >= floor else None
+            ty = get(y) if y.level >= floor else None
+            if op == "mul":
+                cx = None if tx is None else y.value * tx
+                cy = None if ty is None else x.value * ty
             else:
-                d = rules[i](1.0, n.value, *[q.value for q in ps])
-            c = d * t
-            tot = c if tot is None else tot + c
+                cx, cy = tx, ty
+            tot = cx if cy is None else (cy if cx is None else cx + cy)
+        elif fast and len(ps) == 1 and (op == "relu" or op == "tanh"):
+            x = ps[0]
+            tx = get(x) if x.level >= floor else None
+            if tx is None:
+                continue
+            ans = n.value
+            d = (1.0 if ans > 0.0 else 0.0) if op == "relu" else 1.0 * (1.0 - ans * ans)
+            tot = d * tx
+        else:
+            tot = None
+            rules = _RULES[op]
+            joint = expr.JOINT.get(op)
+            ds = None
+            for i, p in enumerate(ps):
+                t = get(p)
+                if t is None or rules[i] is None or p.level < floor:
+                    continue
+                if joint is not None:
+                    # a rule that gives every argument's derivative at once
+                    if ds is None:
+                        ds = joint(1.0, n, *ps) if nested else joint(1.0, n.value, *[q.value for q in ps])
+                    d = ds[i]
+                elif nested:
+                    d = rules[i](1.0, n, *ps)
+                else:
+                    d = rules[i](1.0, n.value, *[q.value for q in ps])
+                c = d * t
+                tot = c if tot is None else tot + c
         if tot is not None:
             if debug:
                 _check_tangent(n, tot)
