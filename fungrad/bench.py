@@ -13,11 +13,17 @@ table shows medians and ratios to micrograd, with the garbage collector on
 (as users run it) and switched off during the step. Peak memory of one
 forward and backward pass comes from ``tracemalloc``.
 
-``--scaling`` measures the cost per node of a chain and of a wide sum from
-10^4 to 10^6 nodes, eager and jitted, and can draw it (``--plot``).
+A third way to replay a traced step, a tape interpreter (a list of
+``(forward, output slot, input slots)`` run by a small loop), is written
+here for comparison with :func:`fungrad.jit`'s generated code: see
+:func:`tape`.
 
-Run it as ``fungrad bench`` or ``python -m fungrad.bench`` (it needs the
-``bench`` extra: ``pip install "fungrad[bench]"``).
+:func:`scaling` measures the cost per node of a chain and of a wide sum from
+10^4 to 10^6 nodes, eager and jitted, and :func:`plot_scaling` draws it.
+
+Run it as ``fungrad bench`` or ``python -m fungrad.bench`` (the command line
+is :mod:`fungrad.cli`'s); comparing with micrograd needs the ``bench``
+extra: ``pip install "fungrad[bench]"``.
 
 >>> from fungrad import bench
 >>> r = bench.moons_case(points=8, repeats=1, libraries=("fungrad eager", "fungrad jit"))
@@ -29,10 +35,9 @@ True
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
-import math
+import operator
+import os
 import platform
 import statistics
 import sys
@@ -40,25 +45,27 @@ import time
 import tracemalloc
 from typing import Any, Callable, Sequence
 
-from . import autodiff, expr, tree
+from . import autodiff, expr, nn, tree
+from .data import make_moons
 from .jit import jit
+from .optim import sgd
 
 __all__ = [
     "moons_case",
     "chain_case",
     "scaling",
     "plot_scaling",
+    "tape",
+    "run",
     "format_report",
     "machine",
-    "add_arguments",
-    "run_cli",
-    "main",
+    "require_micrograd",
 ]
 
 MICROGRAD = "micrograd"
 EAGER = "fungrad eager"
 JIT = "fungrad jit"
-TAPE = "fungrad jit (tape)"
+TAPE = "fungrad tape"
 LIBRARIES = (MICROGRAD, EAGER, JIT, TAPE)
 
 ALPHA = 1e-4  # L2 strength, as in micrograd's demo
@@ -69,31 +76,49 @@ LR = 0.01
 # this many untimed calls after their first one, as a training loop would.
 WARMUP = 20
 
-# the targets of issue 4, checked at the end of the report
+# fungrad's performance targets, as ratios to micrograd on the 100-point
+# moons step, checked at the end of the report
 TARGETS = {
-    ("step_gc_on", EAGER): 0.25,
-    ("step_gc_off", EAGER): 0.8,
-    ("memory", EAGER): 0.35,
+    ("step_gc_on", EAGER): 0.06,
+    ("step_gc_off", EAGER): 0.45,
+    ("memory", EAGER): 0.2,
     ("step_gc_on", JIT): 0.01,
 }
-FIRST_CALL_TARGET_S = 5.0
-SCALING_TARGET = 1.5
+FIRST_CALL_TARGET_S = 1.2
+SCALING_TARGET = 1.5  # largest over smallest cost per node, 10^4 to 10^6 nodes
+JVP_TARGET = 3.0  # one jvp of the 100,000-op chain, over evaluating it (building its graph)
 
 
-def _micrograd() -> tuple[Any, Any]:
+def require_micrograd() -> tuple[Any, Any]:
+    """micrograd's ``engine`` and ``nn`` modules; ``ImportError`` naming the extra when it is missing.
+
+    >>> from fungrad.bench import require_micrograd
+    >>> engine, mnn = require_micrograd()
+    >>> engine.Value(2.0).data
+    2.0
+    """
     try:
-        from micrograd import engine, nn
+        from micrograd import engine
+        from micrograd import nn as mnn
     except ImportError:
-        raise SystemExit(
+        raise ImportError(
             'fungrad bench compares with micrograd, which is not installed: pip install "fungrad[bench]"'
         ) from None
-    return engine, nn
+    return engine, mnn
+
+
+def _check_count(who: str, name: str, value: Any, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{who}: {name} must be an int >= {least}, got {value!r}")
 
 
 def machine() -> dict[str, Any]:
-    """The CPU model, CPU count and Python version the numbers come from."""
-    import os
+    """The CPU model, CPU count and Python version the numbers come from.
 
+    >>> from fungrad.bench import machine
+    >>> sorted(machine())
+    ['cpu', 'cpus', 'micrograd', 'platform', 'python']
+    """
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
@@ -161,72 +186,20 @@ def _peak_bytes(fn: Callable[[], Any]) -> int:
 # The moons step
 
 
-class _Model:
-    """The fungrad side of the moons step: ``fungrad.nn`` when present, else plain pytrees."""
-
-    def __init__(self, seed: int):
-        try:
-            from . import nn
-
-            self.params = nn.MLP.init(2, [16, 16, 1], seed=seed, activation="relu", final_activation="linear")
-            self.kind = "fungrad.nn.MLP"
-            self.nn = nn
-        except (ImportError, AttributeError, TypeError):
-            import random
-
-            rng = random.Random(seed)
-            sizes = [2, 16, 16, 1]
-            self.params = [
-                [{"w": [rng.uniform(-1, 1) for _ in range(sizes[i])], "b": rng.uniform(-1, 1)} for _ in range(sizes[i + 1])]
-                for i in range(3)
-            ]
-            self.kind = "plain pytree (fungrad.nn not available)"
-            self.nn = None
-
-    def loss(self, params: Any, xs: Any, ys: Any) -> Any:
-        if self.nn is not None:
-            scores = [params(x) for x in xs]
-            return self.nn.hinge(scores, ys) + self.nn.l2(params, ALPHA)
-        scores = [_plain_mlp(params, x) for x in xs]
-        losses = [expr.relu(1.0 - y * s) for y, s in zip(ys, scores)]
-        reg = ALPHA * sum(p * p for p in tree.leaves(params))
-        return sum(losses) / len(losses) + reg
+def _model(seed: int) -> nn.MLP:
+    return nn.MLP.init(2, [16, 16, 1], seed=seed, activation="relu", final_activation="linear")
 
 
-def _plain_mlp(params: Any, x: Any) -> Any:
-    for i, layer in enumerate(params):
-        out = []
-        for n in layer:
-            act = n["b"]
-            for w, xi in zip(n["w"], x):
-                act = act + w * xi
-            out.append(expr.relu(act) if i < len(params) - 1 else act)
-        x = out
-    return x[0]
+def _moons_loss(params: Any, xs: Any, ys: Any) -> Any:
+    return nn.hinge([params(x) for x in xs], ys) + nn.l2(params, ALPHA)
 
 
 def _moons(points: int, seed: int) -> tuple[list[list[float]], list[float]]:
-    try:
-        from .data import make_moons
-    except ImportError:  # pragma: no cover - data.py ships with fungrad
-        import random
-
-        rng = random.Random(seed)
-        xs, ys = [], []
-        for i in range(points):
-            t = math.pi * (i // 2) / max(1, points // 2 - 1)
-            if i % 2:
-                x, y, c = 1.0 - math.cos(t), 0.5 - math.sin(t), 1.0
-            else:
-                x, y, c = math.cos(t), math.sin(t), -1.0
-            xs.append([x + rng.gauss(0, 0.1), y + rng.gauss(0, 0.1)])
-            ys.append(c)
-        return xs, ys
     return make_moons(points, noise=0.1, seed=seed)
 
 
 def _micrograd_step(points: int, seed: int, params: Any) -> tuple[Callable[[], Any], Callable[[], Any], int]:
-    engine, mnn = _micrograd()
+    engine, mnn = require_micrograd()
     Value = engine.Value
     model = mnn.MLP(2, [16, 16, 1])
     # the same weights as fungrad's model, so that the two losses can be compared
@@ -269,25 +242,23 @@ def _micrograd_nodes(out: Any) -> list[Any]:
     return order
 
 
-def _fungrad_steps(points: int, seed: int, model: _Model) -> dict[str, Any]:
-    """Per library ``(call, step)``: ``call(params)`` runs once, ``step()`` trains on.
+def _fungrad_steps(points: int, seed: int, params: Any) -> dict[str, Any]:
+    """Per library ``(f, call, step)``: ``call(params)`` runs once, ``step()`` trains on.
 
-    Eager runs ``value_and_grad`` then ``sgd``. The jitted libraries compile
-    the whole step, ``value_and_grad`` and ``sgd`` together, as one would
-    with JAX: the replay returns the loss and the new parameters.
+    Eager runs ``value_and_grad`` then ``sgd``. The compiled libraries
+    compile the whole step, ``value_and_grad`` and ``sgd`` together, as one
+    would with JAX: the replay returns the loss and the new parameters.
     """
-    from .optim import sgd
-
     xs, ys = _moons(points, seed)
-    vg = autodiff.value_and_grad(model.loss)
+    vg = autodiff.value_and_grad(_moons_loss)
 
     def train_step(params: Any, xs: Any, ys: Any) -> tuple[Any, Any]:
         value, grads = vg(params, xs, ys)
         return value, sgd(params, grads, LR)
 
     out: dict[str, Any] = {"vg": vg, "train_step": train_step, "xs": xs, "ys": ys}
-    for name, f in ((EAGER, train_step), (JIT, jit(train_step)), (TAPE, jit(train_step, backend="tape"))):
-        box = {"params": model.params}
+    for name, f in ((EAGER, train_step), (JIT, jit(train_step)), (TAPE, tape(train_step))):
+        box = {"params": params}
 
         def step(f: Any = f, box: dict[str, Any] = box) -> float:
             value, box["params"] = f(box["params"], xs, ys)
@@ -307,24 +278,32 @@ def moons_case(
     """Time one moons training step per library; medians in seconds, peak memory in bytes.
 
     Returns a dict with ``step_gc_on``, ``step_gc_off`` and ``memory``
-    (each ``{library: number}``), ``first_call`` (jit's trace and compile,
-    with its breakdown), ``nodes`` and ``checks`` (micrograd's and
-    fungrad's losses agree, jit equals eager).
+    (each ``{library: number}``; ``memory`` has no entry for jit, see the
+    comment in the code), ``first_call`` (the compiled libraries'
+    trace and compile, with its breakdown), ``nodes`` and ``checks``
+    (micrograd's and fungrad's losses agree, the compiled steps equal the
+    eager one).
+
+    >>> from fungrad.bench import moons_case
+    >>> r = moons_case(points=4, repeats=1, libraries=("fungrad eager",))
+    >>> r["case"], list(r["step_gc_on"])
+    ('MLP(2, [16, 16, 1]) step, 4 moons points', ['fungrad eager'])
     """
-    model = _Model(seed)
-    fs = _fungrad_steps(points, seed, model)
+    _check_count("moons_case", "points", points, 2)
+    _check_count("moons_case", "repeats", repeats, 1)
+    unknown = [lib for lib in libraries if lib not in LIBRARIES]
+    if unknown:
+        raise ValueError(f"moons_case: unknown libraries {unknown}; expected some of {list(LIBRARIES)}")
+    params = _model(seed)
+    fs = _fungrad_steps(points, seed, params)
     steps: dict[str, Callable[[], Any]] = {}
-    result: dict[str, Any] = {
-        "case": f"MLP(2, [16, 16, 1]) step, {points} moons points",
-        "model": model.kind,
-        "points": points,
-    }
+    result: dict[str, Any] = {"case": f"MLP(2, [16, 16, 1]) step, {points} moons points", "points": points}
     checks: dict[str, Any] = {}
-    eager_value = fs["vg"](model.params, fs["xs"], fs["ys"])
-    eager_step = fs["train_step"](model.params, fs["xs"], fs["ys"])
+    eager_value = fs["vg"](params, fs["xs"], fs["ys"])
+    eager_step = fs["train_step"](params, fs["xs"], fs["ys"])
     mem_fns: dict[str, Callable[[], Any]] = {}
     if MICROGRAD in libraries:
-        mg_step, mg_fb, mg_nodes = _micrograd_step(points, seed, model.params)
+        mg_step, mg_fb, mg_nodes = _micrograd_step(points, seed, params)
         mg_loss = mg_fb().data
         checks["micrograd loss"] = mg_loss
         checks["fungrad loss"] = eager_value[0]
@@ -338,18 +317,22 @@ def moons_case(
         f, call, step = fs[name]
         if name != EAGER:
             t0 = time.perf_counter()
-            value = call(model.params)  # the first call: trace and compile
+            value = call(params)  # the first call: trace and compile
             first = time.perf_counter() - t0
             (info,) = f.cache_info()
             t0 = time.perf_counter()
-            call(model.params)
+            call(params)
             second = time.perf_counter() - t0
             result.setdefault("first_call", {})[name] = {"seconds": first, "second_s": second, **info}
             checks[f"{'jit' if name == JIT else 'tape'} equals eager"] = _same(value, eager_step)
             for _ in range(WARMUP):
                 step()
         steps[name] = step
-        mem_fns[name] = lambda call=call: call(model.params)
+        if name != JIT:
+            # tracemalloc finds the line of every allocation, which in a
+            # generated function of thousands of lines is a long search: one
+            # traced replay of the jitted step takes minutes, so it is left out
+            mem_fns[name] = lambda call=call: call(params)
     result["nodes"] = result.get("first_call", {}).get(JIT, {}).get("traced")
     result["step_gc_on"], result["step_gc_off"] = _alternate(steps, repeats)
     result["memory"] = {k: _peak_bytes(fn) for k, fn in mem_fns.items()}
@@ -362,6 +345,124 @@ def _same(a: Any, b: Any) -> bool:
     la, ta = tree.flatten(a)
     lb, tb = tree.flatten(b)
     return ta == tb and all(x == y or (x != x and y != y) for x, y in zip(la, lb))
+
+
+# --------------------------------------------------------------------------
+# A tape interpreter, to compare with jit's generated code
+
+
+class _Tape:
+    """``f`` traced once per argument structure, then replayed by a loop over a tape."""
+
+    def __init__(self, f: Callable[..., Any]):
+        self.fun = f
+        self._cache: dict[Any, tuple[Callable[[list[float]], list[Any]], Any, dict[str, Any]]] = {}
+
+    def cache_info(self) -> list[dict[str, Any]]:
+        return [dict(info) for _, _, info in self._cache.values()]
+
+    def __call__(self, *args: Any) -> Any:
+        leaves, td = tree.flatten(args)
+        entry = self._cache.get(td)
+        if entry is None:
+            entry = self._cache[td] = self._compile(td, [float(v) for v in leaves])
+        run, out_td, _ = entry
+        return tree.unflatten(out_td, run(leaves))
+
+    def _compile(self, td: Any, values: list[float]) -> tuple[Callable[[list[float]], list[Any]], Any, dict[str, Any]]:
+        t0 = time.perf_counter()
+        seen: dict[str, Any] = {}
+
+        def traced(xs: list[Any]) -> Any:
+            seen["inputs"], seen["out"] = xs, self.fun(*tree.unflatten(td, xs))
+            return xs[0] * 0.0
+
+        # Under an outer grad, the gradients f computes are built as nodes
+        # (so that the outer level could differentiate them): the graph then
+        # holds the backward pass too, which is what a replay has to run.
+        autodiff.grad(traced)(values)
+        outs, out_td = tree.flatten(seen["out"])
+        t1 = time.perf_counter()
+        run, traced_nodes, ops = _tape_program(seen["inputs"], outs)
+        info = {"traced": traced_nodes, "nodes": ops, "trace_s": t1 - t0, "tape_s": time.perf_counter() - t1}
+        return run, out_td, info
+
+
+def _tape_program(inputs: list[Any], outs: list[Any]) -> tuple[Callable[[list[float]], list[Any]], int, int]:
+    fwd = {name: p.fwd for name, p in expr.PRIMITIVES.items()}
+    # Python's operators give the same bits as these primitives and save a call
+    fwd.update(add=operator.add, sub=operator.sub, mul=operator.mul, neg=operator.neg)
+    slot = {x: k for k, x in enumerate(inputs)}
+    init: list[Any] = [0.0] * len(inputs)
+    prog = []
+    order = _topological([o for o in outs if isinstance(o, expr.Node)], set(inputs))
+    for n in order:
+        if not n.parents:  # a constant: a slot filled once
+            slot[n] = len(init)
+            init.append(n.value)
+        elif n.op == "link":  # a nested grad's input passes its value on
+            slot[n] = slot[n.parents[0]]
+        else:
+            a = [slot[p] for p in n.parents] + [0, 0]
+            slot[n] = len(init)
+            init.append(0.0)
+            prog.append((len(n.parents), fwd[n.op], slot[n], a[0], a[1], a[2]))
+    spec = [(True, slot[o]) if isinstance(o, expr.Node) else (False, o) for o in outs]
+    n_in = len(inputs)
+
+    def run(xs: list[float]) -> list[Any]:
+        v = init[:]
+        v[:n_in] = xs
+        for k, f, o, a, b, c in prog:
+            if k == 2:
+                v[o] = f(v[a], v[b])
+            elif k == 1:
+                v[o] = f(v[a])
+            else:
+                v[o] = f(v[a], v[b], v[c])
+        return [v[s] if is_node else s for is_node, s in spec]
+
+    return run, len(order), len(prog)
+
+
+def _topological(outs: list[Any], stop: set[Any]) -> list[Any]:
+    """The nodes ``outs`` depend on, parents first, not walking past ``stop``."""
+    order: list[Any] = []
+    done = set(stop)
+    stack = [(o, False) for o in outs]
+    while stack:
+        n, parents_done = stack.pop()
+        if parents_done:
+            order.append(n)
+        elif n not in done:
+            done.add(n)
+            stack.append((n, True))
+            stack.extend((p, False) for p in n.parents if p not in done)
+    return order
+
+
+def tape(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``f`` replayed by a tape interpreter: the alternative to :func:`fungrad.jit` that the benchmark measures.
+
+    The first call with a given structure of arguments traces ``f`` once
+    (with its gradients built as nodes) and turns the graph into a tape of
+    ``(forward, output slot, input slots)``; every call then runs a small
+    loop over the tape and a list of values. It computes what ``jit``'s
+    generated code computes, in the same order, so the results are the same
+    bits; ``fungrad bench`` shows what the loop costs. Arguments are pytrees
+    of numbers.
+
+    >>> import fungrad as fg
+    >>> from fungrad.bench import tape
+    >>> step = tape(fg.value_and_grad(lambda w, x: fg.tanh(w * x)))
+    >>> step(0.5, 2.0) == fg.value_and_grad(lambda w, x: fg.tanh(w * x))(0.5, 2.0)
+    True
+    >>> step.cache_info()[0]["nodes"] > 0
+    True
+    """
+    if not callable(f):
+        raise TypeError(f"tape: expected a function, got {type(f).__name__}")
+    return _Tape(f)
 
 
 # --------------------------------------------------------------------------
@@ -384,12 +485,19 @@ def chain_case(ops: int = 100_000, repeats: int = 5, libraries: Sequence[str] = 
     micrograd's ``backward`` sorts the graph recursively, one Python frame per
     level; the recursion limit is raised for it (and restored), and a failure
     is reported rather than hidden.
+
+    >>> from fungrad.bench import chain_case
+    >>> r = chain_case(ops=30, repeats=1, libraries=("fungrad eager", "fungrad jit"))
+    >>> r["case"], sorted(r["gc_on"])
+    ('deep chain, 30 ops', ['fungrad eager', 'fungrad jit'])
     """
-    n = max(1, ops // 3)
+    _check_count("chain_case", "ops", ops, 3)
+    _check_count("chain_case", "repeats", repeats, 1)
+    n = ops // 3
     result: dict[str, Any] = {"case": f"deep chain, {3 * n:,} ops", "ops": 3 * n}
     steps: dict[str, Callable[[], Any]] = {}
     if MICROGRAD in libraries:
-        engine, _ = _micrograd()
+        engine, _ = require_micrograd()
         Value = engine.Value
 
         def mg() -> float:
@@ -424,9 +532,9 @@ def chain_case(ops: int = 100_000, repeats: int = 5, libraries: Sequence[str] = 
     g = autodiff.grad(_fg_chain(n))
     if EAGER in libraries:
         steps[EAGER] = lambda: g(0.3)
-    for name, backend in ((JIT, "python"), (TAPE, "tape")):
+    for name, compiled in ((JIT, jit), (TAPE, tape)):
         if name in libraries:
-            jg = jit(g, backend=backend)
+            jg = compiled(g)
             t0 = time.perf_counter()
             jg(0.3)
             result.setdefault("first_call", {})[name] = {"seconds": time.perf_counter() - t0, **jg.cache_info()[0]}
@@ -435,7 +543,21 @@ def chain_case(ops: int = 100_000, repeats: int = 5, libraries: Sequence[str] = 
             steps[name] = lambda jg=jg: jg(0.3)
     result["gc_on"], result["gc_off"] = _alternate(steps, repeats)
     result["repeats"] = repeats
+    if EAGER in libraries:
+        result["jvp"] = _jvp_cost(n, repeats)
     return result
+
+
+def _jvp_cost(n: int, repeats: int) -> dict[str, float]:
+    """Forward mode on the chain: one jvp against evaluating the chain (building its graph), medians."""
+    from .forward import jvp
+
+    f = _fg_chain(n)
+    on, _ = _alternate(
+        {"evaluate": lambda: f(expr.var(0.3)), "jvp": lambda: jvp(f, (0.3,), (1.0,)), "floats": lambda: f(0.3)},
+        repeats,
+    )
+    return {**on, "ratio": on["jvp"] / on["evaluate"]}
 
 
 # --------------------------------------------------------------------------
@@ -487,7 +609,15 @@ def scaling(sizes: Sequence[int] = (10**4, 10**5, 10**6), repeats: int = 3) -> d
     collector on.
     Also returns, per case, the ratio of the largest to the smallest cost
     per node.
+
+    >>> from fungrad.bench import scaling
+    >>> r = scaling(sizes=(30, 60), repeats=1)
+    >>> sorted({row["case"] for row in r["rows"]}), r["sizes"]
+    (['chain', 'wide sum'], [30, 60])
     """
+    for size in sizes:
+        _check_count("scaling", "every size", size, 3)
+    _check_count("scaling", "repeats", repeats, 1)
     rows = []
     for size in sizes:
         n = max(1, size // 3)
@@ -522,16 +652,26 @@ def scaling(sizes: Sequence[int] = (10**4, 10**5, 10**6), repeats: int = 3) -> d
     return {"rows": rows, "spread": spread, "sizes": list(sizes), "repeats": repeats}
 
 
-def plot_scaling(result: dict[str, Any], path: str) -> None:
-    """Draw ns per node against graph size (log scale) into ``path``."""
-    try:
-        import matplotlib
+def plot_scaling(result: dict[str, Any], path: str | os.PathLike[str]) -> Any:
+    """Draw ns per node against graph size (log scales) into ``path``; return the figure.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    ``result`` is what :func:`scaling` returns. The figure is a matplotlib
+    ``Figure`` made without pyplot, so no global state (backend, current
+    figure) changes. Needs the ``plot`` extra: ``pip install "fungrad[plot]"``.
+
+    >>> import os, tempfile
+    >>> from fungrad.bench import plot_scaling, scaling
+    >>> path = os.path.join(tempfile.mkdtemp(), "scaling.png")
+    >>> fig = plot_scaling(scaling(sizes=(30, 60), repeats=1), path)
+    >>> len(fig.axes[0].lines), os.path.getsize(path) > 0
+    (6, True)
+    """
+    try:
+        from matplotlib.figure import Figure
     except ImportError:
-        raise SystemExit('plotting needs matplotlib: pip install "fungrad[plot]"') from None
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+        raise ImportError('fungrad.bench.plot_scaling needs matplotlib: pip install "fungrad[plot]"') from None
+    fig = Figure(figsize=(6.4, 4.4), dpi=120, layout="tight")
+    ax = fig.subplots()
     styles = {"eager": "-o", "eager, GC off": ":^", "jit": "--s"}
     colors = {"chain": "tab:blue", "wide sum": "tab:orange"}
     for case in ("chain", "wide sum"):
@@ -545,9 +685,8 @@ def plot_scaling(result: dict[str, Any], path: str) -> None:
     ax.set_title("fungrad: cost per node as the graph grows")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
+    return fig
 
 
 # --------------------------------------------------------------------------
@@ -585,8 +724,8 @@ def format_report(report: dict[str, Any]) -> str:
     if "moons" in report:
         r = report["moons"]
         lines += [
-            f"{r['case']} (forward, value_and_grad, sgd); model: {r['model']}; "
-            f"median of {r['repeats']} alternating runs; jit after its first call and {WARMUP} warm-up calls",
+            f"{r['case']} (forward, value_and_grad, sgd); "
+            f"median of {r['repeats']} alternating runs; compiled steps after their first call and {WARMUP} warm-up calls",
             head,
             "-" * len(head),
         ]
@@ -594,10 +733,15 @@ def format_report(report: dict[str, Any]) -> str:
         lines += _rows("moons step, GC off during step", r["step_gc_off"], _fmt_s)
         lines += _rows("peak memory, forward+backward", r["memory"], lambda b: f"{b / 2**20:.2f} MB")
         for name, fc in r.get("first_call", {}).items():
+            if name == JIT:
+                parts = f"codegen {fc['codegen_s']:.2f} s, compile {fc['compile_s']:.2f} s"
+                size = f"{fc['nodes']:,} replayed, {fc['lines']:,} lines"
+            else:
+                parts = f"tape {fc['tape_s']:.2f} s"
+                size = f"{fc['nodes']:,} ops on the tape"
             lines.append(
-                f"{'jit first call (trace + compile)':<34}{name:<20}{_fmt_s(fc['seconds']):>12}"
-                f"   trace {fc['trace_s']:.2f} s, codegen {fc['codegen_s']:.2f} s, compile {fc['compile_s']:.2f} s;"
-                f" {fc['traced']:,} nodes traced, {fc['nodes']:,} replayed, {fc['lines']:,} lines;"
+                f"{'first call (trace + compile)':<34}{name:<20}{_fmt_s(fc['seconds']):>12}"
+                f"   trace {fc['trace_s']:.2f} s, {parts}; {fc['traced']:,} nodes traced, {size};"
                 f" second call {_fmt_s(fc['second_s'])}"
             )
         ck = r["checks"]
@@ -613,7 +757,14 @@ def format_report(report: dict[str, Any]) -> str:
         lines += _rows("chain, GC on", c["gc_on"], _fmt_s)
         lines += _rows("chain, GC off during run", c["gc_off"], _fmt_s)
         for name, fc in c.get("first_call", {}).items():
-            lines.append(f"{'jit first call (trace + compile)':<34}{name:<20}{_fmt_s(fc['seconds']):>12}")
+            lines.append(f"{'first call (trace + compile)':<34}{name:<20}{_fmt_s(fc['seconds']):>12}")
+        if "jvp" in c:
+            j = c["jvp"]
+            lines.append(
+                f"{'forward mode, one jvp':<34}{EAGER:<20}{_fmt_s(j['jvp']):>12}   "
+                f"{j['ratio']:.2f}x evaluating the chain on nodes ({_fmt_s(j['evaluate'])}; on plain floats "
+                f"{_fmt_s(j['floats'])})"
+            )
         if "micrograd_recursion_limit" in c:
             lines.append(f"(micrograd ran with sys.setrecursionlimit({c['micrograd_recursion_limit']:,}); "
                          "its default limit of 1,000 fails past about 1,000 levels)")
@@ -629,7 +780,7 @@ def format_report(report: dict[str, Any]) -> str:
             firsts = [r["first_call_s"] for r in s["rows"] if r["case"] == case and "first_call_s" in r]
             lines.append(f"{case:<12}{'jit 1st call':<15}" + "".join(f"{_fmt_s(f):>14}" for f in firsts))
     if report.get("targets"):
-        lines += ["", "targets (issue 4):"]
+        lines += ["", "targets:"]
         for t in report["targets"]:
             lines.append(f"  {'ok    ' if t['ok'] else 'MISSED'} {t['what']}: {t['got']} (target {t['target']})")
     return "\n".join(lines)
@@ -638,7 +789,7 @@ def format_report(report: dict[str, Any]) -> str:
 def _targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     r = report.get("moons")
-    if r and MICROGRAD in r["step_gc_on"] and r["points"] == 100:  # the issue's case
+    if r and MICROGRAD in r["step_gc_on"] and r["points"] == 100:  # the case the targets are set on
         for (key, lib), target in TARGETS.items():
             if lib in r[key]:
                 ratio = r[key][lib] / r[key][MICROGRAD]
@@ -650,6 +801,11 @@ def _targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 {"what": "jit first call", "got": f"{fc['seconds']:.2f} s", "target": f"< {FIRST_CALL_TARGET_S} s",
                  "ok": fc["seconds"] < FIRST_CALL_TARGET_S}
             )
+    c = report.get("chain")
+    if c and "jvp" in c and c["ops"] >= 99_999:
+        ratio = c["jvp"]["ratio"]
+        out.append({"what": "jvp on the chain, vs evaluating it", "got": f"{ratio:.2f}x",
+                    "target": f"<= {JVP_TARGET}x", "ok": ratio <= JVP_TARGET})
     s = report.get("scaling")
     if s and s["sizes"] == [10**4, 10**5, 10**6]:
         for key, spread in s["spread"].items():
@@ -661,60 +817,46 @@ def _targets(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------
-# Command line
+# Everything together
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``fungrad bench``'s options to ``parser``."""
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per library (default 7, quick: 3)")
-    parser.add_argument("--quick", action="store_true", help="smaller cases and fewer repeats, for a smoke test")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    parser.add_argument("--points", type=int, default=100, help="moons points in the training step (default 100)")
-    parser.add_argument("--chain", type=int, default=None, help="ops in the deep chain (default 100,000, quick: 10,000)")
-    parser.add_argument("--no-chain", action="store_true", help="skip the deep-chain case")
-    parser.add_argument("--scaling", action="store_true", help="also measure cost per node from 10^4 to 10^6 nodes")
-    parser.add_argument("--plot", metavar="PATH", help="with --scaling: draw the cost per node into PATH (needs matplotlib)")
-    parser.add_argument("--only-scaling", action="store_true", help="run only the scaling measurement")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the model and the data (default 0)")
+def run(
+    *,
+    points: int = 100,
+    repeats: int = 7,
+    seed: int = 0,
+    chain: int | None = 100_000,
+    chain_repeats: int | None = None,
+    scaling_sizes: Sequence[int] | None = None,
+    libraries: Sequence[str] = LIBRARIES,
+) -> dict[str, Any]:
+    """The whole report that ``fungrad bench`` prints: machine, cases, targets.
 
+    Runs :func:`moons_case` (unless ``points`` is None), :func:`chain_case`
+    with ``chain`` ops (unless None; ``chain_repeats`` runs, by default two
+    fewer than ``repeats``, since each is long) and :func:`scaling` over
+    ``scaling_sizes`` (when given). :func:`format_report` turns the result
+    into the table; it is also plain JSON data.
 
-def run_cli(args: argparse.Namespace) -> int:
-    """Run the benchmark as parsed by :func:`add_arguments`; returns the exit status."""
-    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
-    if repeats < 1:
-        print("fungrad bench: --repeats must be at least 1", file=sys.stderr)
-        return 2
-    if args.plot and not (args.scaling or args.only_scaling):
-        print("fungrad bench: --plot needs --scaling", file=sys.stderr)
-        return 2
+    >>> from fungrad.bench import run
+    >>> r = run(points=4, repeats=1, chain=30, libraries=("fungrad eager",))
+    >>> sorted(r), r["targets"]
+    (['chain', 'machine', 'moons', 'targets'], [])
+    """
     report: dict[str, Any] = {"machine": machine()}
-    if not args.only_scaling:
-        _micrograd()  # fail early, with the install hint
-        report["moons"] = moons_case(points=args.points, repeats=repeats, seed=args.seed)
-        if not args.no_chain:
-            ops = args.chain or (10_000 if args.quick else 100_000)
-            report["chain"] = chain_case(ops, repeats=max(1, repeats - 2) if not args.quick else repeats)
-    if args.scaling or args.only_scaling:
-        sizes = (10**3, 10**4, 10**5) if args.quick else (10**4, 10**5, 10**6)
-        report["scaling"] = scaling(sizes, repeats=3)
-        if args.plot:
-            plot_scaling(report["scaling"], args.plot)
+    if points is not None:
+        report["moons"] = moons_case(points=points, repeats=repeats, seed=seed, libraries=libraries)
+    if chain is not None:
+        n = chain_repeats if chain_repeats is not None else max(1, repeats - 2)
+        report["chain"] = chain_case(chain, repeats=n, libraries=libraries)
+    if scaling_sizes is not None:
+        report["scaling"] = scaling(scaling_sizes, repeats=3)
     report["targets"] = _targets(report)
-    if args.json:
-        print(json.dumps(report, indent=2, default=str))
-    else:
-        print(format_report(report))
-        if args.plot:
-            print(f"\nscaling plot written to {args.plot}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fungrad.bench``."""
-    parser = argparse.ArgumentParser(prog="fungrad bench", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run_cli(parser.parse_args(argv))
+    return report
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # the command line is fungrad.cli's, with its error handling
+    from .cli import main
+
+    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -4,7 +4,11 @@
 micrograd's moons classifier and writes pictures and a checkpoint;
 ``fungrad train`` trains one model with chosen options; ``fungrad bench``
 runs :mod:`fungrad.bench`. Mistakes in options, values or files print one
-line, ``fungrad: error: ...``, and exit with code 2.
+line, ``fungrad: error: ...``, and exit with code 2; a missing optional
+dependency exits with 1; a Ctrl-C prints ``fungrad: interrupted`` and exits
+with 130 (``fungrad train`` first saves the steps it completed); a closed
+standard output (``fungrad train | head -1``) ends the command quietly with
+141, the status of a program stopped by SIGPIPE.
 
 >>> from fungrad.cli import main
 >>> main(["train", "--steps", "-3"])
@@ -14,14 +18,16 @@ line, ``fungrad: error: ...``, and exit with code 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
+import signal
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import fungrad as fg
 
@@ -40,9 +46,36 @@ MOONS_MODEL_SEED = 1
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "adam": 0.01}
 MOMENTUM = 0.9
 
+# the files `fungrad train` writes into --out
+MODEL, HISTORY, LOSS_PLOT = "model.json", "history.json", "loss.png"
+
+EXIT_USAGE, EXIT_MISSING_EXTRA, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a program SIGPIPE stopped
+
 
 class UsageError(Exception):
     """A bad value or file named on the command line: reported in one line, exit code 2."""
+
+
+class _CtrlC:
+    """Python's SIGINT handler, which also remembers that Ctrl-C was pressed.
+
+    CPython prints and drops an exception raised inside a weakref callback
+    or a ``__del__`` ("Exception ignored in ..."); a Ctrl-C that lands there
+    (importlib runs such callbacks at every import) would be lost and a long
+    training would go on. ``fungrad train`` checks ``pressed`` after every
+    step, so such a Ctrl-C still stops it, one step late.
+    """
+
+    def __init__(self) -> None:
+        self.pressed = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+
+_ctrl_c = _CtrlC()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,6 +98,21 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argument type for integers from ``low`` to ``high``: beyond them a run is meaningless or endless."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = None
+        if n is None or not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low:,} to {high:,}, got {text!r}")
+        return n
+
+    return parse
+
+
 def _positive_float(text: str) -> float:
     try:
         x = float(text)
@@ -81,11 +129,14 @@ def _hidden(text: str) -> tuple[int, ...]:
         sizes = tuple(int(p) for p in parts)
     except ValueError:
         sizes = ()
-    if not sizes or any(n < 1 for n in sizes):
+    if not sizes or any(not 1 <= n <= MAX_WIDTH for n in sizes):
         raise argparse.ArgumentTypeError(
-            f"expected hidden layer sizes as positive integers separated by commas, like 16,16; got {text!r}"
+            f"expected hidden layer sizes from 1 to {MAX_WIDTH:,} separated by commas, like 16,16; got {text!r}"
         )
     return sizes
+
+
+MAX_WIDTH = 10_000  # neurons in a hidden layer; a scalar engine is hours per step long before that
 
 
 # --------------------------------------------------------------------------
@@ -101,11 +152,60 @@ def _outdir(path: str) -> Path:
     return out
 
 
-def _write(what: str, path: Path, write: Callable[[Path], Any]) -> Path:
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _check_outputs(out: Path, names: Sequence[str], force: bool) -> None:
+    """Fail before any work if the files cannot be written, or would overwrite others without --force."""
+    existing = [n for n in names if os.path.lexists(out / n)]
+    for n in existing:
+        if (out / n).is_dir():
+            raise UsageError(f"cannot write {out / n}: it is a directory")
+    if existing and not force:
+        raise UsageError(
+            f"{out} already holds {_and(existing)}; pass --force to overwrite, or choose another --out"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write into the output directory {out}: {e.strerror or e}") from None
+
+
+def _write_all(out: Path, files: Sequence[tuple[str, str, Callable[[Path], Any]]]) -> list[Path]:
+    """Write ``(what, name, write)`` files into ``out``: all of them, or none.
+
+    Each file is written under a temporary name in its own directory first;
+    only when every one is complete are they renamed into place, so a
+    failure (or a Ctrl-C) never leaves a new model beside an old history, or
+    half a file.
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for what, name, write in files:
+            final = Path(os.path.realpath(out / name))  # through a symlink, its target is the file
+            # the suffix stays last: matplotlib picks the image format from it
+            tmp = final.with_name(f".{final.stem}.{os.getpid()}.tmp{final.suffix}")
+            staged.append((tmp, final))
+            _write(what, tmp, write, shown=final)
+        for tmp, final in staged:
+            try:
+                os.replace(tmp, final)
+            except OSError as e:
+                raise UsageError(f"cannot write {final}: {e.strerror or e}") from None
+    finally:
+        for tmp, _ in staged:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+    return [final for _, final in staged]
+
+
+def _write(what: str, path: Path, write: Callable[[Path], Any], shown: Path | None = None) -> Path:
     try:
         write(path)
     except OSError as e:
-        raise UsageError(f"cannot write {what} to {path}: {e.strerror or e}") from None
+        raise UsageError(f"cannot write {what} to {shown or path}: {e.strerror or e}") from None
     return path
 
 
@@ -154,6 +254,13 @@ def _accuracy(model: Any, batch: Any) -> float:
 # fungrad demo
 
 
+class _Trained(NamedTuple):
+    model: Any
+    history: Any
+    final_loss: float
+    seconds: float
+
+
 def _list_files(out: Path, written: Sequence[Path | None], notes: Sequence[str]) -> None:
     print(f"  files in {out}{os.sep}: " + "  ".join(p.name for p in written if p is not None))
     for n in notes:
@@ -186,63 +293,58 @@ def _write_neuron(out: Path, note: Callable[[str], None]) -> Path:
         return path
 
 
-def _demo(args: argparse.Namespace) -> int:
-    start = time.perf_counter()
-    out = _outdir(args.out)
-    say = (lambda *a: None) if args.quiet else print
-    notes: list[str] = []
-
-    # 1. The tutorial: MLP(3, [4, 4, 1]), tanh everywhere, sum of squared errors, 40 steps of sgd.
+def _demo_tutorial(say: Callable[..., None]) -> _Trained:
+    """The tutorial: MLP(3, [4, 4, 1]), tanh everywhere, sum of squared errors, 40 steps of sgd."""
     tiny = fg.data.tiny()
     model = fg.nn.MLP.init(3, [4, 4, 1], seed=TUTORIAL_SEED)
     say(f"1. the micrograd tutorial: {_mlp_text(model)} on 4 samples, sum of squared errors, sgd lr 0.05")
 
-    def report_tiny(step: int, params: Any, loss: float) -> None:
+    def report(step: int, params: Any, loss: float) -> None:
         if step % 5 == 0:
             say(f"   step {step:3d}  loss {loss:.4f}")
 
     t0 = time.perf_counter()
-    tutorial, tiny_hist = fg.train.fit(
-        _tiny_loss, model, tiny, optimizer=0.05, steps=40, callback=report_tiny, progress=False
-    )
-    tiny_time = time.perf_counter() - t0
-    tiny_final = _tiny_loss(tutorial, tiny)
-    say(f"   after 40 steps: loss {tiny_final:.4f}")
+    model, history = fg.train.fit(_tiny_loss, model, tiny, optimizer=0.05, steps=40, callback=report, progress=False)
+    seconds = time.perf_counter() - t0
+    final = _tiny_loss(model, tiny)
+    say(f"   after 40 steps: loss {final:.4f}")
+    return _Trained(model, history, final, seconds)
 
-    # 2. micrograd's moons demo: relu hidden layers, linear output, max-margin
-    # loss + L2, sgd with the learning rate going from 1.0 down to 0.1.
-    moons = fg.data.make_moons(100, noise=0.1, seed=MOONS_DATA_SEED)
+
+def _demo_moons(say: Callable[..., None], moons: Any) -> _Trained:
+    """micrograd's moons demo: relu hidden layers, linear output, max-margin loss + L2, sgd lr 1.0 -> 0.1."""
     model = fg.nn.MLP.init(2, [16, 16, 1], seed=MOONS_MODEL_SEED, activation="relu", final_activation="linear")
     say(f"2. micrograd's moons demo: {_mlp_text(model)} on 100 points, max-margin loss + L2, sgd lr 1.0 -> 0.1")
     accs: list[float] = []
 
     def metric(params: Any, batch: Any) -> float:
-        accs.append(_accuracy(params, batch))
+        accs.append(_accuracy(params, batch))  # kept for the report below: fit calls it first
         return accs[-1]
 
-    def report_moons(step: int, params: Any, loss: float) -> None:
+    def report(step: int, params: Any, loss: float) -> None:
         if step % 10 == 0:
             say(f"   step {step:3d}  loss {loss:.4f}  accuracy {accs[-1]:.0%}")
 
     t0 = time.perf_counter()
-    classifier, moons_hist = fg.train.fit(
+    model, history = fg.train.fit(
         _moons_loss,
         model,
         moons,
         optimizer=fg.optim.SGD(fg.optim.linear(1.0, 0.1, 100)),
         steps=100,
         metric=metric,
-        callback=report_moons,
+        callback=report,
         progress=False,
     )
-    moons_time = time.perf_counter() - t0
-    moons_final = _moons_loss(classifier, moons)
-    moons_acc = _accuracy(classifier, moons)
-    right = round(moons_acc * len(moons[1]))
-    say(f"   after 100 steps: loss {moons_final:.4f}  accuracy {moons_acc:.0%}")
+    seconds = time.perf_counter() - t0
+    final = _moons_loss(model, moons)
+    say(f"   after 100 steps: loss {final:.4f}  accuracy {_accuracy(model, moons):.0%}")
+    return _Trained(model, history, final, seconds)
 
-    # 3. The files.
-    written: list[Path | None] = []
+
+def _demo_files(out: Path, tutorial: _Trained, moons: _Trained, data: Any, notes: list[str]) -> list[Path | None]:
+    """The pictures and the checkpoint."""
+    acc = _accuracy(moons.model, data)
 
     def loss_figure() -> Any:
         try:
@@ -251,20 +353,17 @@ def _demo(args: argparse.Namespace) -> int:
             raise ImportError('loss.png needs matplotlib: pip install "fungrad[plot]"') from e
         fig = Figure(figsize=(11, 4), layout="tight")
         a, b = fig.subplots(1, 2)
-        fg.viz.plot_history(tiny_hist, ax=a)
+        fg.viz.plot_history(tutorial.history, ax=a)
         a.set_title("tutorial MLP(3, [4, 4, 1]): sum of squared errors")
-        fg.viz.plot_history(moons_hist, ax=b)
+        fg.viz.plot_history(moons.history, ax=b)
         b.set_title("moons MLP(2, [16, 16, 1]): max-margin loss + L2")
         return fig
 
     def boundary_figure() -> Any:
-        fig = fg.viz.plot_decision_boundary(classifier, moons[0], moons[1])
-        fig.axes[0].set_title(f"moons: decision boundary, training accuracy {moons_acc:.0%}")
+        fig = fg.viz.plot_decision_boundary(moons.model, data[0], data[1])
+        fig.axes[0].set_title(f"moons: decision boundary, training accuracy {acc:.0%}")
         return fig
 
-    written.append(_plot(notes.append, "loss.png", loss_figure, out / "loss.png"))
-    written.append(_plot(notes.append, "decision_boundary.png", boundary_figure, out / "decision_boundary.png"))
-    written.append(_write_neuron(out, notes.append))
     meta = {
         "model": "micrograd's moons classifier",
         "dataset": "moons",
@@ -273,19 +372,35 @@ def _demo(args: argparse.Namespace) -> int:
         "data_seed": MOONS_DATA_SEED,
         "seed": MOONS_MODEL_SEED,
         "steps": 100,
-        "final_loss": moons_final,
-        "final_accuracy": moons_acc,
+        "final_loss": moons.final_loss,
+        "final_accuracy": acc,
     }
-    written.append(
-        _write("the checkpoint", out / "moons_model.json", lambda p: fg.checkpoint.save(p, classifier, metadata=meta))
-    )
-    wall = time.perf_counter() - start
+    return [
+        _plot(notes.append, "loss.png", loss_figure, out / "loss.png"),
+        _plot(notes.append, "decision_boundary.png", boundary_figure, out / "decision_boundary.png"),
+        _write_neuron(out, notes.append),
+        _write("the checkpoint", out / "moons_model.json", lambda p: fg.checkpoint.save(p, moons.model, metadata=meta)),
+    ]
 
-    print(f"fungrad demo: done in {wall:.1f} s (training {tiny_time + moons_time:.1f} s)")
-    print(f"  tutorial  {_mlp_text(tutorial):<31}  40 steps   loss {tiny_hist.loss[0]:.4f} -> {tiny_final:.4f}")
+
+def _demo(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    out = _outdir(args.out)
+    say = (lambda *a: None) if args.quiet else print
+    tutorial = _demo_tutorial(say)
+    data = fg.data.make_moons(100, noise=0.1, seed=MOONS_DATA_SEED)
+    moons = _demo_moons(say, data)
+    notes: list[str] = []
+    written = _demo_files(out, tutorial, moons, data, notes)
+    acc = _accuracy(moons.model, data)
+    print(f"fungrad demo: done in {time.perf_counter() - start:.1f} s (training {tutorial.seconds + moons.seconds:.1f} s)")
     print(
-        f"  moons     {_mlp_text(classifier):<31} 100 steps   loss {moons_hist.loss[0]:.4f} -> {moons_final:.4f}"
-        f"   accuracy {moons_acc:.0%} ({right}/{len(moons[1])})"
+        f"  tutorial  {_mlp_text(tutorial.model):<31}  40 steps   "
+        f"loss {tutorial.history.loss[0]:.4f} -> {tutorial.final_loss:.4f}"
+    )
+    print(
+        f"  moons     {_mlp_text(moons.model):<31} 100 steps   loss {moons.history.loss[0]:.4f} -> {moons.final_loss:.4f}"
+        f"   accuracy {acc:.0%} ({round(acc * len(data[1]))}/{len(data[1])})"
     )
     _list_files(out, written, notes)
     return 0
@@ -317,47 +432,87 @@ def _load_model(path: str, nin: int, hidden: tuple[int, ...] | None, act: str, f
     return model, meta
 
 
-def _train(args: argparse.Namespace) -> int:
+def _start_model(args: argparse.Namespace) -> tuple[Any, int]:
+    """The model to train (new, or from --resume) and the steps it already has."""
     nin = 3 if args.dataset == "tiny" else 2
     act, final = ("tanh", "tanh") if args.dataset == "tiny" else ("relu", "linear")
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-    done = 0
     if args.resume:
         model, meta = _load_model(args.resume, nin, args.hidden, act, final)
-        steps_before = meta.get("steps", 0)
-        done = steps_before if isinstance(steps_before, int) else 0
+        done = meta.get("steps", 0)
+        return model, done if isinstance(done, int) and not isinstance(done, bool) else 0
+    hidden = args.hidden if args.hidden is not None else (16, 16)
+    return fg.nn.MLP.init(nin, [*hidden, 1], seed=args.seed, activation=act, final_activation=final), 0
+
+
+def _optimizer(name: str, lr: float) -> Any:
+    if name == "sgd":
+        return fg.optim.SGD(lr)
+    if name == "momentum":
+        return fg.optim.SGD(lr, momentum=MOMENTUM)
+    return fg.optim.Adam(lr)
+
+
+def _fit(args: argparse.Namespace, model: Any, data: Any, loss_fn: Any, lr: float) -> tuple[Any, Any, bool]:
+    """Train as the options say: ``(params, history, interrupted)``, with the completed steps after a Ctrl-C."""
+    try:
+        params, history = fg.train.fit(
+            loss_fn,
+            model,
+            data,
+            optimizer=_optimizer(args.optimizer, lr),
+            steps=args.steps,
+            metric=_accuracy,
+            progress=False if args.no_progress else None,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            callback=_stop_if_pressed,
+        )
+    except fg.train.Interrupted as stop:
+        return stop.params, stop.history, True
+    return params, history, False
+
+
+def _stop_if_pressed(step: int, params: Any, loss: float) -> None:
+    if _ctrl_c.pressed:  # a Ctrl-C whose KeyboardInterrupt was dropped (see _CtrlC)
+        raise KeyboardInterrupt
+
+
+def _save_run(out: Path, params: Any, history: Any, meta: dict[str, Any]) -> tuple[list[Path], list[str]]:
+    """model.json, history.json and loss.png (when matplotlib is there), all written or none."""
+    notes: list[str] = []
+    files: list[tuple[str, str, Callable[[Path], Any]]] = [
+        ("the checkpoint", MODEL, lambda p: fg.checkpoint.save(p, params, metadata=meta)),
+        # the lists at the top level, so fg.viz.plot_history(json.load(f)) draws it
+        ("the history", HISTORY, lambda p: p.write_text(json.dumps({**meta, **history.to_dict()}, indent=1) + "\n")),
+    ]
+    try:
+        fig = fg.viz.plot_history(history)
+    except ImportError as e:
+        notes.append(f"skipped {LOSS_PLOT}: {e}")
     else:
-        hidden = args.hidden if args.hidden is not None else (16, 16)
-        model = fg.nn.MLP.init(nin, [*hidden, 1], seed=args.seed, activation=act, final_activation=final)
+        files.append(("the loss plot", LOSS_PLOT, lambda p: fig.savefig(p, dpi=100)))
+    return _write_all(out, files), notes
+
+
+def _train(args: argparse.Namespace) -> int:
+    model, done = _start_model(args)
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     out = _outdir(args.out)
-    if args.optimizer == "sgd":
-        opt: Any = fg.optim.SGD(lr)
-    elif args.optimizer == "momentum":
-        opt = fg.optim.SGD(lr, momentum=MOMENTUM)
-    else:
-        opt = fg.optim.Adam(lr)
+    _check_outputs(out, (MODEL, HISTORY, LOSS_PLOT), args.force)
     data = _data(args.dataset, args.seed)
     loss_fn = _tiny_loss if args.dataset == "tiny" else _moons_loss
     print(
         f"fungrad train: {_mlp_text(model)} on {args.dataset} ({len(data[1])} samples), "
-        f"{args.optimizer} lr {lr:g}, {args.steps} steps"
-        + (f" from {args.resume} (step {done})" if args.resume else "")
+        f"{args.optimizer} lr {lr:g}, {args.steps} steps" + (f" from {args.resume} (step {done})" if args.resume else ""),
+        flush=True,  # a long run: whoever reads a pipe sees what started
     )
     start = time.perf_counter()
-    params, history = fg.train.fit(
-        loss_fn,
-        model,
-        data,
-        optimizer=opt,
-        steps=args.steps,
-        metric=_accuracy,
-        progress=False if args.no_progress else None,
-        seed=args.seed,
-        batch_size=args.batch_size,
-    )
+    params, history, interrupted = _fit(args, model, data, loss_fn, lr)
+    if interrupted and not len(history):
+        print("fungrad: interrupted before the first step completed; nothing saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
     seconds = time.perf_counter() - start
-    final_loss = loss_fn(params, data)
-    acc = _accuracy(params, data)
+    final_loss, acc = loss_fn(params, data), _accuracy(params, data)
     meta = {
         "dataset": args.dataset,
         "seed": args.seed,
@@ -366,23 +521,18 @@ def _train(args: argparse.Namespace) -> int:
         "steps": done + len(history),
         "final_loss": final_loss,
         "final_accuracy": acc,
+        "interrupted": interrupted,
     }
-    notes: list[str] = []
-    written = [
-        _write("the checkpoint", out / "model.json", lambda p: fg.checkpoint.save(p, params, metadata=meta)),
-        _write(
-            "the history",
-            out / "history.json",
-            # the lists at the top level, so fg.viz.plot_history(json.load(f)) draws it
-            lambda p: p.write_text(json.dumps({**meta, **history.to_dict()}, indent=1) + "\n"),
-        ),
-        _plot(notes.append, "loss.png", lambda: fg.viz.plot_history(history), out / "loss.png"),
-    ]
-    print(
-        f"  {len(history)} steps in {seconds:.1f} s   loss {history.loss[0]:.4f} -> {final_loss:.4f}"
-        f"   accuracy {acc:.0%}"
-    )
+    written, notes = _save_run(out, params, history, meta)
+    print(f"  {len(history)} steps in {seconds:.1f} s   loss {history.loss[0]:.4f} -> {final_loss:.4f}   accuracy {acc:.0%}")
     _list_files(out, written, notes)
+    if interrupted:
+        print(
+            f"fungrad: interrupted after {len(history)} of {args.steps} steps; "
+            f"saved the model and history of step {done + len(history)} in {out}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     return 0
 
 
@@ -390,39 +540,54 @@ def _train(args: argparse.Namespace) -> int:
 # fungrad bench
 
 
-def _add_bench(sub: Any) -> None:
-    description = "Time fungrad's training step (eager and compiled) against micrograd's."
+def _check_plot_path(path: str) -> None:
     try:
-        bench = importlib.import_module("fungrad.bench")
-    except ModuleNotFoundError as e:
-        if e.name != "fungrad.bench":
-            raise
-        p = sub.add_parser("bench", help="benchmark fungrad (not in this build)", description=description)
-        p.set_defaults(handler=lambda args: _no_bench())
-        return
-    p = sub.add_parser("bench", help="benchmark fungrad's training step", description=description)
-    bench.add_arguments(p)
-    p.set_defaults(handler=bench.run_cli)
+        import matplotlib  # noqa: F401  (fail now, not after minutes of measuring)
+    except ImportError:
+        raise ImportError('--plot needs matplotlib: pip install "fungrad[plot]"') from None
+    where = Path(path).parent
+    if Path(path).is_dir():
+        raise UsageError(f"--plot {path}: it is a directory")
+    try:
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as e:
+        raise UsageError(f"--plot {path}: cannot write into {where}: {e.strerror or e}") from None
 
 
-def _no_bench() -> int:
-    raise UsageError("this build of fungrad has no benchmark (fungrad/bench.py is missing)")
+def _bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    if args.plot and not (args.scaling or args.only_scaling):
+        raise UsageError("--plot needs --scaling (or --only-scaling)")
+    if args.plot:
+        _check_plot_path(args.plot)
+    if not args.only_scaling:
+        bench.require_micrograd()  # fail now, with the install hint
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
+    report = bench.run(
+        points=None if args.only_scaling else args.points,
+        repeats=repeats,
+        seed=args.seed,
+        chain=None if args.only_scaling or args.no_chain else args.chain or (10_000 if args.quick else 100_000),
+        chain_repeats=repeats if args.quick else None,
+        scaling_sizes=None
+        if not (args.scaling or args.only_scaling)
+        else (10**3, 10**4, 10**5) if args.quick else (10**4, 10**5, 10**6),
+    )
+    print(json.dumps(report, indent=2, default=str) if args.json else bench.format_report(report))
+    if args.plot:
+        _write("the scaling plot", Path(args.plot), lambda p: bench.plot_scaling(report["scaling"], p))
+        if not args.json:
+            print(f"\nscaling plot written to {args.plot}")
+    return 0
 
 
 # --------------------------------------------------------------------------
 # The parser and main
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``fungrad`` argument parser, with its three subcommands."""
-    parser = _Parser(
-        prog="fungrad",
-        description="fungrad: a scalar autodiff engine, micrograd done the functional way.",
-        epilog="Run 'fungrad COMMAND --help' for the options of a command.",
-    )
-    parser.add_argument("--version", action="version", version=f"fungrad {fg.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_demo(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
         help="train the tutorial's MLP and micrograd's moons classifier; write pictures and a checkpoint",
@@ -438,69 +603,131 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="print only the summary, not the loss as it goes down")
     p.set_defaults(handler=_demo)
 
+
+def _add_train(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="train an MLP on the tutorial's data or on moons; save a checkpoint, a loss plot and the history",
         description=(
             "Train an MLP and write model.json (a checkpoint), history.json (loss and accuracy per step) and "
-            "loss.png into --out. tiny: the tutorial's 4 samples, tanh layers, sum of squared errors. moons: "
-            "100 points, relu hidden layers and a linear output, max-margin loss + L2 (1e-4)."
+            "loss.png into --out; files already there are kept unless --force is given. tiny: the tutorial's "
+            "4 samples, tanh layers, sum of squared errors. moons: 100 points, relu hidden layers and a linear "
+            "output, max-margin loss + L2 (1e-4). Ctrl-C stops training and saves the steps completed."
         ),
     )
-    p.add_argument("--dataset", choices=("tiny", "moons"), default="moons", help="data set to train on (default: %(default)s)")
-    p.add_argument(
-        "--hidden",
-        type=_hidden,
-        metavar="SIZES",
-        default=None,
-        help="hidden layer sizes, comma separated (default: 16,16, or the checkpoint's with --resume)",
-    )
-    p.add_argument("--steps", type=_positive_int, default=100, metavar="N", help="optimizer steps (default: %(default)s)")
-    p.add_argument(
-        "--lr",
-        type=_positive_float,
-        default=None,
-        metavar="LR",
-        help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")",
-    )
-    p.add_argument(
-        "--optimizer",
-        choices=("sgd", "momentum", "adam"),
-        default="sgd",
-        help=f"sgd, sgd with momentum {MOMENTUM}, or adam (default: %(default)s)",
-    )
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the initial weights, the moons sample and the minibatch order (default: %(default)s)")
-    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N", help="minibatch size (default: the whole data set)")
-    p.add_argument("--out", metavar="DIR", default="fungrad-train", help="directory for the files (default: %(default)s)")
-    p.add_argument(
-        "--resume",
-        metavar="CHECKPOINT",
-        default=None,
-        help="start from the model in this checkpoint (a model.json of fungrad train, or the demo's moons_model.json); "
-        "the optimizer's state starts afresh",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only in a terminal anyway)")
+    add = p.add_argument
+    add("--dataset", choices=("tiny", "moons"), default="moons", help="data set to train on (default: %(default)s)")
+    add("--hidden", type=_hidden, metavar="SIZES", default=None,
+        help="hidden layer sizes, comma separated (default: 16,16, or the checkpoint's with --resume)")
+    add("--steps", type=_positive_int, default=100, metavar="N", help="optimizer steps (default: %(default)s)")
+    add("--lr", type=_positive_float, default=None, metavar="LR",
+        help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+    add("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd",
+        help=f"sgd, sgd with momentum {MOMENTUM}, or adam (default: %(default)s)")
+    add("--seed", type=int, default=0, metavar="S",
+        help="seed of the initial weights, the moons sample and the minibatch order (default: %(default)s)")
+    add("--batch-size", type=_positive_int, default=None, metavar="N", help="minibatch size (default: the whole data set)")
+    add("--out", metavar="DIR", default="fungrad-train", help="directory for the files (default: %(default)s)")
+    add("--force", action="store_true", help=f"overwrite {MODEL}, {HISTORY} and {LOSS_PLOT} if --out already holds them")
+    add("--resume", metavar="CHECKPOINT", default=None,
+        help="start from the model in this checkpoint (a model.json of fungrad train, or the demo's "
+        "moons_model.json); the optimizer's state starts afresh")
+    add("--no-progress", action="store_true", help="no progress bar (it shows only in a terminal anyway)")
     p.set_defaults(handler=_train)
 
+
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmark fungrad's training step",
+        description="Time fungrad's training step (eager, jit, and a tape interpreter) against micrograd's.",
+    )
+    add = p.add_argument
+    add("--repeats", type=_int_in(1, 1000), default=None, metavar="N", help="timed runs per library (default 7, quick: 3)")
+    add("--quick", action="store_true", help="smaller cases and fewer repeats, for a smoke test")
+    add("--json", action="store_true", help="print the results as JSON instead of a table")
+    add("--points", type=_int_in(2, 10_000), default=100, metavar="N", help="moons points in the training step (default 100)")
+    add("--chain", type=_int_in(3, 3_000_000), default=None, metavar="N",
+        help="ops in the deep chain (default 100,000, quick: 10,000)")
+    add("--no-chain", action="store_true", help="skip the deep-chain case")
+    add("--scaling", action="store_true", help="also measure cost per node from 10^4 to 10^6 nodes")
+    add("--plot", metavar="PATH", help="with --scaling: draw the cost per node into PATH (needs matplotlib)")
+    add("--only-scaling", action="store_true", help="run only the scaling measurement")
+    add("--seed", type=int, default=0, metavar="S", help="seed of the model and the data (default 0)")
+    p.set_defaults(handler=_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fungrad`` argument parser, with its three subcommands.
+
+    >>> from fungrad.cli import build_parser
+    >>> args = build_parser().parse_args(["train", "--dataset", "tiny", "--hidden", "4,4"])
+    >>> args.dataset, args.hidden, args.steps
+    ('tiny', (4, 4), 100)
+    """
+    parser = _Parser(
+        prog="fungrad",
+        description="fungrad: a scalar autodiff engine, micrograd done the functional way.",
+        epilog="Run 'fungrad COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"fungrad {fg.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_demo(sub)
+    _add_train(sub)
     _add_bench(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``fungrad`` command with ``argv`` (default: ``sys.argv[1:]``); return its exit code."""
-    parser = build_parser()
+def _run(argv: Sequence[str] | None) -> int:
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help, --version, and usage errors (already reported in one line)
-        return e.code if isinstance(e.code, int) else 2
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
     try:
         return int(args.handler(args) or 0)
     except UsageError as e:
         print(f"fungrad: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except ImportError as e:  # an optional dependency that is missing: its message names the extra
         print(f"fungrad: error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_MISSING_EXTRA
+
+
+def _stop_writing() -> None:
+    # The recipe of Python's signal docs ("Note on SIGPIPE"): point stdout at
+    # /dev/null, so that the flush at exit does not fail once more and print.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # a stdout without a file descriptor has nothing to flush there
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fungrad`` command with ``argv`` (default: ``sys.argv[1:]``); return its exit code.
+
+    >>> from fungrad.cli import main
+    >>> main(["train", "--hidden", "0"])
+    2
+    """
+    _ctrl_c.pressed = False
+    # only where Python's own handler is in place: a SIGINT that the parent
+    # process ignores (nohup, a background job) stays ignored
+    ours = threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
+    try:
+        if ours:
+            signal.signal(signal.SIGINT, _ctrl_c)
+        code = _run(argv)
+        sys.stdout.flush()  # a reader that went away shows up here, not as a message at exit
+        return code
+    except BrokenPipeError:
+        _stop_writing()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("fungrad: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        if ours:
+            signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -32,7 +32,7 @@ import attrs
 from . import autodiff, optim
 from .jit import jit
 
-__all__ = ["History", "fit"]
+__all__ = ["History", "Interrupted", "fit"]
 
 
 @attrs.frozen
@@ -73,6 +73,46 @@ class History:
             accuracy=[float(v) for v in d.get("accuracy", [])],
             step_time=[float(v) for v in d.get("step_time", [])],
         )
+
+
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C during :func:`fit`, carrying what the completed steps produced.
+
+    ``params`` are the params after the last completed step (the params
+    passed in when no step completed), ``history`` has one entry per
+    completed step, and ``steps`` is their number. A half-done step counts
+    for nothing, so the two always agree, as after a normal return.
+
+    It is a ``KeyboardInterrupt``, so code that does not ask for the partial
+    result stops as a Ctrl-C always stopped it; code that wants it catches
+    this class:
+
+    >>> import fungrad as fg
+    >>> def loss(w):
+    ...     return (w - 3.0) ** 2
+    >>> def ctrl_c_after_two(step, params, loss):    # stands in for the user's Ctrl-C
+    ...     if step == 1:
+    ...         raise KeyboardInterrupt
+    >>> try:
+    ...     fg.train.fit(loss, 0.0, optimizer=0.25, steps=10, callback=ctrl_c_after_two)
+    ... except fg.train.Interrupted as stop:
+    ...     print(stop.steps, stop.params, stop.history.loss)
+    2 2.25 [9.0, 2.25]
+    """
+
+    def __init__(self, params: Any, history: History):
+        super().__init__(f"training interrupted after {len(history)} completed steps")
+        self.params = params
+        self.history = history
+
+    @property
+    def steps(self) -> int:
+        """How many steps completed (``len(self.history)``)."""
+        return len(self.history)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # rebuilt from what it carries (as pickle and multiprocessing do), not from its message
+        return (Interrupted, (self.params, self.history))
 
 
 def _optimizer(optimizer: Any) -> Any:
@@ -171,6 +211,9 @@ def fit(
     - ``progress``: a tqdm bar with the current loss; ``None`` shows it only
       when stderr is a terminal, ``True`` always (``ImportError`` naming the
       ``progress`` extra if tqdm is missing), ``False`` never.
+    - A Ctrl-C (``KeyboardInterrupt``) raises :class:`Interrupted`, a
+      ``KeyboardInterrupt`` that carries the params and history of the steps
+      completed so far.
     - ``jit``: compile the step with :func:`fungrad.jit`
       (results are the same as without). A loss that branches in Python on
       the value of a node cannot be compiled; pass ``jit=False`` for it.
@@ -205,20 +248,24 @@ def fit(
     if data is None and batch_size is not None:
         raise ValueError("fit: batch_size needs data (a pair (xs, ys)) to draw minibatches from")
     history = History()
-    state = opt.init(params)
     bar = _progress_bar(progress, steps)
     clock = time.perf_counter
+    # (params, optimizer state, steps completed), replaced by one assignment
+    # at the end of each step: a Ctrl-C landing anywhere in a step leaves it
+    # describing the last completed step, which is what Interrupted hands back
+    done = (params, opt.init(params), 0)
     try:
         for step in range(steps):
+            params, state, _ = done
             args = (params,) if feed is None else (params, next(feed))
             t0 = clock()
             loss, grads = step_fn(*args)
-            new_params, state = opt.update(params, grads, state)
+            new_params, new_state = opt.update(params, grads, state)
             history.step_time.append(clock() - t0)
             history.loss.append(loss)
             if metric is not None:
                 history.accuracy.append(float(metric(*args)))  # at the params the loss was measured at
-            params = new_params
+            done = (new_params, new_state, step + 1)
             if bar is not None:
                 post = {"loss": f"{loss:.4g}"}
                 if metric is not None:
@@ -227,11 +274,16 @@ def fit(
                 bar.update(1)
             if callback is not None:
                 try:
-                    if callback(step, params, loss) is False:
+                    if callback(step, new_params, loss) is False:
                         break
                 except StopIteration:
                     break
+    except KeyboardInterrupt as e:
+        params, _, n = done
+        for column in (history.loss, history.accuracy, history.step_time):
+            del column[n:]  # the entries of a step cut short
+        raise Interrupted(params, history) from e
     finally:
         if bar is not None:
             bar.close()
-    return params, history
+    return done[0], history

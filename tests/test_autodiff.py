@@ -383,6 +383,7 @@ from hypothesis import strategies as st  # noqa: E402
     st.lists(st.floats(-3, 3), min_size=1, max_size=6),
     st.floats(-2, 2),
 )
+@pytest.mark.slow
 def test_polynomial_derivatives_match_the_power_rule(coeffs, x):
     # p(x) = sum c_k x^k: first and second derivatives in closed form
     p = lambda x: sum(c * x**k for k, c in enumerate(coeffs))  # noqa: E731

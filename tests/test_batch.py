@@ -139,6 +139,7 @@ def test_export_to_numpy_evaluates_a_batch_at_once():
     assert out.tolist() == pytest.approx(want, rel=4 * 2.0**-52 * 8, abs=1e-15)
 
 
+@pytest.mark.slow
 def test_export_to_torch_autograd_equals_fungrad_gradients(torch):
     xs, ys = batch(16, seed=7)
     f = lambda w, x, y: loss(w, x, y)  # noqa: E731

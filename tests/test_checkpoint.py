@@ -524,6 +524,7 @@ print(new, params["model"] == model, params["opt"] == state, type(params["model"
 """
 
 
+@pytest.mark.slow
 def test_a_model_saved_in_one_process_loads_in_a_fresh_one(tmp_path):
     import subprocess
 

@@ -3,8 +3,10 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,7 @@ def demo(tmp_path_factory):
     return code, stdout, stderr, out
 
 
+@pytest.mark.slow
 def test_demo_exits_0_and_reports_100_percent(demo):
     code, stdout, stderr, out = demo
     assert code == 0 and stderr == ""
@@ -56,6 +59,7 @@ def test_demo_exits_0_and_reports_100_percent(demo):
     assert len(steps) >= 10 and steps[0] > steps[7]
 
 
+@pytest.mark.slow
 def test_demo_files_are_real(demo):
     _, stdout, _, out = demo
     for name in ("loss.png", "decision_boundary.png"):
@@ -76,6 +80,7 @@ def test_demo_files_are_real(demo):
     assert fg.nn.accuracy([model(x) for x in xs], ys) == 1.0
 
 
+@pytest.mark.slow
 def test_demo_quiet_prints_only_the_summary(tmp_path, monkeypatch):
     # the training part is what the demo fixture checks; here only what is printed
     monkeypatch.setattr(cli, "_plot", lambda note, name, make, path: None)
@@ -109,6 +114,7 @@ def test_a_missing_optional_dependency_is_one_line(monkeypatch):
     assert code == 1 and err == 'fungrad: error: the progress bar needs tqdm: pip install "fungrad[progress]"\n'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
 def test_train_tiny_with_each_optimizer(tmp_path, optimizer):
     code, out, err = run("train", "--dataset", "tiny", "--hidden", "4,4", "--steps", 40, "--optimizer", optimizer, "--out", tmp_path, "--no-progress")
@@ -122,6 +128,7 @@ def test_train_tiny_with_each_optimizer(tmp_path, optimizer):
     assert (tmp_path / "loss.png").read_bytes()[:8] == PNG  # the test extra installs matplotlib
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_train_moons(tmp_path, optimizer):
     code, out, err = run("train", "--dataset", "moons", "--hidden", "4", "--steps", 3, "--optimizer", optimizer, "--lr", 0.05, "--out", tmp_path, "--no-progress")
@@ -131,6 +138,7 @@ def test_train_moons(tmp_path, optimizer):
     assert "3 steps in" in out and "accuracy" in out
 
 
+@pytest.mark.slow
 def test_train_resume_round_trip(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert run("train", "--hidden", "4", "--steps", 3, "--batch-size", 50, "--out", a, "--no-progress")[0] == 0
@@ -144,9 +152,11 @@ def test_train_resume_round_trip(tmp_path):
     assert history["loss"][0] == meta["final_loss"]  # it went on from the saved model
 
 
+@pytest.mark.slow
 def test_resume_the_demo_checkpoint(demo, tmp_path):
     out = demo[3]
-    code, stdout, err = run("train", "--steps", 1, "--out", tmp_path, "--resume", out / "moons_model.json", "--no-progress")
+    # a minibatch of 4 keeps the step (and its compile) small; the point is the resume
+    code, stdout, err = run("train", "--steps", 1, "--batch-size", 4, "--out", tmp_path, "--resume", out / "moons_model.json", "--no-progress")
     assert code == 0, err
     assert "(step 100)" in stdout
 
@@ -156,6 +166,7 @@ def test_resume_the_demo_checkpoint(demo, tmp_path):
     [
         (["train", "--hidden", "16,x"], ["--hidden", "16,x"]),
         (["train", "--hidden", "0"], ["--hidden"]),
+        (["train", "--hidden", "16,100000"], ["--hidden", "from 1 to 10,000"]),
         (["train", "--steps", "-5"], ["--steps", "positive integer"]),
         (["train", "--lr", "nan"], ["--lr"]),
         (["train", "--optimizer", "rmsprop"], ["--optimizer", "rmsprop"]),
@@ -163,6 +174,15 @@ def test_resume_the_demo_checkpoint(demo, tmp_path):
         (["demo", "--steps", "3"], ["unrecognized arguments"]),
         (["frobnicate"], ["invalid choice"]),
         ([], ["required"]),
+        (["bench", "--points", "0"], ["--points", "from 2 to 10,000", "'0'"]),
+        (["bench", "--points", "-5"], ["--points", "'-5'"]),
+        (["bench", "--points", "1e3"], ["--points", "'1e3'"]),
+        (["bench", "--chain", "-1"], ["--chain", "from 3 to 3,000,000"]),
+        (["bench", "--chain", "0"], ["--chain"]),
+        (["bench", "--chain", str(10**400)], ["--chain"]),
+        (["bench", "--repeats", "0"], ["--repeats", "from 1 to 1,000"]),
+        (["bench", "--seed", "x"], ["--seed", "invalid int value"]),
+        (["bench", "--plot", "x.png"], ["--plot needs --scaling"]),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(argv, fragments):
@@ -222,11 +242,169 @@ def test_bench_help():
     assert code == 0 and "usage: fungrad bench" in out
 
 
+ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+@pytest.mark.slow
 def test_python_dash_m_fungrad_help():
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = ENV
     r = subprocess.run([sys.executable, "-m", "fungrad", "--help"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stderr
     for word in ("demo", "train", "bench"):
         assert word in r.stdout
     r = subprocess.run([sys.executable, "-m", "fungrad", "train", "--steps", "0"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.startswith("fungrad: error:")
+
+
+# --------------------------------------------------------------------------
+# Files: never overwritten by surprise, never half written
+
+
+def files_in(directory):
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.mark.slow
+def test_train_refuses_to_overwrite_without_force(tmp_path):
+    argv = ("train", "--dataset", "tiny", "--hidden", "4", "--steps", 2, "--out", tmp_path, "--no-progress")
+    assert run(*argv)[0] == 0
+    before = (tmp_path / "model.json").read_bytes()
+    assert_one_line_error(*run(*argv, "--lr", 0.5), str(tmp_path), "model.json, history.json and loss.png", "--force")
+    assert (tmp_path / "model.json").read_bytes() == before
+    code, _, err = run(*argv, "--lr", 0.5, "--force")
+    assert code == 0, err
+    model, meta = fg.checkpoint.load_with_metadata(tmp_path / "model.json")
+    assert meta["lr"] == 0.5 and (tmp_path / "model.json").read_bytes() != before
+    assert files_in(tmp_path) == ["history.json", "loss.png", "model.json"]  # no temporary file left
+
+
+def test_an_output_that_cannot_be_written_stops_train_before_it_starts(tmp_path):
+    (tmp_path / "history.json").mkdir()
+    code, out, err = run("train", "--dataset", "tiny", "--steps", 2, "--out", tmp_path, "--force", "--no-progress")
+    assert_one_line_error(code, out, err, str(tmp_path / "history.json"), "is a directory")
+    assert out == ""  # before training
+    assert files_in(tmp_path) == ["history.json"]  # and no model.json without its history
+
+
+@pytest.mark.slow
+def test_a_failed_write_leaves_no_file_of_the_run(tmp_path, monkeypatch):
+    def broken(path, text, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", broken)  # the history is written with write_text
+    code, out, err = run("train", "--dataset", "tiny", "--steps", 2, "--out", tmp_path, "--no-progress")
+    assert_one_line_error(code, out, err, f"cannot write the history to {tmp_path / 'history.json'}", "No space left")
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_train_writes_through_a_symlink(tmp_path):
+    target = tmp_path / "kept" / "model.json"
+    target.parent.mkdir()
+    target.write_text("old")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.json").symlink_to(target)
+    assert run("train", "--dataset", "tiny", "--steps", 2, "--out", out, "--force", "--no-progress")[0] == 0
+    assert (out / "model.json").is_symlink()
+    assert fg.checkpoint.load_with_metadata(target)[1]["steps"] == 2
+
+
+# --------------------------------------------------------------------------
+# Ctrl-C and closed pipes, in real processes
+
+
+def tiny_model():
+    return fg.nn.MLP.init(3, [4, 1], seed=0, activation="tanh", final_activation="tanh")
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_the_completed_steps(tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "tiny", "--hidden", "4", "--steps", "100000000", "--out", str(out), "--no-progress"]
+    p = subprocess.Popen([sys.executable, "-m", "fungrad", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    try:
+        assert p.stdout.readline().startswith("fungrad train: MLP(3, [4, 1]) tanh on tiny")
+        time.sleep(3.0)  # training by then: its first step compiles in well under a second
+        p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 130
+    assert "Traceback" not in stderr and len(stderr.splitlines()) == 1, stderr
+    done = int(re.fullmatch(r"fungrad: interrupted after (\d+) of 100000000 steps; saved the model and history of step \1 in .*\n", stderr).group(1))
+    assert done >= 1
+    model, meta = fg.checkpoint.load_with_metadata(out / "model.json")
+    history = json.loads((out / "history.json").read_text())
+    assert meta["steps"] == done and meta["interrupted"] is True and history["interrupted"] is True
+    assert len(history["loss"]) == len(history["accuracy"]) == len(history["step_time"]) == done
+    # the saved model is the one after exactly `done` steps, and the history is theirs
+    expected, h = fg.train.fit(cli._tiny_loss, tiny_model(), fg.data.tiny(), optimizer=fg.optim.SGD(0.1), steps=done, progress=False)
+    assert model == expected and history["loss"] == h.loss
+    assert f"{done} steps in" in stdout
+
+
+def test_ctrl_c_during_start_up_is_one_line(tmp_path):
+    # a real SIGINT, delivered while the command is still building its parser
+    script = (
+        "import os, signal, sys\n"
+        "from fungrad import cli\n"
+        "build = cli.build_parser\n"
+        "def interrupted_build():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return build()\n"
+        "cli.build_parser = interrupted_build\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script, "train", "--out", str(tmp_path / "o")], capture_output=True, text=True, env=ENV, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (130, "", "fungrad: interrupted\n")
+    assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_before_the_first_step_saves_nothing(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise fg.train.Interrupted(tiny_model(), fg.train.History())
+
+    monkeypatch.setattr(fg.train, "fit", interrupted)
+    code, out, err = run("train", "--dataset", "tiny", "--out", tmp_path, "--no-progress")
+    assert code == 130 and err == "fungrad: interrupted before the first step completed; nothing saved\n"
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_closed_stdout_ends_quietly(tmp_path):
+    # `fungrad train | head -1`: the reader leaves after the first line
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "tiny", "--hidden", "4", "--steps", "30", "--out", str(out), "--no-progress"]
+    p = subprocess.Popen([sys.executable, "-m", "fungrad", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=ROOT)
+    first = p.stdout.readline()
+    p.stdout.close()
+    stderr = p.stderr.read()
+    p.wait(timeout=60)
+    assert first.startswith(b"fungrad train:")
+    assert (p.returncode, stderr) == (141, b"")
+    assert fg.checkpoint.load_with_metadata(out / "model.json")[1]["steps"] == 30  # the work was done and saved
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_that_python_dropped_still_stops_train(tmp_path, monkeypatch):
+    # CPython drops a KeyboardInterrupt raised inside a weakref callback (as
+    # importlib's are): the handler has still noted the Ctrl-C, and train
+    # stops after the step it was in
+    tiny = fg.data.tiny
+
+    def data_while_ctrl_c_is_dropped():
+        cli._ctrl_c.pressed = True  # what cli's SIGINT handler does before its exception is lost
+        return tiny()
+
+    monkeypatch.setattr(fg.data, "tiny", data_while_ctrl_c_is_dropped)
+    code, out, err = run("train", "--dataset", "tiny", "--hidden", "4", "--steps", 1000, "--out", tmp_path, "--no-progress")
+    assert code == 130
+    assert err == f"fungrad: interrupted after 1 of 1000 steps; saved the model and history of step 1 in {tmp_path}\n"
+    assert fg.checkpoint.load_with_metadata(tmp_path / "model.json")[1]["steps"] == 1
+
+
+def test_main_leaves_the_sigint_handler_as_it_found_it():
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert run("train", "--steps", "0")[0] == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -117,6 +117,7 @@ def test_every_sequence_is_either_sensible_or_an_error_in_both_modes():
                     compose(seq, FUNCTIONS["cube"][0], eager)(X)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fname", list(FUNCTIONS))
 def test_every_composition_to_depth_three_equals_eager_and_the_closed_form(fname):
     f, deriv = FUNCTIONS[fname]
@@ -224,6 +225,7 @@ def test_jit_of_the_same_function_in_a_loop_traces_once():
     assert len(calls) == 2
 
 
+@pytest.mark.slow
 def test_the_shared_cache_dies_with_its_function():
     def make():
         def f(x):

@@ -137,6 +137,7 @@ def chain(n: int, x: Node) -> Node:
     return y
 
 
+@pytest.mark.slow
 def test_a_million_node_chain_at_the_default_recursion_limit():
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(1000)

@@ -164,6 +164,7 @@ def strict_json(text):
     return json.loads(text, object_pairs_hook=pairs, parse_float=num, parse_constant=const)
 
 
+@pytest.mark.slow
 def test_random_byte_damage_loads_exactly_or_is_refused(tmp_path):
     src = tmp_path / "model.json"
     checkpoint.save(src, sample(), metadata={"step": 3, "lr": 0.1, "note": "moons"})
@@ -247,11 +248,13 @@ def run_child(tmp_path, names):
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow
 def test_hostile_names_import_nothing_in_a_fresh_process(tmp_path):
     got = run_child(tmp_path, HOSTILE)
     assert got == {"bad": [], "new": []}
 
 
+@pytest.mark.slow
 def test_names_under_fungrad_import_at_most_fungrads_own_modules(tmp_path):
     got = run_child(tmp_path, UNDER_FUNGRAD)
     assert got["bad"] == []
@@ -295,6 +298,7 @@ def test_the_deepest_allowed_tree_round_trips_and_one_more_level_is_refused(tmp_
     assert tree.leaves(checkpoint.load(p)) == [1.0]
 
 
+@pytest.mark.slow
 def test_very_deep_trees_and_files_are_value_errors(tmp_path):
     p = tmp_path / "deep.json"
     with pytest.raises(ValueError, match="at most"):
@@ -593,6 +597,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_saves_killed_at_random_moments_never_tear_the_file(tmp_path):
     p = tmp_path / "model.json"
     checkpoint.save(p, {"i": -1, "w": [-1.0] * 3000})

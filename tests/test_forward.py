@@ -83,6 +83,7 @@ def test_forward_and_reverse_jacobians_agree_on_random_programs(seed):
         assert col == pytest.approx([row[j] for row in jr], rel=1e-12, abs=1e-13)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(8))
 def test_hvp_and_hessian_agree_with_torch(torch, seed):
     rng = random.Random(100 + seed)

@@ -170,6 +170,7 @@ def test_lazy_top_level_names():
     assert fg.graph_stats is graph.graph_stats
 
 
+@pytest.mark.slow
 def test_200k_chain_at_the_default_recursion_limit():
     x, y = chain(200_000)
     G = fg.to_networkx(y)
@@ -178,6 +179,7 @@ def test_200k_chain_at_the_default_recursion_limit():
     assert fg.graph_stats(y).depth == 200_000
 
 
+@pytest.mark.slow
 def test_deep_chain_at_a_low_recursion_limit(low_recursion_limit):
     x, y = chain(5000)
     G = fg.to_networkx(y, grads=fg.gradients(y, wrt=[x]))

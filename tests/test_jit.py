@@ -196,6 +196,7 @@ def mse_loss(params, xs, ys):
     return sum((p - y) ** 2 for p, y in zip(preds, ys)) / len(ys)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", [max_margin_loss, mse_loss])
 def test_mlp_value_and_grad_under_jit_equal_eager(loss):
     xs, ys = fg.data.make_moons(20, noise=0.1, seed=3)
@@ -492,6 +493,7 @@ def _build_and_drop(n: int) -> None:
     assert ref() is None  # freed at once, by reference counting
 
 
+@pytest.mark.slow
 def test_dropping_a_graph_leaves_no_reference_cycles():
     gc.collect()
     gc.disable()
@@ -505,6 +507,7 @@ def test_dropping_a_graph_leaves_no_reference_cycles():
         gc.enable()
 
 
+@pytest.mark.slow
 def test_jit_replay_and_trace_leave_no_garbage():
     step = fg.jit(fg.value_and_grad(max_margin_loss))
     xs, ys = fg.data.make_moons(10, noise=0.1, seed=5)

@@ -226,6 +226,7 @@ def test_a_traced_label_outside_the_classes_gives_nan():
     assert math.isnan(step([[1.0, 2.0]], [2])) and math.isnan(step([[1.0, 2.0]], [-1]))
 
 
+@pytest.mark.slow
 def test_trains_a_classifier_on_spirals_under_jit():
     xs, ys = fg.data.spirals(10, classes=3, noise=0.0, seed=0)
     model = fg.nn.MLP.init(2, [12, 3], seed=0, activation="tanh", final_activation="linear")

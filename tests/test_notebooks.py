@@ -43,6 +43,7 @@ def test_one_notebook_per_chapter(notebooks):
     assert len(CHAPTERS) >= 13
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_notebook_runs_top_to_bottom(notebooks, chapter, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")

@@ -400,6 +400,7 @@ def test_converges_on_a_parabola(opt):
     ],
     ids=["adam", "momentum", "nesterov"],
 )
+@pytest.mark.slow
 def test_converges_on_rosenbrock(opt, steps):
     params = {"x": -1.2, "y": 1.0}  # the classic start, on the far side of the banana valley
     state = opt.init(params)
@@ -410,6 +411,7 @@ def test_converges_on_rosenbrock(opt, steps):
     assert rosen(params) < 1e-12
 
 
+@pytest.mark.slow
 def test_sgd_function_descends_rosenbrock():
     params = {"x": -1.2, "y": 1.0}
     for _ in range(30000):

@@ -261,6 +261,7 @@ def test_the_new_functions_are_exported_with_methods_for_the_unary_ones():
     assert not hasattr(fg, "share") and not hasattr(fg, "link")  # internal rows stay out of the API
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUILTIN)
 def test_values_and_first_and_second_derivatives_match_pytorch(torch, name):
     bad = mismatches(torch, name)

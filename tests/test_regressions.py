@@ -145,6 +145,7 @@ def _python(code: str) -> str:
     return r.stdout
 
 
+@pytest.mark.slow
 def test_a_checkpoint_saved_in_one_process_loads_in_a_fresh_one(tmp_path):
     path = str(tmp_path / "m.json")
     out = _python(_SAVE.format(path=path)).strip()

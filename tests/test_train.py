@@ -1,4 +1,5 @@
 import copy
+import pickle
 import sys
 
 import pytest
@@ -199,3 +200,57 @@ def test_history_round_trips_through_a_dict():
     require("matplotlib", 'pip install "fungrad[plot]"')
     fig = fg.viz.plot_history(h)  # the history is what viz plots
     assert fig.axes[0].lines[0].get_ydata().tolist() == [2.0, 1.0]
+
+
+def test_ctrl_c_hands_back_the_completed_steps():
+    model = nn.MLP.init(3, [4, 4, 1], seed=0)
+
+    def ctrl_c_at(step_seen):
+        def cb(step, params, loss):
+            if step == step_seen:
+                raise KeyboardInterrupt
+
+        return cb
+
+    with pytest.raises(train.Interrupted) as caught:
+        train.fit(tiny_loss, model, optimizer=0.05, steps=40, callback=ctrl_c_at(6), progress=False)
+    stop = caught.value
+    assert isinstance(stop, KeyboardInterrupt) and isinstance(stop.__cause__, KeyboardInterrupt)
+    expected, h = train.fit(tiny_loss, model, optimizer=0.05, steps=7, progress=False)
+    assert stop.steps == len(stop.history) == 7
+    assert stop.params == expected and stop.history.loss == h.loss
+    assert "after 7 completed steps" in str(stop)
+    again = pickle.loads(pickle.dumps(stop))
+    assert type(again) is train.Interrupted and again.params == stop.params and again.history == stop.history
+
+
+def test_a_step_cut_short_counts_for_nothing():
+    # a Ctrl-C inside the metric lands after the loss of that step was recorded
+    xs, ys = small_moons()
+    model = small_model()
+    calls = []
+
+    def metric(params, batch):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return batch_acc(params, batch)
+
+    with pytest.raises(train.Interrupted) as caught:
+        train.fit(batch_loss, model, (xs, ys), optim.Adam(0.05), steps=10, metric=metric, progress=False)
+    stop = caught.value
+    expected, h = train.fit(batch_loss, model, (xs, ys), optim.Adam(0.05), steps=3, metric=batch_acc, progress=False)
+    assert stop.steps == 3 and stop.params == expected
+    assert stop.history == h.__class__(loss=h.loss, accuracy=h.accuracy, step_time=stop.history.step_time)
+    assert len(stop.history.step_time) == 3
+
+
+def test_ctrl_c_before_any_step_hands_back_the_params_passed_in():
+    model = nn.MLP.init(3, [4, 4, 1], seed=0)
+
+    def loss(m):
+        raise KeyboardInterrupt
+
+    with pytest.raises(train.Interrupted) as caught:
+        train.fit(loss, model, steps=5, jit=False, progress=False)
+    assert caught.value.params is model and caught.value.steps == 0 and caught.value.history == train.History()

@@ -101,6 +101,7 @@ _trees = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(_trees)
 def test_flatten_then_unflatten_is_the_identity(t):
@@ -206,6 +207,7 @@ def _chain(depth, leaf=1.0, side=2.0):
     return x
 
 
+@pytest.mark.slow
 def test_every_walk_handles_100000_levels():
     depth = 100_000
     t = _chain(depth)
@@ -230,6 +232,7 @@ def test_every_walk_handles_100000_levels():
     assert tree.keystr(path[:5]) == ".x[0]['k'][0].x"
 
 
+@pytest.mark.slow
 def test_walks_do_not_use_the_python_stack():
     # with the stack nearly full, deep trees still flatten: nothing recurses per level
     import sys

@@ -253,6 +253,7 @@ def test_plot_history_log_scale_only_for_positive_losses():
     assert scale([]) == "linear"
 
 
+@pytest.mark.slow
 def test_plot_history_accepts_objects_lists_and_an_axes(tmp_path):
     h = SimpleNamespace(loss=[3.0, 2.0, fg.var(1.0)], accuracy=None)
     fig = viz.plot_history(h)
@@ -337,6 +338,7 @@ def test_plot_decision_boundary_bad_input():
         viz.plot_decision_boundary(lambda p: [p[0], p[1]], [[0.0, 0.0]], [1.0], resolution=2)
 
 
+@pytest.mark.slow
 def test_plot_graph_shows_the_rendered_picture():
     need_dot()
     x = fg.var(0.5, name="x")

@@ -36,6 +36,10 @@ try:  # the PyTorch comparisons run where PyTorch is installed (as in CI)
     import torch
 except ImportError:
     torch = None
+try:  # the JAX examples run where JAX is installed (not in CI)
+    import jax
+except ImportError:
+    jax = None
 """
 
 _FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,})\s*(?:\{(?P<name>[\w:-]+)\})?\s*(?P<arg>.*?)\s*$")
