@@ -336,7 +336,7 @@ def plot_decision_boundary(
     ``resolution`` by ``resolution`` grid covering the points ``xs`` with a
     margin; its score is a number or a node. The region where it is positive
     is shaded like the points labelled ``+1``, the rest like the points
-    labelled ``-1``. On plain floats fungrad's ops compute plain floats, so
+    labelled ``-1``, and a legend says so. On plain floats fungrad's ops compute plain floats, so
     the grid costs no graph building. Returns the figure. Needs the ``plot``
     extra: ``pip install "fungrad[plot]"``.
 
@@ -379,6 +379,18 @@ def plot_decision_boundary(
     ax.set_ylim(gy[0], gy[-1])
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    blue, red = "#2b8cbe", "#d7301f"
+    dot = {"marker": "o", "linestyle": "", "markeredgecolor": "k", "markeredgewidth": 0.5}
+    key = [
+        Patch(facecolor=blue, alpha=0.35, label="score > 0: predicts +1"),
+        Patch(facecolor=red, alpha=0.35, label="score ≤ 0: predicts -1"),
+        Line2D([], [], markerfacecolor=blue, label="a point labelled +1", **dot),
+        Line2D([], [], markerfacecolor=red, label="a point labelled -1", **dot),
+    ]
+    ax.legend(handles=key, loc="upper right", fontsize="small", framealpha=0.9)
     return fig
 
 

@@ -17,8 +17,6 @@ whole run takes a few seconds (ten seconds or more without ``jit``).
 import time
 
 import matplotlib.pyplot as plt
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 import fungrad as fg
 
@@ -68,22 +66,11 @@ plt.show()
 # %%
 # The decision boundary: the model is evaluated on plain floats on a grid
 # (no graph is built), shaded blue where its score is positive and red
-# where it is not; the points are coloured by their true label.
+# where it is not; the points are coloured by their true label, and the
+# legend is the colour key.
 
 fig, ax = plt.subplots(figsize=(6.0, 5.0))
 fg.viz.plot_decision_boundary(model, xs, ys, ax=ax)
-# the colour key: plot_decision_boundary shades the region where the score
-# is positive blue and the rest red, and colours each point by its label
-blue, red = "#2b8cbe", "#d7301f"
-key = [
-    Patch(facecolor=blue, alpha=0.35, label="score > 0: predicts +1"),
-    Patch(facecolor=red, alpha=0.35, label="score ≤ 0: predicts -1"),
-    Line2D([], [], marker="o", linestyle="", markerfacecolor=blue, markeredgecolor="k",
-           markeredgewidth=0.5, label="a point labelled +1"),
-    Line2D([], [], marker="o", linestyle="", markerfacecolor=red, markeredgecolor="k",
-           markeredgewidth=0.5, label="a point labelled -1"),
-]
-ax.legend(handles=key, loc="upper right", fontsize="small", framealpha=0.9)
 ax.set_title("MLP(2, [16, 16, 1]) on make_moons(100)")
 fig.tight_layout()
 plt.show()
