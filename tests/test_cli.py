@@ -138,6 +138,32 @@ def test_train_moons(tmp_path, optimizer):
     assert "3 steps in" in out and "accuracy" in out
 
 
+@pytest.mark.parametrize("dataset, nin, nouts", [("digits", 64, (32, 10)), ("spirals", 2, (32, 3))])
+def test_train_many_classes_reports_held_out_accuracy(tmp_path, dataset, nin, nouts):
+    code, out, err = run("train", "--dataset", dataset, "--steps", 3, "--out", tmp_path, "--no-progress")
+    assert code == 0, err
+    model, meta = fg.checkpoint.load_with_metadata(tmp_path / "model.json")
+    assert (model.nin, model.nouts, model.activation, model.final_activation) == (nin, nouts, "tanh", "linear")
+    assert "adam lr 0.02 (cosine schedule)" in out and "held out" in out
+    m = re.search(r"train accuracy ([0-9.]+)%   test accuracy ([0-9.]+)%", out)
+    assert m, out
+    (train, test), (xs, ys) = fg.data.split(*(fg.data.digits() if dataset == "digits" else fg.data.spirals(100)))
+    assert meta["test_accuracy"] == fg.nn.accuracy([model(x) for x in xs], ys)
+    assert float(m.group(2)) == pytest.approx(100 * meta["test_accuracy"], abs=0.06)
+
+
+@pytest.mark.slow
+def test_train_digits_reaches_95_percent_held_out(tmp_path):
+    # the defaults: 1,500 Adam steps on minibatches of 8, a few seconds of training
+    r = subprocess.run(
+        [sys.executable, "-m", "fungrad", "train", "--dataset", "digits", "--no-progress", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    meta = fg.checkpoint.load_with_metadata(tmp_path / "model.json")[1]
+    assert meta["test_accuracy"] >= 0.95, meta
+
+
 @pytest.mark.slow
 def test_train_resume_round_trip(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
