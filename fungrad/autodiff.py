@@ -269,6 +269,16 @@ def _at_root(out: Node, order: list[Node], floor: int) -> dict[Node, Any]:
 # store or C call. An exit that an interrupt cut short is done again by
 # _outermost; a registration left by a thread that has ended is dropped on
 # the next entry.
+#
+# The young threshold, measured on the eager moons step (bench: 69k nodes,
+# 135k tracked objects allocated per forward pass), median CPU time per step:
+# 700 (Python's default, nothing raised) 132 ms, 10k 113, 50k 98, 200k 82,
+# the collector switched off (the old design) 82. The price is
+# memory: cyclic garbage made meanwhile waits for up to about this many
+# tracked allocations. Three threads training while a fourth made cycles
+# holding 1 kB each, for 4 s: RSS grew 9 MB at 700, 43 MB at 20k, 53 MB at
+# 50k, 221 MB at 200k, and 512 MB (and on, unbounded) with the collector
+# off. 50k keeps most of the speed at a bounded, modest cost.
 
 _GC_YOUNG = 50_000
 

@@ -20,7 +20,6 @@ True
 from __future__ import annotations
 
 import itertools
-import threading
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -30,7 +29,6 @@ from .expr import Node
 __all__ = ["vmap", "export"]
 
 _ids = itertools.count(1)
-_lock = threading.Lock()
 
 
 class _Body:
@@ -82,8 +80,7 @@ class _Body:
         def rule(i: int) -> Callable[..., Any]:
             return lambda g, ans, *args: joint(g, ans, *args)[i]
 
-        with _lock:
-            name = f"vmap:{self.name}#{next(_ids)}[{k}]"
+        name = f"vmap:{self.name}#{next(_ids)}[{k}]"  # next() on a count is atomic
         rules = self.rules or tuple(rule(i) for i in range(n))
         p = expr.Primitive(
             name, fwd, rules, f"{self.name}[{k}]" if self.k > 1 else self.name,
@@ -113,7 +110,7 @@ class _Body:
         """The outputs for one example: floats for floats, nodes when any argument is a node."""
         if not any(a.__class__ is Node for a in args):
             return self.run([a if a.__class__ is float else expr._check_number(a, "vmap") for a in args])
-        parents = tuple(a if a.__class__ is Node else expr._lift(expr._check_number(a, "vmap")) for a in parents_of(args))
+        parents = tuple(a if a.__class__ is Node else expr._lift(expr._check_number(a, "vmap")) for a in args)
         vals = self.run([p.value for p in parents])
         live = [k for k in range(self.k) if not self.const[k]]
         const = all(p.level == expr.CONST for p in parents)
@@ -121,10 +118,6 @@ class _Body:
         for k, nd in zip(live, nodes):
             vals[k] = nd
         return vals
-
-
-def parents_of(args: Sequence[Any]) -> Sequence[Any]:
-    return args
 
 
 def _joint_only(g: Any, ans: Any, *args: Any) -> Any:
@@ -177,14 +170,13 @@ _caches: weakref.WeakKeyDictionary[Any, _Cache] = weakref.WeakKeyDictionary()
 
 
 def _cache_for(f: Callable[..., Any]) -> _Cache:
-    with _lock:
-        try:
-            c = _caches.get(f)
-            if c is None:
-                c = _caches[f] = _Cache()
-        except TypeError:
-            return _Cache()
-        return c
+    # no lock: setdefault is atomic, and a lock that a KeyboardInterrupt
+    # caught between its acquire and its release would hang every later vmap
+    try:
+        c = _caches.get(f)
+        return c if c is not None else _caches.setdefault(f, _Cache())
+    except TypeError:  # not weakly referable: a cache of its own
+        return _Cache()
 
 
 def vmap(f: Callable[..., Any], in_axes: int | None | Sequence[int | None] = 0) -> Callable[..., list[Any]]:
@@ -254,8 +246,7 @@ def vmap(f: Callable[..., Any], in_axes: int | None | Sequence[int | None] = 0) 
         ex_num_idx = {i: [k for k, v in enumerate(tree.leaves(examples[i][0])) if v.__class__ is Node or expr.real_number(v)] for i in examples}
         if entry is None:
             entry = _make_body(f, name, args, axes, bc_leaves, bc_defs, num_bc, examples, ex_defs, ex_num_idx)
-            with _lock:
-                cache.bodies[key] = entry
+            entry = cache.bodies.setdefault(key, entry)
         body, out_td = entry
         bc_nums = [bc_leaves[k] for k in num_bc]
         out = []

@@ -1047,13 +1047,14 @@ def _show(x: Any) -> str:
     return f"{type(x).__name__} {x!r:.60}"
 
 
-def _check_number(x: Any, what: str, arg: str = "") -> float:
+def _check_number(x: Any, what: str, arg: str = "", nodes: bool = True) -> float:
     if x.__class__ is float:
         return x  # type: ignore[no-any-return]
     if arg:
         what = f"{what}: argument {arg}"
     if not real_number(x):
-        raise TypeError(f"{what}: expected a real number (float or int) or a fungrad Node, got {_show(x)}")
+        also = " or a fungrad Node" if nodes else ""
+        raise TypeError(f"{what}: expected a real number (float or int){also}, got {_show(x)}")
     try:
         return float(x)
     except OverflowError:
@@ -1083,7 +1084,7 @@ def var(value: float, name: str = "") -> Node:
     >>> x.value, x.op, x.parents, x.name
     (2.0, '', (), 'x')
     """
-    v = _check_number(value, "fungrad.var")
+    v = _check_number(value, "fungrad.var", nodes=False)
     if not isinstance(name, str):
         raise TypeError(f"fungrad.var: name must be a str, got {type(name).__name__}")
     return _mk(v, "", (), name)
@@ -1101,7 +1102,7 @@ def const(value: float, name: str = "") -> Node:
     >>> fg.grad(lambda x: x * c)(2.0)
     3.0
     """
-    n = _lift(_check_number(value, "fungrad.const"))
+    n = _lift(_check_number(value, "fungrad.const", nodes=False))
     if name:
         if not isinstance(name, str):
             raise TypeError(f"fungrad.const: name must be a str, got {type(name).__name__}")

@@ -94,6 +94,10 @@ def _show(v: Any) -> str:
     return f"{type(v).__name__} {v!r:.60}"
 
 
+def _val(v: Any) -> float:
+    return v.value if expr.is_node(v) else float(v)  # type: ignore[no-any-return]
+
+
 def _real(v: Any, who: str, where: str) -> Any:
     """A number or node by the leaf rules of ``grad``: floats and nodes as they are, other reals as floats."""
     if expr.is_node(v):
@@ -593,7 +597,8 @@ def accuracy(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> float:
     if isinstance(ss[0], Sequence):
         return _logits_accuracy(ss, ys)
     ss, ys = _scalars(ss, "accuracy", "scores"), _scalars(ys, "accuracy", "labels")
-    right = sum(1 for s, y in zip(ss, ys) if (float(s) > 0.0) == (float(y) > 0.0))
+    # values, not float(): accuracy is a measurement, fine inside a transform (as aux)
+    right = sum(1 for s, y in zip(ss, ys) if (_val(s) > 0.0) == (_val(y) > 0.0))
     return right / len(ss)
 
 
@@ -757,8 +762,8 @@ def _logits_accuracy(logits: list[Any], labels: list[Any]) -> float:
     rows, ys, _ = _class_rows(logits, labels, "accuracy", "scores")
     right = 0
     for row, y in zip(rows, ys):
-        vals = [float(v) for v in row]
+        vals = [_val(v) for v in row]
         if any(v != v for v in vals):
             continue  # a nan logit predicts nothing
-        right += vals.index(max(vals)) == float(y)  # the first of tied maxima, as torch.argmax does
+        right += vals.index(max(vals)) == _val(y)  # the first of tied maxima, as torch.argmax does
     return right / len(rows)

@@ -28,7 +28,12 @@ _TORCH_HINT = "pip install torch==2.13.0"
 
 
 def _value(x: Any) -> float:
-    return x.value if x.__class__ is Node else float(x)
+    if x.__class__ is Node:
+        return x.value  # type: ignore[no-any-return]
+    try:
+        return float(x)
+    except OverflowError:
+        raise ValueError(f"check_grads: an int of about {len(str(abs(int(x))))} digits is too large for a float") from None
 
 
 def _close(a: float, n: float, rtol: float, atol: float) -> bool:

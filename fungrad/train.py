@@ -68,11 +68,19 @@ class History:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> History:
         """The history :meth:`to_dict` described."""
-        return cls(
-            loss=[float(v) for v in d.get("loss", [])],
-            accuracy=[float(v) for v in d.get("accuracy", [])],
-            step_time=[float(v) for v in d.get("step_time", [])],
-        )
+        return cls(**{k: _floats(d.get(k, []), k) for k in ("loss", "accuracy", "step_time")})
+
+
+def _floats(vs: Any, key: str) -> list[float]:
+    out = []
+    for i, v in enumerate(vs):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"History.from_dict: {key}[{i}] is {type(v).__name__}; expected a number")
+        try:
+            out.append(float(v))
+        except OverflowError:
+            raise ValueError(f"History.from_dict: {key}[{i}] is an int too large for a float") from None
+    return out
 
 
 class Interrupted(KeyboardInterrupt):

@@ -143,7 +143,7 @@ def test_every_composition_to_depth_three_equals_eager_and_the_closed_form(fname
 @pytest.mark.parametrize("seq", [("jit", "grad", "jit"), ("jit", "value_and_grad", "jit"), ("grad", "grad", "jit"),
                                  ("jacobian", "jit", "grad"), ("hessian", "jit"), ("jit", "hessian", "jit"),
                                  ("jit", "jacobian", "jit"), ("jit", "jit", "jit")], ids="-".join)
-def test_the_compositions_named_in_the_issue(seq):
+def test_the_compositions_that_once_gave_wrong_answers(seq):
     f = lambda x: x * x  # noqa: E731
     want = {0: 9.0, 1: 6.0, 2: 2.0}
     got = compose(seq, f)(3.0)

@@ -1,4 +1,4 @@
-"""One test per wrong answer or broken path found in issue 8 (section 1), each named after what it checks."""
+"""One test per wrong answer or broken path found by testing fungrad as a new user would, each named after what it checks."""
 
 from __future__ import annotations
 
@@ -200,7 +200,7 @@ def test_int_and_hex_of_a_node_inside_grad_say_the_derivative_would_be_lost():
         hex(fg.var(2.0))
 
 
-# ---------------------------------------------------------------- found while testing this issue
+# ---------------------------------------------------------------- found while writing these tests
 
 
 def test_atan2_gradient_at_the_origin_is_zero_not_nan():
