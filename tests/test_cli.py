@@ -370,6 +370,23 @@ def test_ctrl_c_saves_the_completed_steps(tmp_path):
     assert f"{done} steps in" in stdout
 
 
+def test_ctrl_c_while_the_package_is_still_importing_is_one_line():
+    # the command's entry point sits outside the package: a KeyboardInterrupt
+    # raised while fungrad itself is importing still gives one line and 130
+    script = (
+        "import sys, importlib.abc\n"
+        "class Stop(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'fungrad.expr':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Stop())\n"
+        "import _fungrad_entry\n"
+        "sys.exit(_fungrad_entry.main())\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script, "demo"], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=60)
+    assert r.returncode == 130 and r.stderr == "fungrad: interrupted\n" and r.stdout == "", r
+
+
 def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     # a real SIGINT, delivered while the command is still building its parser
     script = (
