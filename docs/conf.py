@@ -63,17 +63,8 @@ autodoc_member_order = "bysource"
 # type followed by a description.
 
 # -- doctest ------------------------------------------------------------------
-doctest_global_setup = """
-import fungrad as fg
-try:  # the PyTorch comparisons run where PyTorch is installed (as in CI)
-    import torch
-except ImportError:
-    torch = None
-try:  # the JAX examples run where JAX is installed (not in CI)
-    import jax
-except ImportError:
-    jax = None
-"""
+# the same setup runs in the notebooks made from the chapters
+from fungrad_notebooks import DEFAULT_SETUP as doctest_global_setup  # noqa: E402
 # Sphinx's default includes IGNORE_EXCEPTION_DETAIL, which would let an error
 # message drift away from what the pages show; the errors page checks them.
 doctest_default_flags = doctest.ELLIPSIS | doctest.DONT_ACCEPT_TRUE_FOR_1

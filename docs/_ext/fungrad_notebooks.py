@@ -29,7 +29,7 @@ from typing import Any
 CHAPTERS = "tutorial"  # the directory, under the docs source, whose pages become notebooks
 OUTDIR = "_build/notebooks"  # under the docs source; _build is excluded from the sources
 
-# the same as doctest_global_setup in conf.py, for use without Sphinx
+# the setup before every example: conf.py takes it as its doctest_global_setup
 DEFAULT_SETUP = """\
 import fungrad as fg
 try:  # the PyTorch comparisons run where PyTorch is installed (as in CI)
