@@ -721,10 +721,13 @@ def _add_bench(sub: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``fungrad`` argument parser, with its three subcommands.
 
+    Options of ``train`` left out are ``None``, which stands for the data
+    set's own default (``SETUPS``).
+
     >>> from fungrad.cli import build_parser
     >>> args = build_parser().parse_args(["train", "--dataset", "tiny", "--hidden", "4,4"])
     >>> args.dataset, args.hidden, args.steps
-    ('tiny', (4, 4), 100)
+    ('tiny', (4, 4), None)
     """
     parser = _Parser(
         prog="fungrad",
