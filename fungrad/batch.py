@@ -220,6 +220,10 @@ def vmap(f: Callable[..., Any], in_axes: int | None | Sequence[int | None] = 0) 
                 )
         if first == 0:
             return []
+        if expr.current().debug:
+            # under debug_nans every op is checked: run f eagerly, example by example
+            return [f(*[examples[i][b] if ax == 0 else a for i, (a, ax) in enumerate(zip(args, axes))])
+                    for b in range(first)]
         # the leaves: broadcast ones once, batched ones per example
         bc_leaves: list[Any] = []
         bc_defs = {}
@@ -243,7 +247,11 @@ def vmap(f: Callable[..., Any], in_axes: int | None | Sequence[int | None] = 0) 
         except TypeError:
             raise TypeError("vmap: non-number leaves of the arguments must be hashable (they are static)") from None
         num_bc = [k for k, v in enumerate(bc_leaves) if v.__class__ is Node or expr.real_number(v)]
-        ex_num_idx = {i: [k for k, v in enumerate(tree.leaves(examples[i][0])) if v.__class__ is Node or expr.real_number(v)] for i in examples}
+        ex_num_idx = {
+            i: {k for k, v in enumerate(tree.leaves(examples[i][0])) if v.__class__ is Node or expr.real_number(v)}
+            for i in examples
+        }
+        ex_static = {i: tree.leaves(examples[i][0]) for i in examples}
         if entry is None:
             entry = _make_body(f, name, args, axes, bc_leaves, bc_defs, num_bc, examples, ex_defs, ex_num_idx)
             entry = cache.bodies.setdefault(key, entry)
@@ -260,11 +268,22 @@ def vmap(f: Callable[..., Any], in_axes: int | None | Sequence[int | None] = 0) 
                         f"vmap: argument {i}, example {b} has structure {td!r}, but example 0 has "
                         f"{ex_defs[i]!r}; every example must have the same structure"
                     )
-                for k in ex_num_idx[i]:
-                    v = ls[k]
-                    if not (v.__class__ is Node or expr.real_number(v)):
-                        raise TypeError(f"vmap: argument {i}, example {b}, leaf {k} is {type(v).__name__}; expected a number")
-                    xs.append(v)
+                num = ex_num_idx[i]
+                for k, v in enumerate(ls):
+                    if k in num:
+                        if not (v.__class__ is Node or expr.real_number(v)):
+                            raise TypeError(
+                                f"vmap: argument {i}, example {b}, leaf {k} is {type(v).__name__}; "
+                                "expected a number, as in example 0"
+                            )
+                        xs.append(v)
+                    elif b and not _same_static(v, ex_static[i][k]):
+                        # the body was traced with example 0's value of this leaf
+                        raise ValueError(
+                            f"vmap: argument {i}, example {b}, leaf {k} is {v!r:.40}, but example 0 has "
+                            f"{ex_static[i][k]!r:.40}; leaves that are not numbers are static and must be "
+                            "the same in every example (map over the ones that differ with separate calls)"
+                        )
             out.append(tree.unflatten(out_td, body.apply(xs)))
         return out
 
@@ -272,6 +291,10 @@ def vmap(f: Callable[..., Any], in_axes: int | None | Sequence[int | None] = 0) 
     batched.__qualname__ = batched.__name__
     batched.__doc__ = getattr(f, "__doc__", None)
     return batched
+
+
+def _same_static(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and (a is b or a == b)
 
 
 def _make_body(
@@ -284,10 +307,10 @@ def _make_body(
     num_bc: list[int],
     examples: dict[int, list[Any]],
     ex_defs: dict[int, Any],
-    ex_num_idx: dict[int, list[int]],
+    ex_num_idx: dict[int, set[int]],
 ) -> tuple[_Body, tree.TreeDef]:
     ex0 = {i: tree.leaves(examples[i][0]) for i in examples}
-    n = len(num_bc) + sum(len(v) for v in ex_num_idx.values())
+    n = len(num_bc) + sum(len(v) for v in ex_num_idx.values())  # numeric leaves, in leaf order
     holder: list[Any] = []
 
     def one(xs: list[Any]) -> list[Any]:
@@ -302,7 +325,7 @@ def _make_body(
                 call.append(tree.unflatten(td, leaves[off : off + cnt]))
             else:
                 ls = list(ex0[i])
-                for k in ex_num_idx[i]:
+                for k in sorted(ex_num_idx[i]):
                     ls[k] = next(it)
                 call.append(tree.unflatten(ex_defs[i], ls))
         res = f(*call)

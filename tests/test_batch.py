@@ -177,3 +177,27 @@ def test_export_errors():
     own = fg.primitive("batch_test_own_op", lambda x: 2.0 * x, vjp=(lambda g, ans, x: 2.0 * g,))
     with pytest.raises(TypeError, match="no array form"):
         fg.export(own, 1.0, xp=np)
+
+
+def test_static_leaves_that_differ_between_examples_are_an_error_not_a_silent_trace():
+    f = lambda d: d["v"] * (2.0 if d["k"] == "double" else 1.0)  # noqa: E731
+    assert fg.vmap(f)([{"v": 1.0, "k": "double"}, {"v": 3.0, "k": "double"}]) == [2.0, 6.0]
+    with pytest.raises(ValueError, match="example 1, leaf 1 is 'same', but example 0 has 'double'"):
+        fg.vmap(f)([{"v": 1.0, "k": "double"}, {"v": 3.0, "k": "same"}])
+
+
+def test_under_debug_nans_every_example_is_checked():
+    with pytest.raises(FloatingPointError, match="op 'log' produced -inf"):
+        with fg.debug_nans():
+            fg.vmap(fg.log)([1.0, 0.0])
+    assert fg.vmap(fg.log)([1.0, 0.0]) == [0.0, -math.inf]
+
+
+def test_jvp_of_vmap_and_vmap_of_jvp_and_of_hessian():
+    f = lambda w, x: w * fg.sin(x)  # noqa: E731
+    xs = [0.5, 1.5]
+    total = lambda w: sum(fg.vmap(f, in_axes=(None, 0))(w, xs))  # noqa: E731
+    assert fg.jvp(total, (2.0,), (1.0,)) == fg.jvp(lambda w: sum(f(w, x) for x in xs), (2.0,), (1.0,))
+    assert fg.vmap(lambda x: fg.jvp(fg.sin, (x,), (1.0,))[1])(xs) == [math.cos(x) for x in xs]
+    h = fg.hessian(lambda v: v[0] ** 2 * v[1])
+    assert fg.vmap(h)([[3.0, 2.0], [1.0, 1.0]]) == [h([3.0, 2.0]), h([1.0, 1.0])]
