@@ -22,7 +22,7 @@ copyright = "2025, the fungrad developers"
 try:
     release = metadata.version("fungrad")
 except metadata.PackageNotFoundError:
-    release = "0.1.0"
+    release = "0.2.0"
 version = release
 
 extensions = [

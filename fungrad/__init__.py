@@ -36,7 +36,7 @@ from .jit import jit
 # the op functions (fg.exp, fg.atan2, ...), one per public row of the table
 globals().update({name: expr.OPS[name] for name, p in PRIMITIVES.items() if p.public})
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Modules beyond the core load on first use, so `import fungrad` stays light
 # and optional dependencies are only needed by the features that use them.
