@@ -885,27 +885,25 @@ class Node(_Slots):
     def __abs__(self) -> Node:
         return _unary(_ABS, self)
 
-    def __mod__(self, other: Any) -> Any:
-        raise _no_op("%", "x % y")
-
-    def __rmod__(self, other: Any) -> Any:
-        raise _no_op("%", "x % y")
-
-    def __floordiv__(self, other: Any) -> Any:
-        raise _no_op("//", "x // y")
-
-    def __rfloordiv__(self, other: Any) -> Any:
-        raise _no_op("//", "x // y")
-
-    def __divmod__(self, other: Any) -> Any:
-        raise _no_op("divmod", "divmod(x, y)")
-
-    def __rdivmod__(self, other: Any) -> Any:
-        raise _no_op("divmod", "divmod(x, y)")
-
     def named(self, name: str) -> Node:
         """A node computed like this one, with a display name (see :func:`named`)."""
         return named(self, name)
+
+
+def _refuse(sym: str, text: str) -> Callable[[Node, Any], Any]:
+    def method(self: Node, other: Any) -> Any:
+        raise _no_op(sym, text)
+
+    return method
+
+
+# step functions of two arguments have no derivative worth a primitive
+for _name, _sym, _text in (
+    ("mod", "%", "x % y"), ("floordiv", "//", "x // y"), ("divmod", "divmod", "divmod(x, y)")
+):
+    setattr(Node, f"__{_name}__", _refuse(_sym, _text))
+    setattr(Node, f"__r{_name}__", _refuse(_sym, _text))
+del _name, _sym, _text
 
 
 def _no_op(sym: str, text: str) -> TypeError:
