@@ -87,34 +87,18 @@ def _validate_activation(inst: Any, attribute: Any, value: Any) -> None:
         _check_activation(value)
 
 
-def _show(v: Any) -> str:
-    if isinstance(v, int) and v.bit_length() > 64:
-        # repr of a huge int is slow, and past 4,300 digits it raises
-        return f"an int of about {int(v.bit_length() * 0.30103) + 1} digits"
-    return f"{type(v).__name__} {v!r:.60}"
 
 
 def _val(v: Any) -> float:
     return v.value if expr.is_node(v) else float(v)  # type: ignore[no-any-return]
 
 
-def _real(v: Any, who: str, where: str) -> Any:
-    """A number or node by the leaf rules of ``grad``: floats and nodes as they are, other reals as floats."""
-    if expr.is_node(v):
-        return v
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{who}: {where} is {_show(v)}; expected a real number (float or int) or a fungrad Node")
-    try:
-        # exact for NumPy's float32 and float64, so a model computes in float64 whatever it is given
-        return float(v)
-    except OverflowError:
-        raise ValueError(f"{who}: {where} is {_show(v)}, too large for a float") from None
 
 
 def _scalars(xs: list[Any], who: str, name: str) -> list[Any]:
     for i, v in enumerate(xs):
         if v.__class__ is not float and v.__class__ is not Node:
-            xs[i] = _real(v, who, f"{name}[{i}]")
+            xs[i] = tree.number(v, who, f"{name}[{i}]")
     return xs
 
 
@@ -136,9 +120,9 @@ MAX_PARAMETERS = 10_000_000
 
 def _check_size(n: Any, what: str) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{what} must be a positive int, got {_show(n) if isinstance(n, int) else repr(n)}")
+        raise ValueError(f"{what} must be a positive int, got {tree.describe(n) if isinstance(n, int) else repr(n)}")
     if n > MAX_PARAMETERS:
-        raise ValueError(f"{what} must be at most fungrad.nn.MAX_PARAMETERS = {MAX_PARAMETERS:,}, got {_show(n)}")
+        raise ValueError(f"{what} must be at most fungrad.nn.MAX_PARAMETERS = {MAX_PARAMETERS:,}, got {tree.describe(n)}")
     return n
 
 
@@ -561,7 +545,7 @@ def l2(params: Any, alpha: float) -> Scalar:
     >>> fg.nn.l2({"w": [1.0, -2.0], "b": 3.0}, alpha=0.5)
     7.0
     """
-    alpha = _real(alpha, "l2", "alpha")
+    alpha = tree.number(alpha, "l2", "alpha")
     if not expr.is_node(alpha) and not math.isfinite(alpha):
         raise ValueError(f"l2: alpha must be a finite number, got {alpha!r}")
     leaves = tree.leaves(params)
@@ -570,7 +554,7 @@ def l2(params: Any, alpha: float) -> Scalar:
         if v.__class__ is not float and v.__class__ is not Node:
             if paths is None:  # worked out only when needed: l2 runs every step
                 paths = [tree.keystr(p) for p, _ in tree.flatten_with_path(params)[0]]
-            leaves[i] = _real(v, "l2", f"params at {paths[i]}" if paths[i] else "params")
+            leaves[i] = tree.number(v, "l2", f"params at {paths[i]}" if paths[i] else "params")
     if not leaves:
         return 0.0
     return alpha * _total([p * p for p in leaves])

@@ -81,20 +81,8 @@ Step = Callable[[list, Any, list, tree.TreeDef], "tuple[list, Any]"]
 # Checking numbers: the leaf rules of grad, for leaves and hyper-parameters
 
 
-def _show(v: Any) -> str:
-    if isinstance(v, int) and v.bit_length() > 64:
-        # repr of a huge int is slow, and past 4,300 digits it raises
-        return f"an int of about {int(v.bit_length() * 0.30103) + 1} digits"
-    return f"{type(v).__name__} {v!r:.60}"
 
 
-def _real(v: Any, who: str, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{who}: {where} is {_show(v)}; expected a real number (float or int) or a fungrad Node")
-    try:
-        return float(v)
-    except OverflowError:
-        raise ValueError(f"{who}: {where} is {_show(v)}, too large for a float") from None
 
 
 def _leaves(x: Any, who: str, arg: str) -> tuple[list[Any], tree.TreeDef]:
@@ -105,7 +93,7 @@ def _leaves(x: Any, who: str, arg: str) -> tuple[list[Any], tree.TreeDef]:
         if c is not float and not getattr(c, "__fungrad_leaf__", False):
             if paths is None:  # only for a conversion or an error: this runs every step
                 paths = [tree.keystr(p) for p, _ in tree.flatten_with_path(x)[0]]
-            vs[i] = _real(v, who, f"{arg} at {paths[i]}" if paths[i] else arg)
+            vs[i] = tree.number(v, who, f"{arg} at {paths[i]}" if paths[i] else arg)
     return vs, td
 
 
@@ -119,7 +107,7 @@ def _pair(params: Any, grads: Any, who: str, second: str = "grads") -> tuple[lis
 
 def _hyper(v: Any, who: str, name: str, lo: float = 0.0, hi: float = math.inf, hi_open: bool = True) -> float:
     """A hyper-parameter: a finite real number in [lo, hi) (or [lo, hi]), as a float."""
-    x = _real(v, who, name)
+    x = tree.number(v, who, name)
     if not (lo <= x < hi if hi_open else lo <= x <= hi) or not math.isfinite(x):
         span = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}{')' if hi_open else ']'}"
         raise ValueError(f"{who}: {name} must be {span} (a finite number), got {v!r}")
@@ -134,9 +122,9 @@ def _lr(lr: Any, who: str) -> LR:
         return lr
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         raise TypeError(
-            f"{who}: lr must be a number >= 0 or a schedule (a function of the step), got {_show(lr)}"
+            f"{who}: lr must be a number >= 0 or a schedule (a function of the step), got {tree.describe(lr)}"
         )
-    x = _real(lr, who, "lr")
+    x = tree.number(lr, who, "lr")
     if not 0.0 <= x < math.inf:
         raise ValueError(f"{who}: lr must be a number >= 0 (finite) or a schedule (a function of the step), got {lr!r}")
     return x
@@ -147,7 +135,7 @@ def _rate(lr: LR, step: int, who: str) -> float:
         return lr
     r = lr(step)
     if r.__class__ is not float:
-        r = _real(r, who, f"the schedule's value at step {step}")
+        r = tree.number(r, who, f"the schedule's value at step {step}")
     if not r >= 0.0:
         raise ValueError(f"{who}: the schedule's value at step {step} is {r!r}; a learning rate must be >= 0")
     return r
@@ -251,7 +239,7 @@ class Transform:
         who = f"{self.name}.update"
         if params.__class__ in _STATES or (params is None and grads is not None):
             raise TypeError(
-                f"{who}: params is {_show(params)}, which looks like a state. A transform's update is "
+                f"{who}: params is {tree.describe(params)}, which looks like a state. A transform's update is "
                 "update(grads, state, params) -> (updates, state); to step params, "
                 "use fg.optim.Optimizer(transform).update(params, grads, state)"
             )
@@ -284,7 +272,7 @@ def _transform(t: Any, who: str) -> Transform:
     inner = getattr(t, "transform", None)
     if isinstance(inner, Transform):
         return inner
-    raise TypeError(f"{who}: expected a Transform or an optimizer such as fg.optim.Adam(0.1), got {_show(t)}")
+    raise TypeError(f"{who}: expected a Transform or an optimizer such as fg.optim.Adam(0.1), got {tree.describe(t)}")
 
 
 def chain(*transforms: Transform | SGD | Adam | Optimizer) -> Transform:
@@ -337,7 +325,7 @@ def scale(factor: float) -> Transform:
     >>> fg.optim.apply_updates([1.0], fg.optim.scale(-0.1).update([2.0], None, [1.0])[0])
     [0.8]
     """
-    f = _real(factor, "scale", "factor")
+    f = tree.number(factor, "scale", "factor")
     if not math.isfinite(f):
         raise ValueError(f"scale: factor must be a finite number, got {factor!r}")
     return _stateless(f"scale({f!r})", lambda gs, ps: [f * g for g in gs])
@@ -356,14 +344,14 @@ def scale_by_schedule(schedule: Schedule) -> Transform:
     ([4.0], ([2.0], CountState(step=2)))
     """
     if not callable(schedule):
-        raise TypeError(f"scale_by_schedule: schedule must be a function of the step, got {_show(schedule)}")
+        raise TypeError(f"scale_by_schedule: schedule must be a function of the step, got {tree.describe(schedule)}")
     name = "scale_by_schedule"
 
     def step(gs: list, state: Any, ps: list, td: tree.TreeDef) -> tuple[list, CountState]:
         k = _state(state, CountState, f"{name}.update").step
         s = schedule(k)
         if s.__class__ is not float:
-            s = _real(s, f"{name}.update", f"the schedule's value at step {k}")
+            s = tree.number(s, f"{name}.update", f"the schedule's value at step {k}")
         return [s * g for g in gs], CountState(k + 1)
 
     return Transform(lambda params: CountState(0), step, name)
@@ -462,7 +450,7 @@ class Optimizer(_Stepper):
     @transform.validator
     def _check(self, attribute: Any, value: Any) -> None:
         if not isinstance(value, Transform):
-            raise TypeError(f"Optimizer: expected a Transform (such as fg.optim.chain(...)), got {_show(value)}")
+            raise TypeError(f"Optimizer: expected a Transform (such as fg.optim.chain(...)), got {tree.describe(value)}")
 
 
 @attrs.frozen
@@ -522,7 +510,7 @@ class SGD(_Stepper):
         object.__setattr__(self, "lr", _lr(self.lr, "SGD"))
         object.__setattr__(self, "momentum", _hyper(self.momentum, "SGD", "momentum", 0.0, 1.0))
         if self.nesterov.__class__ is not bool:
-            raise TypeError(f"SGD: nesterov must be True or False, got {_show(self.nesterov)}")
+            raise TypeError(f"SGD: nesterov must be True or False, got {tree.describe(self.nesterov)}")
         if self.nesterov and not self.momentum:
             raise ValueError("SGD: nesterov=True needs a momentum > 0")
 
@@ -621,7 +609,7 @@ _MAX_STEPS = 2**53  # every step count up to here is exact in a float, so step /
 def _check_step(step: Any, who: str) -> int:
     if step.__class__ is not int:
         if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-            raise TypeError(f"{who}: the step must be an int >= 0, got {_show(step)}")
+            raise TypeError(f"{who}: the step must be an int >= 0, got {tree.describe(step)}")
         step = int(step)
     if step < 0:
         raise ValueError(f"{who}: the step must be an int >= 0, got {step!r}")
@@ -630,7 +618,7 @@ def _check_step(step: Any, who: str) -> int:
 
 def _check_steps(who: str, steps: Any, name: str = "steps") -> int:
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= _MAX_STEPS:
-        shown = _show(steps) if isinstance(steps, int) and not isinstance(steps, bool) else repr(steps)
+        shown = tree.describe(steps) if isinstance(steps, int) and not isinstance(steps, bool) else repr(steps)
         raise ValueError(f"{who}: {name} must be an int >= 1 (at most 2**53), got {shown}")
     return int(steps)
 
@@ -682,7 +670,7 @@ def exponential(lr: float, rate: float, every: int = 1) -> Schedule:
     """
     x, r = _hyper(lr, "exponential", "lr"), _hyper(rate, "exponential", "rate")
     if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
-        raise ValueError(f"exponential: every must be an int >= 1, got {_show(every)}")
+        raise ValueError(f"exponential: every must be an int >= 1, got {tree.describe(every)}")
     e = int(every)
 
     def schedule(step: int) -> float:

@@ -22,6 +22,8 @@ registered types (and the builtin containers) can be written and read back.
 
 from __future__ import annotations
 
+import numbers
+
 import enum
 import itertools
 from typing import Any, Callable, Iterable, NamedTuple
@@ -29,6 +31,8 @@ from typing import Any, Callable, Iterable, NamedTuple
 import attrs
 
 __all__ = [
+    "describe",
+    "number",
     "Kind",
     "LIST",
     "TUPLE",
@@ -738,3 +742,41 @@ def map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
             )
         others.append(rl)
     return unflatten(td, [fn(*xs) for xs in zip(ls, *others)])
+
+
+def describe(v: Any) -> str:
+    """A leaf as error messages show it: its type and a short repr (an int of many digits by its size).
+
+    >>> import fungrad as fg
+    >>> fg.tree.describe("abc"), fg.tree.describe(10**400)
+    ("str 'abc'", 'an int of about 401 digits')
+    """
+    if isinstance(v, int) and v.bit_length() > 64:
+        # repr of a huge int is slow, and past 4,300 digits it raises
+        return f"an int of about {int(v.bit_length() * 0.30103) + 1} digits"
+    return f"{type(v).__name__} {v!r:.60}"
+
+
+def number(v: Any, who: str, where: str) -> Any:
+    """A leaf by the rules of ``grad``: a fungrad node as it is, another real number as a float.
+
+    Anything else (bool, complex, str, ``Decimal``) is a ``TypeError`` and an
+    int too large for a float a ``ValueError``, each naming ``who`` and ``where``.
+
+    >>> import fungrad as fg
+    >>> fg.tree.number(3, "sgd", "lr")
+    3.0
+    >>> fg.tree.number(True, "sgd", "lr")
+    Traceback (most recent call last):
+    ...
+    TypeError: sgd: lr is bool True; expected a real number (float or int) or a fungrad Node
+    """
+    if getattr(v.__class__, "__fungrad_leaf__", False):
+        return v
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{who}: {where} is {describe(v)}; expected a real number (float or int) or a fungrad Node")
+    try:
+        # exact for NumPy's float32 and float64, so a model computes in float64 whatever it is given
+        return float(v)
+    except OverflowError:
+        raise ValueError(f"{who}: {where} is {describe(v)}, too large for a float") from None
