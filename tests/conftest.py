@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import decimal
+
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -36,3 +38,13 @@ def require_torch():
 @pytest.fixture(scope="session")
 def torch():
     return require_torch()
+
+
+# values that are not leaves by the rules of grad, and the type name a message gives
+BAD_LEAVES = [
+    (1 + 2j, "complex"),
+    (True, "bool"),
+    ("1.0", "str"),
+    (b"1", "bytes"),
+    (decimal.Decimal("0.5"), "Decimal"),
+]

@@ -670,13 +670,7 @@ def test_clip_by_global_norm_matches_torch_clip_grad_norm(torch):
 
 # --- bad input: the leaf rules of grad, for params, grads and hyper-parameters -----
 
-BAD_LEAVES = [
-    (1 + 2j, "complex"),
-    (True, "bool"),
-    ("1.0", "str"),
-    (b"1", "bytes"),
-    (decimal.Decimal("0.5"), "Decimal"),
-]
+from conftest import BAD_LEAVES  # noqa: E402
 
 STEPPERS = [
     # who, a step taking (params, grads) in some form, and the names of its two tree arguments
