@@ -45,7 +45,7 @@ import time
 import tracemalloc
 from typing import Any, Callable, Sequence
 
-from . import autodiff, expr, nn, tree
+from . import autodiff, codegen, expr, nn, tree
 from .data import make_moons
 from .jit import jit
 from .optim import sgd
@@ -370,44 +370,51 @@ class _Tape:
         return tree.unflatten(out_td, run(leaves))
 
     def _compile(self, td: Any, values: list[float]) -> tuple[Callable[[list[float]], list[Any]], Any, dict[str, Any]]:
+        # traced as jit traces (a jit level: Python branching on a traced
+        # value raises), and pruned by the code generator's first step
         t0 = time.perf_counter()
-        seen: dict[str, Any] = {}
+        t = expr.new_level(debug=False, jit=True)
+        tape: list[Any] = t.tape  # type: ignore[assignment]
 
-        def traced(xs: list[Any]) -> Any:
-            seen["inputs"], seen["out"] = xs, self.fun(*tree.unflatten(td, xs))
-            return xs[0] * 0.0
+        def trace() -> tuple[list[Any], Any]:
+            xs = [expr.var(v) for v in values]
+            return xs, self.fun(*tree.unflatten(td, xs))
 
-        # Under an outer grad, the gradients f computes are built as nodes
-        # (so that the outer level could differentiate them): the graph then
-        # holds the backward pass too, which is what a replay has to run.
-        autodiff.grad(traced)(values)
-        outs, out_td = tree.flatten(seen["out"])
+        inputs, result = expr.run_level(t, trace)
+        outs, out_td = tree.flatten(result)
         t1 = time.perf_counter()
-        run, traced_nodes, ops = _tape_program(seen["inputs"], outs)
-        info = {"traced": traced_nodes, "nodes": ops, "trace_s": t1 - t0, "tape_s": time.perf_counter() - t1}
+        order, alias = codegen.prepare(tape, inputs, outs)
+        run, ops = _tape_program(order, alias, inputs, outs)
+        info = {"traced": len(tape), "nodes": ops, "trace_s": t1 - t0, "tape_s": time.perf_counter() - t1}
         return run, out_td, info
 
 
-def _tape_program(inputs: list[Any], outs: list[Any]) -> tuple[Callable[[list[float]], list[Any]], int, int]:
-    fwd = {name: p.fwd for name, p in expr.PRIMITIVES.items()}
+def _tape_program(
+    order: list[Any], alias: dict[Any, Any], inputs: list[Any], outs: list[Any]
+) -> tuple[Callable[[list[float]], list[Any]], int]:
+    fwd = dict(expr.FWD)
     # Python's operators give the same bits as these primitives and save a call
     fwd.update(add=operator.add, sub=operator.sub, mul=operator.mul, neg=operator.neg)
     slot = {x: k for k, x in enumerate(inputs)}
     init: list[Any] = [0.0] * len(inputs)
     prog = []
-    order = _topological([o for o in outs if isinstance(o, expr.Node)], set(inputs))
+
+    def ref(p: Any) -> int:
+        p = alias.get(p, p)
+        k = slot.get(p)
+        if k is None:  # a constant: a slot filled once
+            k = slot[p] = len(init)
+            init.append(p.value)
+        return k
+
     for n in order:
-        if not n.parents:  # a constant: a slot filled once
-            slot[n] = len(init)
-            init.append(n.value)
-        elif n.op == "link":  # a nested grad's input passes its value on
-            slot[n] = slot[n.parents[0]]
-        else:
-            a = [slot[p] for p in n.parents] + [0, 0]
-            slot[n] = len(init)
-            init.append(0.0)
-            prog.append((len(n.parents), fwd[n.op], slot[n], a[0], a[1], a[2]))
-    spec = [(True, slot[o]) if isinstance(o, expr.Node) else (False, o) for o in outs]
+        if n in slot:
+            continue
+        a = [ref(p) for p in n.parents] + [0, 0]
+        slot[n] = len(init)
+        init.append(0.0)
+        prog.append((len(n.parents), fwd[n.op], slot[n], a[0], a[1], a[2]))
+    spec = [(True, ref(o)) if isinstance(o, expr.Node) else (False, o) for o in outs]
     n_in = len(inputs)
 
     def run(xs: list[float]) -> list[Any]:
@@ -422,23 +429,7 @@ def _tape_program(inputs: list[Any], outs: list[Any]) -> tuple[Callable[[list[fl
                 v[o] = f(v[a], v[b], v[c])
         return [v[s] if is_node else s for is_node, s in spec]
 
-    return run, len(order), len(prog)
-
-
-def _topological(outs: list[Any], stop: set[Any]) -> list[Any]:
-    """The nodes ``outs`` depend on, parents first, not walking past ``stop``."""
-    order: list[Any] = []
-    done = set(stop)
-    stack = [(o, False) for o in outs]
-    while stack:
-        n, parents_done = stack.pop()
-        if parents_done:
-            order.append(n)
-        elif n not in done:
-            done.add(n)
-            stack.append((n, True))
-            stack.extend((p, False) for p in n.parents if p not in done)
-    return order
+    return run, len(prog)
 
 
 def tape(f: Callable[..., Any]) -> Callable[..., Any]:
