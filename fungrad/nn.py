@@ -709,8 +709,9 @@ def _pick(shifted: list[Any], y: Any) -> Any:
     # loss instead of a plausible wrong one.
     picked: Any = float("nan")
     for j, s in enumerate(shifted):
-        picked = expr.where(0.5 - abs(y - j), s, picked)
-    return picked
+        # s only where y equals j exactly: neither above nor below it
+        picked = expr.where(y - j, picked, expr.where(j - y, picked, s))
+    return picked + 0.0 * y  # a nan label matches every class above: make it nan
 
 
 def cross_entropy(logits: Sequence[Sequence[Scalar]], labels: Sequence[int]) -> Scalar:

@@ -136,8 +136,11 @@ def _rate(lr: LR, step: int, who: str) -> float:
     r = lr(step)
     if r.__class__ is not float:
         r = tree.number(r, who, f"the schedule's value at step {step}")
-    if not r >= 0.0:
-        raise ValueError(f"{who}: the schedule's value at step {step} is {r!r}; a learning rate must be >= 0")
+    v = r.value if getattr(r.__class__, "__fungrad_leaf__", False) else r
+    if not 0.0 <= v < math.inf:
+        raise ValueError(
+            f"{who}: the schedule's value at step {step} is {v!r}; a learning rate must be a finite number >= 0"
+        )
     return r
 
 
@@ -352,6 +355,9 @@ def scale_by_schedule(schedule: Schedule) -> Transform:
         s = schedule(k)
         if s.__class__ is not float:
             s = tree.number(s, f"{name}.update", f"the schedule's value at step {k}")
+        v = s.value if getattr(s.__class__, "__fungrad_leaf__", False) else s
+        if not math.isfinite(v):
+            raise ValueError(f"{name}.update: the schedule's value at step {k} is {v!r}; expected a finite number")
         return [s * g for g in gs], CountState(k + 1)
 
     return Transform(lambda params: CountState(0), step, name)

@@ -305,3 +305,14 @@ def test_single_list_functions_reject_bad_input(fn):
         fn(fg.var(3.0))
     with pytest.raises(TypeError, match=rf"{name}: xs\[1\] is None \(NoneType\); expected a real number"):
         fn([1.0, None])
+
+
+def test_a_traced_label_that_is_no_class_index_gives_nan_not_a_nearby_class():
+    import math
+
+    step = fg.jit(lambda z, y: fg.nn.cross_entropy([z], [y]))
+    z = [1.0, 2.0, 3.0]
+    for y in range(3):
+        assert step(z, y) == fg.nn.cross_entropy([z], [y])
+    for y in (0.4, 0.6, 1.5, -1.0, 3.0, float("nan")):
+        assert math.isnan(step(z, y)), y

@@ -775,7 +775,7 @@ def test_schedule_values_and_steps_are_checked():
     with pytest.raises(TypeError, match=r"^SGD.update: the schedule's value at step 0 is complex"):
         opt.update([1.0], [1.0], opt.init([1.0]))
     opt = optim.Adam(lambda k: -0.1)
-    with pytest.raises(ValueError, match=r"^Adam.update: the schedule's value at step 0 is -0.1; a learning rate must be >= 0"):
+    with pytest.raises(ValueError, match=r"^Adam.update: the schedule's value at step 0 is -0.1; a learning rate must be a finite number >= 0"):
         opt.update([1.0], [1.0], opt.init([1.0]))
     with pytest.raises(TypeError, match=r"^cosine: the step must be an int >= 0, got float 1.5"):
         optim.cosine(1.0, 10)(1.5)
@@ -788,3 +788,15 @@ def test_schedule_values_and_steps_are_checked():
     assert opt.update([1.0], [0.5], opt.init([1.0]))[0] == [0.5]
     assert optim.exponential(1.0, 2.0)(5000) == math.inf and optim.exponential(1.0, 0.5)(10**400) == 0.0
     assert optim.cosine(1.0, 2**53)(10**400) == 0.0 and optim.linear(1.0, 0.5, 2**53)(10**400) == 0.5
+
+
+def test_a_schedule_that_overflows_is_an_error_not_infinite_parameters():
+    assert optim.exponential(1.0, 2.0)(5000) == math.inf
+    for opt in (optim.SGD(optim.exponential(1.0, 2.0)), optim.SGD(lambda step: math.inf), optim.Adam(lambda step: math.nan)):
+        state = opt.init([1.0])
+        with pytest.raises(ValueError, match="a learning rate must be a finite number >= 0"):
+            for _ in range(5000):  # exponential(1.0, 2.0) passes the floats at step 1024
+                _, state = opt.update([1.0], [1.0], state)
+    sched = optim.scale_by_schedule(lambda k: math.inf)
+    with pytest.raises(ValueError, match="expected a finite number"):
+        sched.update([1.0], sched.init([1.0]), [1.0])
