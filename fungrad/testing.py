@@ -99,12 +99,6 @@ def _fd(fn: Callable[[list[float]], Any], x: list[float], j: int, eps: float | N
     return (fp - fm) / (2 * h)
 
 
-def _fwd_grad(g: Callable[..., Any]) -> Callable[..., Any]:
-    # the gradient of a scalar function by forward mode: one column per input
-    jf = jacfwd(g)
-    return lambda v: jf(v)
-
-
 def _fail(order: int, what: list[str], total: int, rtol: float, atol: float, mode: str = "rev") -> AssertionError:
     kind = "" if mode == "rev" else " forward-mode"
     head = (
@@ -188,7 +182,7 @@ def _check_mode(
     def g(v: list[Any]) -> Any:
         return flat.call(f, v)
 
-    dg = grad(g) if mode == "rev" else _fwd_grad(g)
+    dg = grad(g) if mode == "rev" else jacfwd(g)
     analytic = [_value(a) for a in dg(x)]
     bad = []
     for i in range(n):

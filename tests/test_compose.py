@@ -121,7 +121,6 @@ def test_every_sequence_is_either_sensible_or_an_error_in_both_modes():
 @pytest.mark.parametrize("fname", list(FUNCTIONS))
 def test_every_composition_to_depth_three_equals_eager_and_the_closed_form(fname):
     f, deriv = FUNCTIONS[fname]
-    checked = 0
     for seq in SEQUENCES:
         want = orders(seq)
         if want is None:
@@ -136,8 +135,6 @@ def test_every_composition_to_depth_three_equals_eager_and_the_closed_form(fname
             assert h.cache_info().misses == 1 and h.cache_info().hits == 1, seq
         closed = fg.tree.map(lambda k: deriv(k, X), want)
         assert close(got, closed, rel=1e-11), (seq, got, closed)
-        checked += 1
-    assert checked == len([s for s in SEQUENCES if orders(s) is not None])
 
 
 @pytest.mark.parametrize("seq", [("jit", "grad", "jit"), ("jit", "value_and_grad", "jit"), ("grad", "grad", "jit"),

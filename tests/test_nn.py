@@ -561,4 +561,4 @@ def test_sizes_are_checked_before_anything_is_allocated(make, match):
     t = time.perf_counter()
     with pytest.raises(ValueError, match=match):
         make()
-    assert time.perf_counter() - t < 0.05
+    assert time.perf_counter() - t < 1.0  # drawing ten million weights takes many seconds

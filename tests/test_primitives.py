@@ -443,7 +443,6 @@ RAND_OPS.update({f"t_{n}": _unary_entry(n) for n in UNARY_METHODS})
 
 def test_the_random_generator_covers_every_unary_method_and_the_new_binaries():
     assert {n for n in UNARY_METHODS} >= set("tan asin acos atan sinh cosh log1p expm1 erf softplus".split())
-    assert all(f"t_{n}" in RAND_OPS for n in UNARY_METHODS)
     assert set(RAND_BINARY) == {n for n in BUILTIN if PRIMITIVES[n].arity == 2 and n not in
                                 ("add", "sub", "mul", "div", "pow", "share")}
 
