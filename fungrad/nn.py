@@ -609,10 +609,7 @@ def _logit_list(xs: Any, who: str, name: str) -> list[Any]:
         ) from None
     if not out:
         raise ValueError(f"{who}: {name} is empty; expected one number or node per class")
-    for j, v in enumerate(out):
-        if v.__class__ is not float and not expr.is_node(v) and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
-            raise TypeError(f"{who}: {name}[{j}] is {v!r:.40} ({type(v).__name__}); expected a real number or a fungrad Node")
-    return out
+    return _scalars(out, who, name)
 
 
 def _shifted(xs: list[Any]) -> tuple[list[Any], Any]:

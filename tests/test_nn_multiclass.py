@@ -270,8 +270,8 @@ def test_accuracy_of_logit_lists():
         ([[1.0, 2.0], []], [0, 0], ValueError, r"cross_entropy: logits\[1\] is empty"),
         ([[1.0, 2.0], 3.0], [0, 0], TypeError, r"cross_entropy: logits\[1\] must be a list of numbers or nodes .* got float"),
         ([[1.0, 2.0], "ab"], [0, 0], TypeError, r"logits\[1\] must be a list"),
-        ([[1.0, 2.0], [1.0, "2"]], [0, 0], TypeError, r"cross_entropy: logits\[1\]\[1\] is '2' \(str\); expected a real number"),
-        ([[1.0, True]], [0], TypeError, r"logits\[0\]\[1\] is True \(bool\)"),
+        ([[1.0, 2.0], [1.0, "2"]], [0, 0], TypeError, r"cross_entropy: logits\[1\]\[1\] is str '2'; expected a real number"),
+        ([[1.0, True]], [0], TypeError, r"logits\[0\]\[1\] is bool True"),
         ([], [], ValueError, r"cross_entropy: no samples \(empty logits\)"),
         ([[1.0, 2.0]] * 2, [0], ValueError, "logits and labels must have the same length, got 2 and 1"),
         (5.0, [0], TypeError, "cross_entropy: logits and labels must be sequences"),
@@ -303,7 +303,7 @@ def test_single_list_functions_reject_bad_input(fn):
         fn(3.0)
     with pytest.raises(TypeError, match=f"{name}: xs must be a list of numbers or nodes"):
         fn(fg.var(3.0))
-    with pytest.raises(TypeError, match=rf"{name}: xs\[1\] is None \(NoneType\); expected a real number"):
+    with pytest.raises(TypeError, match=rf"{name}: xs\[1\] is NoneType None; expected a real number"):
         fn([1.0, None])
 
 
