@@ -31,7 +31,6 @@ float.
 from __future__ import annotations
 
 import math
-import numbers
 import random
 from typing import Any, Callable, Sequence, Union
 
@@ -87,12 +86,8 @@ def _validate_activation(inst: Any, attribute: Any, value: Any) -> None:
         _check_activation(value)
 
 
-
-
 def _val(v: Any) -> float:
     return v.value if expr.is_node(v) else float(v)  # type: ignore[no-any-return]
-
-
 
 
 def _scalars(xs: list[Any], who: str, name: str) -> list[Any]:

@@ -81,10 +81,6 @@ Step = Callable[[list, Any, list, tree.TreeDef], "tuple[list, Any]"]
 # Checking numbers: the leaf rules of grad, for leaves and hyper-parameters
 
 
-
-
-
-
 def _leaves(x: Any, who: str, arg: str) -> tuple[list[Any], tree.TreeDef]:
     vs, td = tree.flatten(x)
     paths = None
