@@ -78,6 +78,8 @@ def toposort(out: Node, floor: int = -1) -> list[Node]:
 
 
 def _nonfinite(n: Node, i: int, c: Any) -> None:
+    if c.__class__ is expr.Picks:
+        return  # the cotangents of a vmap node's outputs, each checked where it was made
     v = c.value if c.__class__ is Node else c
     if not math.isfinite(v):
         p = n.parents[i]
@@ -130,6 +132,9 @@ def _backward(
             elif fast and op == "sub":  # g, -g
                 cx = g if x.level >= floor else None
                 cy = -g if y.level >= floor else None
+            elif op == "vmap":
+                _map_back(n, g, ct, floor, nested, debug)
+                continue
             else:
                 rx, ry = rules_of[op]
                 if nested:
@@ -149,12 +154,18 @@ def _backward(
             elif fast and op == "tanh":  # g * (1.0 - ans * ans)
                 ans = n.value
                 cx = g * (1.0 - ans * ans)
+            elif op == "vmap":
+                _map_back(n, g, ct, floor, nested, debug)
+                continue
             else:
                 (rx,) = rules_of[op]
                 if rx is None:
                     continue
                 cx = rx(g, n, x) if nested else rx(g, n.value, x.value)
         elif k:
+            if n.op == "vmap":
+                _map_back(n, g, ct, floor, nested, debug)
+                continue
             ans, args = (n, ps) if nested else (n.value, tuple([p.value for p in ps]))
             joint = _JOINT.get(n.op)
             i = 0
@@ -181,6 +192,18 @@ def _backward(
             old = get(y)
             ct[y] = cy if old is None else old + cy
     return ct
+
+
+def _map_back(n: Node, g: Any, ct: dict[Node, Any], floor: int, nested: bool, debug: bool) -> None:
+    # a vmap node: its map gives the cotangents of the parents that need one, at once
+    ps = n.parents
+    get = ct.get
+    for i, c in n.value.map.backward(n, g, floor, nested, debug):
+        if debug:
+            _nonfinite(n, i, c)
+        p = ps[i]
+        old = get(p)
+        ct[p] = c if old is None else old + c
 
 
 def gradients(out: Node, wrt: Sequence[Node] | None = None) -> dict[Node, Any]:

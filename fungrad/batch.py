@@ -19,7 +19,7 @@ True
 
 from __future__ import annotations
 
-import itertools
+import contextvars
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -28,100 +28,311 @@ from .expr import Node
 
 __all__ = ["vmap", "export"]
 
-_ids = itertools.count(1)
+BACKENDS = ("python", "numpy")
 
 
-class _Body:
-    """``fn`` (a function of ``n`` scalar leaves to a list of scalars) traced once and compiled.
+class Batch(list):  # type: ignore[type-arg]
+    """The value of a ``vmap`` node: each example's outputs of the body in turn, then the sums over the batch.
 
-    Each output ``k`` is a primitive whose nodes all share one call of the
-    compiled body in generated code. Their rule gives every argument's
-    cotangent at once: the body's VJP, itself a :class:`_Body`, made when
-    first needed.
+    ``map`` is the mapped body, ``size`` the number of examples and
+    ``backend`` the replay that computed it (``"python"`` or ``"numpy"``).
     """
 
-    def __init__(self, fn: Callable[[list[Any]], list[Any]], n: int, name: str):
-        self.fn, self.n, self.name = fn, n, name
-        t = expr.new_level(debug=False, jit=True)
-        tape: list[Node] = t.tape  # type: ignore[assignment]
-        inputs, outs = expr.run_level(t, self._trace)
-        prog = codegen.compile_graph(tape, inputs, outs)
-        del tape
-        self.run: Callable[[list[float]], list[Any]] = prog.run  # type: ignore[assignment]
-        self.k = len(outs)
-        # an output that does not depend on the inputs is a plain constant
-        self.const = [not (o.__class__ is Node and o.level >= t.level) for o in outs]
-        self._vjps: dict[int, _Body] = {}
-        self.params = tuple(f"x{i}" for i in range(n))
-        # Past two arguments, the backward and forward passes call the joint
-        # rule once per node, so one shared tuple stands for the rules
-        self.rules = (_joint_only,) * n if n > 2 else None
-        run = self.run
-        self.call = lambda *xs: run(list(xs))  # what generated code calls, once for all outputs
-        self.ops = [self._register(k) for k in range(self.k)]
+    __slots__ = ("map", "size", "backend")
 
-    def _trace(self) -> tuple[list[Node], list[Any]]:
-        inputs = [expr.var(0.5) for _ in range(self.n)]
-        outs = self.fn(inputs)
-        for i, o in enumerate(outs):
+    def __repr__(self) -> str:
+        return f"Batch({self.map.name}, {self.size} examples, {self.backend})"
+
+
+def _sum_rows(rows: list[Any]) -> list[Any]:
+    # from the last example to the first: the order in which a backward pass
+    # over a Python loop of the examples adds their contributions
+    if not rows:
+        return []
+    sums = list(rows[-1])
+    for r in reversed(rows[:-1]):
+        sums = [s + c for s, c in zip(sums, r)]
+    return sums
+
+
+def _in_root(fn: Callable[[], Any]) -> Any:
+    # a body is traced at a level of its own, outside every transform in
+    # progress: its nodes are the body's, not the caller's
+    def run() -> Any:
+        expr._state.set(expr._ROOT)
+        return fn()
+
+    return contextvars.copy_context().run(run)
+
+
+class _Map:
+    """A body mapped over a batch: its layout, its replays, and its derivatives (maps too).
+
+    ``fn(bc, ex) -> (per_example, summed)`` takes the ``nb`` broadcast
+    numbers and one example's ``ne`` numbers (the concatenated rows of the
+    batched blocks of ``widths`` columns) and returns the outputs kept per
+    example and the ones summed over the batch. A node of the map has the
+    broadcast numbers, then each block's rows, example after example, as its
+    parents, and a :class:`Batch` as its value.
+    """
+
+    def __init__(self, fn: Callable[[list[Any], list[Any]], tuple[list[Any], list[Any]]], nb: int,
+                 widths: Sequence[int], name: str):
+        self.fn, self.nb, self.widths, self.name = fn, nb, tuple(widths), name
+        self.ne = sum(self.widths)
+        t = expr.new_level(debug=False, jit=True)
+        self._tape: list[Node] = t.tape  # type: ignore[assignment]
+        self._inputs, per, summed = _in_root(lambda: expr.run_level(t, self._trace))
+        self.k_ex, self.k_sum = len(per), len(summed)
+        self._outs = per + summed
+        self._run: Callable[[list[float]], list[Any]] | None = None
+        self._array: Any = None  # the NumPy replay: None until asked, False where it cannot be written
+        self._vjps: dict[Any, _Map] = {}
+        self._jvps: dict[Any, _Map] = {}
+
+    def _trace(self) -> tuple[list[Node], list[Any], list[Any]]:
+        inputs = [expr.var(0.5) for _ in range(self.nb + self.ne)]
+        per, summed = self.fn(inputs[: self.nb], inputs[self.nb :])
+        outs = []
+        for i, o in enumerate([*per, *summed]):
             if not (o.__class__ is Node or expr.real_number(o)):
                 raise TypeError(f"vmap: output leaf {i} of {self.name} is {type(o).__name__}; expected a number")
-        return inputs, outs
+            outs.append(o if o.__class__ is Node else expr._check_number(o, "vmap"))
+        return inputs, outs[: len(per)], outs[len(per) :]
 
-    def _register(self, k: int) -> str:
-        run, n = self.run, self.n
+    # -- the replays --------------------------------------------------------
 
-        def fwd(*xs: float) -> float:
-            return run(list(xs))[k]  # type: ignore[no-any-return]
+    def _scalar(self) -> Callable[[list[float]], list[Any]]:
+        if self._run is None:
+            self._run = codegen.compile_graph(self._tape, self._inputs, self._outs).run
+        return self._run
 
-        def joint(g: Any, ans: Any, *args: Any) -> tuple[Any, ...]:
-            return tuple(self.vjp(k).apply([*args, g]))
+    def array_ok(self) -> bool:
+        """Whether the NumPy replay can run this body (NumPy installed, every op written for it)."""
+        if self._array is None:
+            try:
+                import numpy
 
-        def rule(i: int) -> Callable[..., Any]:
-            return lambda g, ans, *args: joint(g, ans, *args)[i]
+                self._array = codegen.array_function(
+                    self._tape, self._inputs, self._outs, numpy, codegen.NUMPY, summed=self.k_sum, arrays_from=self.nb,
+                    reuse=True,
+                )
+            except (ImportError, TypeError):
+                self._array = False
+        return self._array is not False
 
-        name = f"vmap:{self.name}#{next(_ids)}[{k}]"  # next() on a count is atomic
-        rules = self.rules or tuple(rule(i) for i in range(n))
-        p = expr.Primitive(
-            name, fwd, rules, f"{self.name}[{k}]" if self.k > 1 else self.name,
-            self.params, f"Output {k} of the body of vmap({self.name}).", "the body's VJP",
-            False, False, joint,
-        )
-        expr._register(p, function=False)
-        codegen.MULTI[name] = (self.call, k)
-        return name
+    def forward(self, vals: Sequence[float], size: int, backend: str) -> Batch:
+        """The map's outputs on numbers laid out as its node's parents."""
+        # a derived map (a VJP, a JVP) that NumPy cannot run replays in Python
+        numpy = backend == "numpy" and self.array_ok()
+        out = Batch(self._forward_numpy(vals, size) if numpy else self._forward_python(vals, size))
+        out.map, out.size, out.backend = self, size, backend
+        return out
 
-    def vjp(self, k: int) -> _Body:
-        """The body of ``(x..., g) -> g * d out_k / d x``, made once."""
-        b = self._vjps.get(k)
-        if b is None:
-            fn, n = self.fn, self.n
+    def _forward_python(self, vals: Sequence[float], size: int) -> list[Any]:
+        nb, k_ex = self.nb, self.k_ex
+        run = self._scalar()
+        buf = list(vals[:nb]) + [0.0] * self.ne
+        blocks = []
+        off = nb
+        for w in self.widths:
+            blocks.append((off, w))
+            off += size * w
+        out: list[Any] = []
+        rows = []
+        for b in range(size):
+            pos = nb
+            for o, w in blocks:
+                buf[pos : pos + w] = vals[o + b * w : o + b * w + w]
+                pos += w
+            r = run(buf)
+            out += r[:k_ex]
+            if self.k_sum:
+                rows.append(r[k_ex:])
+        return out + _sum_rows(rows)
 
-            def back(xs: list[Any]) -> list[Any]:
+    def _forward_numpy(self, vals: Sequence[float], size: int) -> list[Any]:
+        import numpy as np
+
+        nb, k_ex = self.nb, self.k_ex
+        cols: list[Any] = list(vals[:nb])
+        off = nb
+        for w in self.widths:
+            block = np.array(vals[off : off + size * w], dtype=np.float64).reshape(size, w)
+            cols.extend(np.ascontiguousarray(block.T))
+            off += size * w
+        with np.errstate(all="ignore"):
+            r = self._array(cols, size)
+            per = np.empty((size, k_ex))
+            for k in range(k_ex):
+                per[:, k] = r[k]
+        return per.ravel().tolist() + r[k_ex:]  # type: ignore[no-any-return]
+
+    def replay(self, batch: Batch) -> Callable[[list[float]], Batch]:
+        """What jit's generated code calls for a node of this map: the same size and backend."""
+        size, backend = batch.size, batch.backend
+        return lambda vals: self.forward(vals, size, backend)
+
+    def unrolled(self, args: Sequence[Any], size: int) -> list[Any]:
+        """The outputs by calling ``fn`` example by example, eagerly: nodes of ordinary ops (debug_nans)."""
+        nb = self.nb
+        bc = list(args[:nb])
+        rows = []
+        off = nb
+        for w in self.widths:
+            rows.append([args[off + b * w : off + b * w + w] for b in range(size)])
+            off += size * w
+        out: list[Any] = []
+        sums = []
+        for b in range(size):
+            per, summed = self.fn(bc, [x for r in rows for x in r[b]])
+            out += per
+            sums.append(summed)
+        return out + _sum_rows(sums)
+
+    def apply(self, args: Sequence[Any], size: int, backend: str) -> Any:
+        """The map on floats (a :class:`Batch`) or, when any argument is a node, its node."""
+        if not any(a.__class__ is Node for a in args):
+            return self.forward(args, size, backend)
+        t = expr.current()
+        if t.debug:
+            return self.unrolled(args, size)  # every op is checked as it runs
+        parents = tuple(a if a.__class__ is Node else expr._lift(a) for a in args)
+        batch = self.forward([p.value for p in parents], size, backend)
+        return expr.map_node(batch, parents, all(p.level == expr.CONST for p in parents))
+
+    # -- derivatives --------------------------------------------------------
+
+    def _columns(self, flags: Sequence[bool], size: int) -> tuple[bool, ...]:
+        # per column of an example: whether any example's entry there is flagged
+        cols = []
+        off = self.nb
+        for w in self.widths:
+            for j in range(w):
+                cols.append(any(flags[off + b * w + j] for b in range(size)))
+            off += size * w
+        return tuple(cols)
+
+    def _flat(self, xs: Sequence[Any]) -> list[Any]:
+        per, summed = self.fn(list(xs[: self.nb]), list(xs[self.nb :]))
+        return [*per, *summed]
+
+    def vjp_map(self, mask_bc: tuple[bool, ...], mask_ex: tuple[bool, ...]) -> _Map:
+        """The map of the body's VJP for the masked inputs: ``(bc, h), (ex, g) -> (ex cotangents), (bc sums)``."""
+        key = (mask_bc, mask_ex)
+        m = self._vjps.get(key)
+        if m is None:
+            nb, ne, k_ex = self.nb, self.ne, self.k_ex
+
+            def back(bch: list[Any], exg: list[Any]) -> tuple[list[Any], list[Any]]:
                 from .forward import vjp
 
-                _, pull = vjp(lambda *ys: fn(list(ys))[k], *xs[:n])
-                return list(pull(xs[n]))
+                _, pull = vjp(lambda *xs: self._flat(xs), *bch[:nb], *exg[:ne])
+                cts = pull([*exg[ne:], *bch[nb:]])
+                return ([cts[nb + j] for j in range(ne) if mask_ex[j]],
+                        [cts[i] for i in range(nb) if mask_bc[i]])
 
-            b = self._vjps[k] = _Body(back, n + 1, f"vjp({self.name})[{k}]")
-        return b
+            m = self._vjps[key] = _Map(back, nb + self.k_sum, (*self.widths, k_ex), f"vjp({self.name})")
+        return m
 
-    def apply(self, args: Sequence[Any]) -> list[Any]:
-        """The outputs for one example: floats for floats, nodes when any argument is a node."""
-        if not any(a.__class__ is Node for a in args):
-            return self.run([a if a.__class__ is float else expr._check_number(a, "vmap") for a in args])
-        parents = tuple(a if a.__class__ is Node else expr._lift(expr._check_number(a, "vmap")) for a in args)
-        vals = self.run([p.value for p in parents])
-        live = [k for k in range(self.k) if not self.const[k]]
-        const = all(p.level == expr.CONST for p in parents)
-        nodes = expr.make_outputs([vals[k] for k in live], [self.ops[k] for k in live], parents, const)
-        for k, nd in zip(live, nodes):
-            vals[k] = nd
-        return vals
+    def jvp_map(self, mask_bc: tuple[bool, ...], mask_ex: tuple[bool, ...]) -> _Map:
+        """The map of the body's JVP: ``(bc, bc tangents), (ex, ex tangents) -> (tangents, summed tangents)``."""
+        key = (mask_bc, mask_ex)
+        m = self._jvps.get(key)
+        if m is None:
+            nb, ne, k_ex = self.nb, self.ne, self.k_ex
 
+            def push(bct: list[Any], ext: list[Any]) -> tuple[list[Any], list[Any]]:
+                from .forward import jvp
 
-def _joint_only(g: Any, ans: Any, *args: Any) -> Any:
-    raise AssertionError("a vmap body's rules are given by its joint rule")
+                tb, te = iter(bct[nb:]), iter(ext[ne:])
+                ts = [next(tb) if m else 0.0 for m in mask_bc] + [next(te) if m else 0.0 for m in mask_ex]
+                _, t_out = jvp(lambda *xs: self._flat(xs), (*bct[:nb], *ext[:ne]), tuple(ts))
+                return list(t_out[:k_ex]), list(t_out[k_ex:])
+
+            m = self._jvps[key] = _Map(push, nb + sum(mask_bc), (*self.widths, sum(mask_ex)), f"jvp({self.name})")
+        return m
+
+    def _derived(self, n: Node, extra_bc: list[Any], extra_ex: list[Any], m: _Map, nested: bool) -> Any:
+        # the derived map m on (bc, extra_bc), (blocks..., extra block): its Batch or its node
+        batch: Batch = n.value  # type: ignore[assignment]
+        ps = n.parents
+        nb = self.nb
+        if nested:
+            args: list[Any] = [*ps[:nb], *extra_bc, *ps[nb:], *extra_ex]
+            return m.apply(args, batch.size, batch.backend)
+        vals = [p.value for p in ps[:nb]] + extra_bc + [p.value for p in ps[nb:]] + extra_ex
+        return m.forward(vals, batch.size, batch.backend)
+
+    def backward(self, n: Node, g: dict[int, Any], floor: int, nested: bool, debug: bool) -> list[tuple[int, Any]]:
+        """``(parent index, cotangent)`` for the parents of ``n`` that need one, given its outputs' cotangents."""
+        ps = n.parents
+        size = n.value.size  # type: ignore[attr-defined]
+        nb, k_ex = self.nb, self.k_ex
+        need = [p.level >= floor for p in ps]
+        mask_bc, mask_ex = tuple(need[:nb]), self._columns(need, size)
+        if not (any(mask_bc) or any(mask_ex)):
+            return []
+        m = self.vjp_map(mask_bc, mask_ex)
+        zero = 0.0
+        h = [g.get(size * k_ex + j, zero) for j in range(self.k_sum)]
+        gs = [g.get(i, zero) for i in range(size * k_ex)]
+        out = self._derived(n, h, gs, m, nested)
+        if out.__class__ is Node:
+            picks = out
+            read: Callable[[int], Any] = lambda i: expr.pick(picks, i)  # noqa: E731
+        else:
+            read = out.__getitem__
+        res = []
+        k2 = m.k_ex
+        base = size * k2
+        r = 0
+        for i in range(nb):
+            if mask_bc[i]:
+                if need[i]:
+                    res.append((i, read(base + r)))
+                r += 1
+        rank = []
+        r = 0
+        for j in range(self.ne):
+            rank.append(r)
+            r += mask_ex[j]
+        off = nb
+        col = 0
+        for w in self.widths:
+            for b in range(size):
+                for j in range(w):
+                    i = off + b * w + j
+                    if need[i]:
+                        res.append((i, read(b * k2 + rank[col + j])))
+            off += size * w
+            col += w
+        return res
+
+    def tangent(self, n: Node, get: Callable[[Node], Any], floor: int, nested: bool) -> Any:
+        """The tangent of ``n`` (a :class:`Batch`, or its node inside another transform), or None."""
+        ps = n.parents
+        size = n.value.size  # type: ignore[attr-defined]
+        nb = self.nb
+        ts = [get(p) if p.level >= floor else None for p in ps]
+        has = [t is not None for t in ts]
+        mask_bc, mask_ex = tuple(has[:nb]), self._columns(has, size)
+        if not (any(mask_bc) or any(mask_ex)):
+            return None
+        m = self.jvp_map(mask_bc, mask_ex)
+        tb = [ts[i] for i in range(nb) if mask_bc[i]]
+        te = []
+        for b in range(size):  # the tangent block, example after example
+            off = nb
+            col = 0
+            for w in self.widths:
+                for j in range(w):
+                    if mask_ex[col + j]:
+                        t = ts[off + b * w + j]
+                        te.append(0.0 if t is None else t)
+                off += size * w
+                col += w
+        return self._derived(n, tb, te, m, nested)
 
 
 # --------------------------------------------------------------------------
@@ -163,7 +374,7 @@ def _examples(arg: Any, i: int) -> list[Any]:
 
 class _Cache:
     def __init__(self) -> None:
-        self.bodies: dict[Any, tuple[_Body, tree.TreeDef]] = {}
+        self.bodies: dict[Any, tuple[_Map, tree.TreeDef]] = {}
 
 
 _caches: weakref.WeakKeyDictionary[Any, _Cache] = weakref.WeakKeyDictionary()
@@ -179,7 +390,9 @@ def _cache_for(f: Callable[..., Any]) -> _Cache:
         return _Cache()
 
 
-def vmap(f: Callable[..., Any], in_axes: int | None | Sequence[int | None] = 0) -> Callable[..., list[Any]]:
+def vmap(
+    f: Callable[..., Any], in_axes: int | None | Sequence[int | None] = 0, *, backend: str | None = None
+) -> Callable[..., list[Any]]:
     """Map ``f`` over a batch: trace it once for one example, replay that for every example.
 
     Each argument with axis ``0`` is a sequence of examples (a list or tuple,
@@ -200,6 +413,8 @@ def vmap(f: Callable[..., Any], in_axes: int | None | Sequence[int | None] = 0) 
     """
     if not callable(f):
         raise TypeError(f"vmap: expected a function, got {type(f).__name__} {f!r:.60}")
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"vmap: backend must be None (automatic), 'python' or 'numpy', got {backend!r:.60}")
     cache = _cache_for(f)
     name = getattr(f, "__name__", "f")
 
@@ -256,27 +471,27 @@ def vmap(f: Callable[..., Any], in_axes: int | None | Sequence[int | None] = 0) 
             entry = _make_body(f, name, args, axes, bc_leaves, bc_defs, num_bc, examples, ex_defs, ex_num_idx)
             entry = cache.bodies.setdefault(key, entry)
         body, out_td = entry
-        bc_nums = [bc_leaves[k] for k in num_bc]
-        out = []
-        for b in range(first):
-            xs = list(bc_nums)
-            for i in examples:
-                ex = examples[i][b]
+        args_flat = [bc_leaves[k] for k in num_bc]
+        for i in examples:
+            num = ex_num_idx[i]
+            for b, ex in enumerate(examples[i]):
                 ls, td = tree.flatten(ex)
                 if td != ex_defs[i]:
                     raise ValueError(
                         f"vmap: argument {i}, example {b} has structure {td!r}, but example 0 has "
                         f"{ex_defs[i]!r}; every example must have the same structure"
                     )
-                num = ex_num_idx[i]
                 for k, v in enumerate(ls):
                     if k in num:
-                        if not (v.__class__ is Node or expr.real_number(v)):
+                        if v.__class__ is float or v.__class__ is Node:
+                            args_flat.append(v)
+                        elif expr.real_number(v):
+                            args_flat.append(expr._check_number(v, f"vmap: argument {i}, example {b}, leaf {k}"))
+                        else:
                             raise TypeError(
                                 f"vmap: argument {i}, example {b}, leaf {k} is {type(v).__name__}; "
                                 "expected a number, as in example 0"
                             )
-                        xs.append(v)
                     elif b and not _same_static(v, ex_static[i][k]):
                         # the body was traced with example 0's value of this leaf
                         raise ValueError(
@@ -284,13 +499,38 @@ def vmap(f: Callable[..., Any], in_axes: int | None | Sequence[int | None] = 0) 
                             f"{ex_static[i][k]!r:.40}; leaves that are not numbers are static and must be "
                             "the same in every example (map over the ones that differ with separate calls)"
                         )
-            out.append(tree.unflatten(out_td, body.apply(xs)))
-        return out
+        use = _backend(backend, body, first)
+        res = body.apply(args_flat, first, use)
+        k = body.k_ex
+        if res.__class__ is Node:
+            vals: Sequence[Any] = [expr.pick(res, i) for i in range(first * k)]
+        else:
+            vals = res
+        return [tree.unflatten(out_td, list(vals[b * k : b * k + k])) for b in range(first)]
 
     batched.__name__ = f"vmap({name})"
     batched.__qualname__ = batched.__name__
     batched.__doc__ = getattr(f, "__doc__", None)
     return batched
+
+
+# From this many examples on, the automatic choice replays with NumPy: below
+# it, NumPy's cost per call (about a microsecond an op) exceeds the Python
+# loop's cost per example
+NUMPY_FROM = 64
+
+
+def _backend(asked: str | None, body: _Map, size: int) -> str:
+    if asked == "python":
+        return "python"
+    if asked == "numpy":
+        if not body.array_ok():
+            raise TypeError(
+                f"vmap: backend='numpy' needs NumPy (pip install 'fungrad[fast]') and a body made of "
+                f"fungrad's built-in primitives; {body.name} cannot be replayed with NumPy"
+            )
+        return "numpy"
+    return "numpy" if size >= NUMPY_FROM and body.array_ok() else "python"
 
 
 def _same_static(a: Any, b: Any) -> bool:
@@ -308,9 +548,8 @@ def _make_body(
     examples: dict[int, list[Any]],
     ex_defs: dict[int, Any],
     ex_num_idx: dict[int, set[int]],
-) -> tuple[_Body, tree.TreeDef]:
+) -> tuple[_Map, tree.TreeDef]:
     ex0 = {i: tree.leaves(examples[i][0]) for i in examples}
-    n = len(num_bc) + sum(len(v) for v in ex_num_idx.values())  # numeric leaves, in leaf order
     holder: list[Any] = []
 
     def one(xs: list[Any]) -> list[Any]:
@@ -334,66 +573,12 @@ def _make_body(
             holder.append(td)
         return outs
 
-    body = _Body(one, n, name)
+    body = _Map(lambda bc, ex: (one([*bc, *ex]), []), len(num_bc), [len(ex_num_idx[i]) for i in examples], name)
     return body, holder[0]
 
 
 # --------------------------------------------------------------------------
 # Export: the traced program as array code
-
-# How each primitive is written for an array namespace ``xp``: elementwise,
-# on arrays or numbers, with the same IEEE meaning as fungrad's forwards.
-_ARRAY = {
-    "add": "({0} + {1})",
-    "sub": "({0} - {1})",
-    "mul": "({0} * {1})",
-    "div": "({0} / {1})",
-    "pow": "({0} ** {1})",
-    "neg": "(-{0})",
-    "exp": "xp.exp({0})",
-    "log": "xp.log({0})",
-    "tanh": "xp.tanh({0})",
-    "relu": "xp.where({0} < 0.0, 0.0 * {0}, {0})",
-    "sigmoid": "(1.0 / (1.0 + xp.exp(-{0})))",
-    "sqrt": "xp.sqrt({0})",
-    "sin": "xp.sin({0})",
-    "cos": "xp.cos({0})",
-    "tan": "xp.tan({0})",
-    "asin": "xp.arcsin({0})",
-    "acos": "xp.arccos({0})",
-    "atan": "xp.arctan({0})",
-    "atan2": "xp.arctan2({0}, {1})",
-    "sinh": "xp.sinh({0})",
-    "cosh": "xp.cosh({0})",
-    "log1p": "xp.log1p({0})",
-    "expm1": "xp.expm1({0})",
-    "abs": "xp.abs({0})",
-    "maximum": "xp.maximum({0}, {1})",
-    "minimum": "xp.minimum({0}, {1})",
-    "sign": "xp.sign({0})",
-    "step": "xp.where({0} > 0.0, 1.0 + 0.0 * {0}, 0.0 * {0})",
-    "where": "xp.where({0} > 0.0, {1} + 0.0 * {0}, {2} + 0.0 * {0})",
-    "softplus": "xp.where({0} > 20.0, {0}, xp.log1p(xp.exp(xp.where({0} > 20.0, 0.0 * {0}, {0}))))",
-    "stop_gradient": "{0}",
-    "link": "{0}",
-    "erf": "_erf({0})",
-    "share": "xp.where({0} < {1}, 0.0 * {0}, xp.where({0} == {1}, 0.5 + 0.0 * {0}, 1.0 + 0.0 * {0}))",
-}
-
-
-def _erf_for(xp: Any) -> Callable[[Any], Any]:
-    # erf is not in every array namespace (NumPy has none): fall back to
-    # math.erf elementwise where the namespace can vectorize
-    f = getattr(xp, "erf", None) or getattr(getattr(xp, "special", None), "erf", None)
-    if f is not None:
-        return f  # type: ignore[no-any-return]
-    vec = getattr(xp, "vectorize", None)
-    if vec is not None:
-        import math
-
-        v = vec(math.erf, otypes=[float])
-        return lambda a: v(a)
-    raise TypeError(f"export: {getattr(xp, '__name__', xp)!r} has no erf")
 
 
 def export(f: Callable[..., Any], *example_args: Any, xp: Any = None) -> Callable[..., Any]:
@@ -432,46 +617,11 @@ def export(f: Callable[..., Any], *example_args: Any, xp: Any = None) -> Callabl
 
     inputs, result = expr.run_level(t, run)
     outs, out_td = tree.flatten(result)
-    order, alias = codegen.prepare(tape, inputs, outs)
-    slot = {x: k for k, x in enumerate(inputs)}
-    names: dict[Node, str] = {}
-    consts: dict[str, float] = {}
-    lines = []
-
-    def ref(p: Node) -> str:
-        p = alias.get(p, p)
-        if p in slot:
-            return f"xs[{slot[p]}]"
-        nm = names.get(p)
-        if nm is None:  # a constant
-            nm = f"c{len(consts)}"
-            consts[nm] = p.value
-            names[p] = nm
-        return nm
-
-    for n in order:
-        if n in slot:
-            continue
-        tpl = _ARRAY.get(n.op)
-        if tpl is None:
-            raise TypeError(
-                f"export: the op {n.op!r} has no array form; exported functions may use only fungrad's "
-                f"built-in primitives ({', '.join(sorted(_ARRAY))})"
-            )
-        names[n] = f"v{len(names)}"
-        lines.append(f"{names[n]} = {tpl.format(*[ref(p) for p in n.parents])}")
-    rets = []
-    for o in outs:
-        if o.__class__ is Node:
-            rets.append(ref(o))
-        else:
-            rets.append(repr(o))
-    src = "def _exported(xs):\n    " + "\n    ".join(lines + [f"return [{', '.join(rets)}]"]) + "\n"
-    glob: dict[str, Any] = {"xp": xp, **consts, "inf": float("inf"), "nan": float("nan")}
-    if "_erf(" in src:
-        glob["_erf"] = _erf_for(xp)
-    exec(compile(src, "<fungrad.export>", "exec"), glob)  # noqa: S102 - our own generated code
-    body = glob["_exported"]
+    try:
+        body = codegen.array_function(tape, inputs, outs, xp, name="_exported")
+    except TypeError as e:
+        raise TypeError(f"export: {e}") from None
+    src = body.source  # type: ignore[attr-defined]
 
     def exported(*args: Any) -> Any:
         ls, atd = tree.flatten(args)

@@ -32,7 +32,10 @@ from typing import Any, Callable
 from . import expr
 from .expr import Node
 
-__all__ = ["prepare", "plan", "emit", "link", "compile_graph", "Step", "Program", "MAX_DEPTH", "SEGMENT", "MULTI"]
+__all__ = [
+    "prepare", "plan", "emit", "link", "compile_graph", "Step", "Program", "MAX_DEPTH", "SEGMENT",
+    "ARRAY", "NUMPY", "array_function",
+]
 
 # Ops written inline in the generated code: Python float + - * and unary -
 # never raise (overflow gives inf, inf - inf gives nan), so they are the same
@@ -144,15 +147,9 @@ def prepare(tape: list[Node], inputs: list[Node], outs: list[Any]) -> tuple[list
             o = get(o, o)
             if not const(o):
                 need.add(o)
-    seen_parents: set[int] = set()  # outputs of one vmap body share a (long) parents tuple
     for n in reversed(tape):  # users come after producers, so one pass suffices
         if n in need:
-            ps = n.parents
-            if len(ps) > 2:
-                if id(ps) in seen_parents:
-                    continue
-                seen_parents.add(id(ps))
-            for p in ps:
+            for p in n.parents:
                 p = get(p, p)
                 if not const(p):
                     need.add(p)
@@ -165,12 +162,6 @@ def prepare(tape: list[Node], inputs: list[Node], outs: list[Any]) -> tuple[list
 # 2. One record per node: folding, statements, segments, liveness
 
 
-# Ops whose nodes are outputs of one call: op name -> (the function of all
-# outputs, this node's index). Nodes of such an op with the same arguments
-# share one call in the generated code (a vmap body with several outputs).
-MULTI: dict[str, tuple[Callable[..., Any], int]] = {}
-
-
 class Step:
     """What the generator knows about one node of the replay."""
 
@@ -179,8 +170,8 @@ class Step:
     )
 
     def __init__(self, node: Node, args: list[Any], input_slot: int | None):
-        self.call: Callable[..., Any] | None = None  # a call of a multi-output function
-        self.take = -1  # the output of that call this step picks
+        self.call: Callable[..., Any] | None = None  # a vmap node: the function of its arguments' list
+        self.take = -1  # a pick of a vmap node: the output it reads
         self.node = node
         self.args = args  # per argument: the position of its step, or the constant node
         self.uses = 0  # how many arguments of later steps read this value
@@ -209,24 +200,14 @@ def plan(order: list[Node], alias: dict[Node, Node], inputs: list[Node], outs: l
     in_slot = {x: k for k, x in enumerate(inputs)}
     get = alias.get
     steps: list[Step] = []
-    calls: dict[Any, int] = {}
     for n in order:
-        multi = MULTI.get(n.op)
-        if multi is not None:
-            # the outputs of one call share their parents tuple: one call for all
-            key = (id(multi[0]), id(n.parents))
-            c = calls.get(key)
-            if c is None:
-                c = calls[key] = len(steps)
-                _add(steps, Step(n, _args(n, get, pos), None))
-                steps[c].call = multi[0]
-            args: list[Any] = [c]
-        else:
-            args = _args(n, get, pos)
+        s = Step(n, _args(n, get, pos), in_slot.get(n))
+        op = n.op
+        if op == "vmap":
+            s.call = n.value.map.replay(n.value)
+        elif op == "vmap_pick":
+            s.take = int(n.parents[1].value)
         pos[n] = len(steps)
-        s = Step(n, args, in_slot.get(n))
-        if multi is not None:
-            s.take = multi[1]
         _add(steps, s)
     tmpl: list[Any] = []
     for k, o in enumerate(outs):
@@ -377,7 +358,7 @@ def emit(steps: list[Step], tmpl: list[Any]) -> tuple[list[str], dict[str, Any],
         op = s.node.op
         tpl = _INLINE.get(op)
         if s.call is not None:
-            e = f"{names.function(s.call)}({', '.join(args)})"
+            e = f"{names.function(s.call)}({_arguments_list(s, args, steps, names)})"
         elif s.take >= 0:
             e = f"{args[0]}[{s.take}]"
         elif tpl is None:
@@ -423,6 +404,38 @@ def emit(steps: list[Step], tmpl: list[Any]) -> tuple[list[str], dict[str, Any],
     ]
     names.glob["_tmpl"] = tmpl
     return src, names.glob, len(slot)
+
+
+def _arguments_list(s: Step, args: list[str], steps: list[Step], names: _Names) -> str:
+    # A vmap node takes thousands of arguments (a whole batch): runs of
+    # consecutive inputs become slices of xs and runs of constants one global
+    # list, which keeps the statement short to compile.
+    parts: list[str] = []
+    i, n = 0, len(args)
+    while i < n:
+        j = s.args[i]
+        if j.__class__ is int and steps[j].input is not None:
+            a = steps[j].input
+            k = i + 1
+            while k < n and s.args[k].__class__ is int and steps[s.args[k]].input == a + (k - i):
+                k += 1
+            if k - i > 2:
+                parts.append(f"*xs[{a}:{a + k - i}]")
+                i = k
+                continue
+        elif j.__class__ is not int:
+            k = i + 1
+            while k < n and s.args[k].__class__ is not int:
+                k += 1
+            if k - i > 2:
+                name = f"_k{len(names.glob)}"
+                names.glob[name] = [c.value for c in s.args[i:k]]
+                parts.append(f"*{name}")
+                i = k
+                continue
+        parts.append(args[i])
+        i += 1
+    return "[" + ", ".join(parts) + "]"
 
 
 # --------------------------------------------------------------------------
@@ -484,3 +497,196 @@ def compile_graph(tape: list[Node], inputs: list[Node], outs: list[Any], *, comp
     run = link(segs, glob, nspill) if compile else None
     info.update(lines=sum(s.count("\n") for s in segs), codegen_s=t1 - t0, compile_s=time.perf_counter() - t1)
     return Program(run, segs, info)
+
+
+# --------------------------------------------------------------------------
+# 5. Array code: the same graph, each op an elementwise function of ``xp``
+
+# How each primitive is written for an array namespace ``xp`` (NumPy, torch,
+# jax.numpy): elementwise, on arrays or numbers, with the IEEE meaning of the
+# primitives' forwards. The ``0.0 * x`` terms give constants the shape of x.
+ARRAY = {
+    "add": "({0} + {1})",
+    "sub": "({0} - {1})",
+    "mul": "({0} * {1})",
+    "div": "({0} / {1})",
+    "pow": "({0} ** {1})",
+    "neg": "(-{0})",
+    "exp": "xp.exp({0})",
+    "log": "xp.log({0})",
+    "tanh": "xp.tanh({0})",
+    "relu": "xp.where({0} < 0.0, 0.0 * {0}, {0})",
+    "sigmoid": "(1.0 / (1.0 + xp.exp(-{0})))",
+    "sqrt": "xp.sqrt({0})",
+    "sin": "xp.sin({0})",
+    "cos": "xp.cos({0})",
+    "tan": "xp.tan({0})",
+    "asin": "xp.arcsin({0})",
+    "acos": "xp.arccos({0})",
+    "atan": "xp.arctan({0})",
+    "atan2": "xp.arctan2({0}, {1})",
+    "sinh": "xp.sinh({0})",
+    "cosh": "xp.cosh({0})",
+    "log1p": "xp.log1p({0})",
+    "expm1": "xp.expm1({0})",
+    "abs": "xp.abs({0})",
+    "maximum": "xp.maximum({0}, {1})",
+    "minimum": "xp.minimum({0}, {1})",
+    "sign": "xp.sign({0})",
+    "step": "xp.where({0} > 0.0, 1.0 + 0.0 * {0}, 0.0 * {0})",
+    "where": "xp.where({0} > 0.0, {1} + 0.0 * {0}, {2} + 0.0 * {0})",
+    "softplus": "xp.where({0} > 20.0, {0}, xp.log1p(xp.exp(xp.where({0} > 20.0, 0.0 * {0}, {0}))))",
+    "stop_gradient": "{0}",
+    "link": "{0}",
+    "erf": "_erf({0})",
+    "share": "xp.where({0} < {1}, 0.0 * {0}, xp.where({0} == {1}, 0.5 + 0.0 * {0}, 1.0 + 0.0 * {0}))",
+}
+
+# NumPy, for vmap's array backend: the forwards' exact results wherever
+# NumPy can give them (+ - * / and the selections bit for bit, signed zeros
+# and nan included; np.divide and np.power so that Python numbers never
+# raise), and NumPy's own transcendental functions, which may differ from the
+# C library's by a few ulp.
+NUMPY = {
+    **ARRAY,
+    "div": "xp.divide({0}, {1})",
+    "pow": "xp.power({0}, {1})",
+    "relu": "xp.where({0} < 0.0, 0.0, {0})",
+    "sigmoid": "xp.divide(1.0, 1.0 + xp.exp(xp.negative({0})))",
+    "sign": "xp.where({0} > 0.0, 1.0, xp.where({0} < 0.0, -1.0, 0.0))",
+    "step": "xp.where({0} > 0.0, 1.0, 0.0)",
+    "where": "xp.where({0} > 0.0, {1}, {2})",
+    "softplus": "xp.where({0} > 20.0, {0}, xp.log1p(xp.exp({0})))",
+    "maximum": "xp.where(({0} != {0}) | ({1} != {1}), _nan, xp.where({0} < {1}, {1}, {0}))",
+    "minimum": "xp.where(({0} != {0}) | ({1} != {1}), _nan, xp.where({1} < {0}, {1}, {0}))",
+    "share": "xp.where({0} < {1}, 0.0, xp.where({0} == {1}, 0.5, 1.0))",
+}
+
+
+def _erf_for(xp: Any) -> Callable[[Any], Any]:
+    # erf is not in every array namespace (NumPy has none): fall back to
+    # math.erf elementwise where the namespace can vectorize
+    f = getattr(xp, "erf", None) or getattr(getattr(xp, "special", None), "erf", None)
+    if f is not None:
+        return f  # type: ignore[no-any-return]
+    vec = getattr(xp, "vectorize", None)
+    if vec is not None:
+        v = vec(math.erf, otypes=[float])
+        return lambda a: v(a)
+    raise TypeError(f"{getattr(xp, '__name__', xp)!r} has no erf")
+
+
+def array_function(
+    tape: list[Node],
+    inputs: list[Node],
+    outs: list[Any],
+    xp: Any,
+    templates: dict[str, str] = ARRAY,
+    *,
+    summed: int = 0,
+    arrays_from: int = 0,
+    name: str = "_array",
+    reuse: bool = False,
+) -> Callable[..., list[Any]]:
+    """The graph as a function of a list of arrays (or numbers), one per input, to the output leaves.
+
+    Every op the outputs need is written with ``templates``; an op without
+    one is a ``TypeError`` naming it. With ``summed``, the last ``summed``
+    outputs are summed over the batch axis and returned as floats, the
+    inputs from ``arrays_from`` on being arrays of ``size`` elements and the
+    others numbers. With ``reuse``, a dead value's name is reused, which
+    frees its array early. With either, the function takes ``(xs, size)``.
+    The function's ``source`` holds the code.
+    """
+    order, alias = prepare(tape, inputs, outs)
+    slot = {x: k for k, x in enumerate(inputs)}
+    names: dict[Node, str] = {}
+    glob: dict[str, Any] = {"xp": xp, "_inf": math.inf, "_nan": math.nan, "inf": math.inf, "nan": math.nan}
+    batched = {x for k, x in enumerate(inputs) if k >= arrays_from}
+    uses: dict[Node, int] = {}
+    last: dict[Node, int] = {}  # the statement that reads a value last
+    for i, n in enumerate(order):
+        if any(alias.get(p, p) in batched for p in n.parents):
+            batched.add(n)
+        for p in n.parents:
+            p = alias.get(p, p)
+            uses[p] = uses.get(p, 0) + 1
+            last[p] = i
+    keep = len(outs) - summed
+    for o in outs[:keep]:
+        if o.__class__ is Node:
+            o = alias.get(o, o)
+            uses[o] = uses.get(o, 0) + 1
+    # a product summed over the batch and used nowhere else is one dot product
+    dots = set()
+    for o in outs[keep:]:
+        if o.__class__ is Node:
+            o = alias.get(o, o)
+            if (o.op == "mul" and not uses.get(o) and o not in slot
+                    and all(alias.get(p, p) in batched for p in o.parents)):
+                dots.add(o)
+            else:
+                uses[o] = uses.get(o, 0) + 1
+
+    def ref(p: Node) -> str:
+        p = alias.get(p, p)
+        if p in slot:
+            return f"xs[{slot[p]}]"
+        nm = names.get(p)
+        if nm is None:  # a constant
+            nm = names[p] = f"c{len(glob)}"
+            glob[nm] = p.value
+        return nm
+
+    # Registers are reused once their value is dead: every value an array,
+    # thousands of them alive at once would cost more than the arithmetic
+    outputs = {alias.get(o, o) for o in outs if o.__class__ is Node}
+    outputs.update(alias.get(p, p) for o in dots for p in o.parents)  # read by the return statement
+    regs: dict[Node, str] = {}
+    free: list[str] = []
+    nregs = 0
+    lines = []
+    for i, n in enumerate(order):
+        if n in slot or n in dots:
+            continue
+        tpl = templates.get(n.op)
+        if tpl is None:
+            raise TypeError(
+                f"the op {n.op!r} has no array form; array code may use only fungrad's built-in "
+                f"primitives ({', '.join(sorted(templates))})"
+            )
+        e = tpl.format(*[ref(p) for p in n.parents])
+        for p in set(n.parents):
+            p = alias.get(p, p)
+            if last.get(p) == i and p in regs and p not in outputs:
+                free.append(regs[p])
+        if n in outputs or not reuse:
+            reg = f"v{len(regs)}"
+        elif free:
+            reg = free.pop()
+        else:
+            reg = f"r{nregs}"
+            nregs += 1
+        names[n] = regs[n] = reg
+        lines.append(f"{reg} = {e}")
+    rets = [ref(o) if o.__class__ is Node else repr(o) for o in outs[:keep]]
+    for o in outs[keep:]:
+        if o.__class__ is not Node:
+            rets.append(f"{o!r} * size")
+            continue
+        o = alias.get(o, o)
+        if o in dots:
+            a, b = (ref(p) for p in o.parents)
+            rets.append(f"float(xp.dot({a}, {b}))")
+        elif o in batched:
+            rets.append(f"float(xp.add.reduce({ref(o)}))")
+        else:  # the same number for every example
+            rets.append(f"float(xp.add.reduce(xp.full(size, {ref(o)})))")
+    params = "xs, size" if summed or reuse else "xs"
+    src = f"def {name}({params}):\n    " + "\n    ".join(lines + [f"return [{', '.join(rets)}]"]) + "\n"
+    if "_erf(" in src:
+        glob["_erf"] = _erf_for(xp)
+    exec(compile(src, "<fungrad array code>", "exec"), glob)  # noqa: S102 - our own generated code
+    fn = glob[name]
+    fn.source = src
+    return fn  # type: ignore[no-any-return]

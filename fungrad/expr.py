@@ -214,6 +214,33 @@ def _identity(a: float) -> float:
     return a
 
 
+def _map_fwd(*xs: float) -> float:
+    raise TypeError("a vmap node computes through its Batch value's map: make it with fungrad.vmap")
+
+
+def _pick_fwd(batch: Any, i: float) -> float:
+    return batch[int(i)]  # type: ignore[no-any-return]
+
+
+class Picks(dict):  # type: ignore[type-arg]
+    """The cotangent of a ``vmap`` node: ``{output index: cotangent}``, summed as the backward pass adds."""
+
+    __slots__ = ()
+
+    def __add__(self, other: Picks) -> Picks:
+        # each pick node adds its own index once, so summing in place is safe
+        for k, v in other.items():
+            old = self.get(k)
+            self[k] = v if old is None else old + v
+        return self
+
+
+def _pick_rule(g: Any, ans: Any, batch: Any, i: Any) -> Picks:
+    p = Picks()
+    p[int(i.value if i.__class__ is Node else i)] = g
+    return p
+
+
 # --------------------------------------------------------------------------
 # VJP rules that need more than one line. Each mirrors PyTorch's
 # derivatives.yaml, so that values at edges (zeros, infinities, kinks) agree.
@@ -545,6 +572,14 @@ _TABLE = [
     >>> fg.grad(lambda x: x * fg.stop_gradient(x))(3.0)     # d/dx of x * c, with c = x
     3.0
     """),
+    # the two ops of fg.vmap: one node for a whole batch, and one node per output read from it
+    _p("vmap", "xs", _map_fwd, "vmap", (None,), "the map of the body's VJP",
+       """A body mapped over a batch: one node whose value is a :class:`fungrad.batch.Batch`.
+
+    Made by :func:`fungrad.vmap`; its derivatives are maps too.
+    """, public=False),
+    _p("vmap_pick", "batch index", _pick_fwd, "[]", (_pick_rule, None), "g at the index",
+       """Output ``index`` of a ``vmap`` node.""", public=False),
     # the input of a nested grad, linked to the outer node it stands for
     _p("link", "x", _identity, "link", (lambda g, ans, x: g,), "g", """The input of a nested grad.
 
@@ -998,30 +1033,19 @@ def _mk(value: float, op: str, parents: tuple[Node, ...], name: str = "", const:
     return n
 
 
-def make_outputs(values: list[float], ops: list[str], parents: tuple[Node, ...], const: bool) -> list[Node]:
-    """One node per value, all with these parents: the outputs of one call (a vmap body)."""
-    t = _get()
-    lv = t.level
-    for p in parents:  # once for all the outputs
-        if p.level > 0 and p.level != lv:
-            _foreign(parents, t)
-            break
-    out = []
-    tape = None if const else t.tape
-    for v, op in zip(values, ops):
-        n = _new(_Slots)
-        n.value = v
-        n.op = op
-        n.parents = parents
-        n.name = ""
-        n.level = CONST if const else lv
-        n.__class__ = Node
-        if tape is not None:
-            tape.append(n)
-        elif const and t.debug:
-            _check(n)
-        out.append(n)
-    return out
+_INDEX: list[Node] = []
+
+
+def map_node(batch: Any, parents: tuple[Node, ...], const: bool) -> Node:
+    """The node of a ``vmap`` over a batch: ``batch`` (a :class:`fungrad.batch.Batch`) is its value."""
+    return _mk(batch, "vmap", parents, const=const)
+
+
+def pick(anchor: Node, i: int) -> Node:
+    """Output ``i`` of the ``vmap`` node ``anchor``."""
+    while len(_INDEX) <= i:  # constants, shared by every graph: immutable, and never differentiated
+        _INDEX.append(_lift(float(len(_INDEX))))
+    return _mk(anchor.value[i], "vmap_pick", (anchor, _INDEX[i]), const=anchor.level == CONST)
 
 
 def real_number(x: Any) -> bool:
@@ -1235,7 +1259,7 @@ def _register(p: Primitive, function: bool = True) -> Callable[..., Any] | None:
         if p.joint is not None:
             JOINT[p.name] = p.joint
     if not function:
-        return None  # an internal op (a vmap body's output): no function of its own
+        return None  # an internal op: no function of its own
     fn = OPS[p.name] = _op_function(p)
     if p.method:
         setattr(Node, p.name, _method(p))
@@ -1244,8 +1268,10 @@ def _register(p: Primitive, function: bool = True) -> Callable[..., Any] | None:
 
 # The table becomes the op functions (fungrad.exp) and Node methods (x.exp()).
 OPS: dict[str, Callable[..., Any]] = {}
+# the rows of fg.vmap's nodes: a Batch-valued map and its picks, no op functions
+MAP_OPS = ("vmap", "vmap_pick")
 for _prim in _TABLE:
-    _register(_prim)
+    _register(_prim, function=_prim.name not in MAP_OPS)
 del _TABLE, _prim
 globals().update(OPS)
 

@@ -25,6 +25,7 @@ transform differentiates through it.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Sequence
 
@@ -49,6 +50,10 @@ def _derivatives(nodes: Sequence[Node], floor: int, nested: bool) -> list[tuple[
             args: Sequence[Any] = ps
         else:
             ans, args = n.value, [p.value for p in ps]
+        if n.op == "vmap" or n.op == "vmap_pick":
+            # a map's tangent is a map: made when the tangents are pushed
+            out.append((n, functools.partial(_map_tangent, n, floor=floor, nested=nested)))  # type: ignore[arg-type]
+            continue
         parts = []
         joint = expr.JOINT.get(n.op)
         if joint is not None:
@@ -67,6 +72,11 @@ def _push(lin: list[tuple[Node, list[tuple[Node, Any]]]], tangents: dict[Node, A
     """Tangents along the linearized graph; a node whose arguments have none gets none."""
     get = tangents.get
     for n, parts in lin:
+        if parts.__class__ is functools.partial:
+            tot = parts(get)  # type: ignore[operator]
+            if tot is not None:
+                tangents[n] = tot
+            continue
         tot = None
         for p, d in parts:
             t = get(p)
@@ -80,8 +90,23 @@ def _push(lin: list[tuple[Node, list[tuple[Node, Any]]]], tangents: dict[Node, A
     return tangents
 
 
+def _map_tangent(n: Node, get: Callable[[Node], Any], floor: int, nested: bool) -> Any:
+    # a vmap node's tangent is the map of its body's JVP (a Batch, or a node
+    # of one inside another transform); a pick's is the same pick of that
+    ps = n.parents
+    if n.op == "vmap":
+        return n.value.map.tangent(n, get, floor, nested)
+    t = get(ps[0])
+    if t is None:
+        return None
+    i = int(ps[1].value)
+    return expr.pick(t, i) if t.__class__ is Node else t[i]
+
+
 def _check_tangent(n: Node, t: Any) -> None:
     v = t.value if t.__class__ is Node else t
+    if isinstance(v, list):
+        return  # a vmap node's tangents: its picks are checked one by one
     if not math.isfinite(v):
         raise FloatingPointError(f"debug_nans: the tangent of op {n.op!r} (inputs {expr.describe_inputs(n)}) is {v!r}")
 
@@ -116,6 +141,8 @@ def _sweep(r: _Traced, seeds: dict[Node, Any]) -> dict[Node, Any]:
             ans = n.value
             d = (1.0 if ans > 0.0 else 0.0) if op == "relu" else 1.0 * (1.0 - ans * ans)
             tot = d * tx
+        elif op == "vmap" or op == "vmap_pick":
+            tot = _map_tangent(n, get, floor, nested)
         else:
             tot = None
             rules = _RULES[op]

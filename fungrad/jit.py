@@ -88,6 +88,11 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
         key.append(_NUM)
     elif c is list or c is tuple:
         key.append((c, len(x)))
+        if x and x[0].__class__ is float and all([v.__class__ is float for v in x]):
+            # a row of floats (a data set's features): the same tokens, without a call per leaf
+            xs.extend(x)
+            key.extend([_NUM] * len(x))
+            return
         for v in x:
             _walk(v, key, xs)
     elif c is dict:

@@ -30,7 +30,8 @@ TINY = 5e-324
 
 def builtin(p) -> bool:
     # rows declared by fg.primitive wrap their fwd (functools.wraps); custom_vjp rows have a joint rule
-    return not hasattr(p.fwd, "__wrapped__") and p.joint is None
+    # and the vmap rows are structural (a batch and the picks of its outputs), not scalar ops
+    return not hasattr(p.fwd, "__wrapped__") and p.joint is None and p.name not in fg.expr.MAP_OPS
 
 
 # the table as it is when this module loads (before any test declares its own primitive)
