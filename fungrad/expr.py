@@ -1041,6 +1041,13 @@ def map_node(batch: Any, parents: tuple[Node, ...], const: bool) -> Node:
     return _mk(batch, "vmap", parents, const=const)
 
 
+def op_label(n: Node) -> str:
+    """How drawings show the op of ``n``: its primitive's label; a vmap node names its body and batch."""
+    if n.op == "vmap":
+        return f"vmap {n.value.map.name} ×{n.value.size}"  # type: ignore[attr-defined]
+    return PRIMITIVES[n.op].label
+
+
 def pick(anchor: Node, i: int) -> Node:
     """Output ``i`` of the ``vmap`` node ``anchor``."""
     while len(_INDEX) <= i:  # constants, shared by every graph: immutable, and never differentiated

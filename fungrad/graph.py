@@ -40,7 +40,7 @@ def _check_out(out: Any, fname: str) -> None:
 
 
 def _label(n: Node) -> str:
-    return expr.PRIMITIVES[n.op].label if n.op else n.name
+    return expr.op_label(n) if n.op else n.name
 
 
 def _float(g: Any) -> float:

@@ -1,0 +1,300 @@
+"""vmap's map node: one node per batch, its derivatives as maps, the NumPy replay, and every composition."""
+
+from __future__ import annotations
+
+import math
+import random
+import struct
+import threading
+
+import pytest
+from conftest import require
+
+import fungrad as fg
+from fungrad import batch as fb
+
+
+def ulps(a: float, b: float) -> int:
+    if a == b:
+        return 0
+    if math.isnan(a) and math.isnan(b):
+        return 0
+    ia, ib = (struct.unpack("<q", struct.pack("<d", v))[0] for v in (a, b))
+    ia, ib = (i if i >= 0 else -(i & 0x7FFFFFFFFFFFFFFF) for i in (ia, ib))
+    return abs(ia - ib)
+
+
+def data(n, d=3, seed=0):
+    rng = random.Random(seed)
+    return [[rng.uniform(-2, 2) for _ in range(d)] for _ in range(n)], [rng.randrange(3) for _ in range(n)]
+
+
+def model(w, x):
+    h = [fg.tanh(sum(w[j][i] * x[i] for i in range(len(x))) + w[j][-1]) for j in range(len(w))]
+    return h
+
+
+def arith(w, x, y):
+    # + - * / and the selections only: the NumPy replay must give these bit for bit
+    a = w[0] * x[0] - w[1] / (x[1] + 3.5)
+    b = fg.where(x[2], a * a, -a) + fg.relu(a - y) * w[2]
+    return fg.maximum(a, b) - fg.minimum(a * 0.5, y) + abs(b) / (1.0 + w[0] * w[0])
+
+
+def trans(w, x, y):
+    z = w[0] * x[0] + w[1] * x[1] + w[2] * x[2]
+    return fg.log(1.0 + fg.exp(fg.tanh(z))) * fg.sigmoid(z - y) + fg.sqrt(z * z + 1.0)
+
+
+W3 = [0.3, -0.8, 1.1]
+WM = [[0.2, -0.5, 0.9, 0.1], [-0.7, 0.4, 0.3, -0.2]]
+
+
+def mean(vs):
+    return sum(vs) * (1.0 / len(vs))
+
+
+def ce(w, x, y):
+    logits = model(w, x) + [w[0][0] * x[0]]
+    return fg.nn.cross_entropy([logits], [y])
+
+
+# -------------------------------------------------------------- the map node
+
+
+def test_a_batch_is_one_vmap_node_whose_value_holds_every_output():
+    xs, ys = data(40)
+    seen = {}
+
+    def f(w):
+        outs = fg.vmap(trans, in_axes=(None, 0, 0), backend="python")(w, xs, ys)
+        seen["nodes"] = fg.toposort(mean(outs))
+        return mean(outs)
+
+    fg.grad(f)(W3)
+    maps = [n for n in seen["nodes"] if n.op == "vmap"]
+    assert len(maps) == 1
+    m = maps[0]
+    assert isinstance(m.value, fb.Batch) and m.value.size == 40 and m.value.backend == "python"
+    assert list(m.value) == [trans(W3, x, y) for x, y in zip(xs, ys)]
+    # its parents: the 3 broadcast weights, then every example's 3 features and label
+    assert len(m.parents) == 3 + 40 * 3 + 40
+    assert "Batch(trans, 40 examples, python)" == repr(m.value)
+
+
+def test_the_jit_graph_does_not_grow_with_the_batch_beyond_one_pick_per_output():
+    sizes = {}
+    for n in (20, 400):
+        xs, ys = data(n, seed=n)
+        step = fg.jit(fg.value_and_grad(lambda w, xs, ys: mean(fg.vmap(ce, in_axes=(None, 0, 0))(w, xs, ys))))
+        step(WM, xs, ys)
+        src = step.source(WM, xs, ys)
+        sizes[n] = src.count("\n")
+        assert "tanh" not in src  # the body is not in the graph, only the map's call
+    # per extra example: its pick, its share of the mean, its cotangent (a few statements)
+    assert sizes[400] - sizes[20] <= 4 * 380
+    assert sizes[400] < 2000
+
+
+def test_vmap_on_floats_returns_floats_and_makes_no_node():
+    xs, ys = data(9)
+    out = fg.vmap(trans, in_axes=(None, 0, 0))(W3, xs, ys)
+    assert all(type(v) is float for v in out)
+    assert out == [trans(W3, x, y) for x, y in zip(xs, ys)]
+
+
+# ---------------------------------------------------------- every derivative
+
+
+def loop_and_map(f, xs, ys, backend="python"):
+    loop = lambda w: mean([f(w, x, y) for x, y in zip(xs, ys)])  # noqa: E731
+    vm = lambda w: mean(fg.vmap(f, in_axes=(None, 0, 0), backend=backend)(w, xs, ys))  # noqa: E731
+    return loop, vm
+
+
+@pytest.mark.parametrize("f", [arith, trans], ids=["arith", "trans"])
+def test_every_transform_of_a_vmap_equals_the_same_transform_of_the_loop(f):
+    xs, ys = data(15, seed=3)
+    loop, vm = loop_and_map(f, xs, ys)
+    (v1, g1), (v2, g2) = fg.value_and_grad(vm)(W3), fg.value_and_grad(loop)(W3)
+    # a weight used twice in an example: its two contributions are added
+    # inside the example, and the loop adds them in the whole graph's order
+    assert v1 == v2 and g1 == pytest.approx(g2, rel=1e-14, abs=1e-16)
+    assert fg.jit(fg.grad(vm))(W3) == g1
+    t = [0.5, -1.0, 2.0]
+    assert fg.jvp(vm, (W3,), (t,))[1] == pytest.approx(fg.jvp(loop, (W3,), (t,))[1], rel=1e-13, abs=1e-15)
+    lin = fg.linearize(vm, W3)
+    assert lin[1](t) == pytest.approx(fg.jvp(loop, (W3,), (t,))[1], rel=1e-13, abs=1e-15)
+    for a, b in zip(fg.jacfwd(vm)(W3), fg.grad(loop)(W3)):
+        assert a == pytest.approx(b, rel=1e-13, abs=1e-15)
+    h1, h2 = fg.hessian(vm)(W3), fg.hessian(loop)(W3)
+    for r1, r2 in zip(h1, h2):
+        assert r1 == pytest.approx(r2, rel=1e-12, abs=1e-14)
+    h3 = fg.jacobian(fg.grad(vm))(W3)  # reverse over reverse
+    for r1, r2 in zip(h3, h2):
+        assert r1 == pytest.approx(r2, rel=1e-12, abs=1e-14)
+    def third(fn):  # d/dw of d/dw1 of d/dw0: reverse thrice
+        return fg.grad(lambda w: fg.grad(lambda u: fg.grad(fn)(u)[0])(w)[1])(W3)
+
+    g3, g3_loop = third(vm), third(loop)
+    assert g3 == pytest.approx(g3_loop, rel=1e-11, abs=1e-13)
+
+
+def test_gradients_with_respect_to_the_batched_inputs_too():
+    xs, ys = data(7, seed=4)
+
+    def vm(w, xs):
+        return mean(fg.vmap(trans, in_axes=(None, 0, 0), backend="python")(w, xs, ys))
+
+    def loop(w, xs):
+        return mean([trans(w, x, y) for x, y in zip(xs, ys)])
+
+    gw, gx = fg.grad(vm, argnums=(0, 1))(W3, xs)
+    lw, lx = fg.grad(loop, argnums=(0, 1))(W3, xs)
+    assert gw == lw and gx == lx
+    assert fg.grad(vm, argnums=1)(W3, xs) == lx  # the broadcast weights need no cotangent here
+
+
+def test_per_example_gradients_jit_and_nested_vmap():
+    xs, ys = data(11, seed=5)
+    per = fg.vmap(fg.grad(ce), in_axes=(None, 0, 0))(WM, xs, ys)
+    assert per == [fg.grad(ce)(WM, x, y) for x, y in zip(xs, ys)]
+    jper = fg.jit(fg.vmap(fg.grad(ce), in_axes=(None, 0, 0)))(WM, xs, ys)
+    assert jper == per
+    # vmap of vmap: a batch of batches, and its gradient
+    outer = fg.vmap(fg.vmap(trans, in_axes=(None, 0, 0)), in_axes=(None, 0, 0))
+    xss, yss = [xs[:4], xs[4:8]], [ys[:4], ys[4:8]]
+    assert outer(W3, xss, yss) == [[trans(W3, x, y) for x, y in zip(a, b)] for a, b in zip(xss, yss)]
+    g = fg.grad(lambda w: sum(sum(r) for r in outer(w, xss, yss)))(W3)
+    want = fg.grad(lambda w: sum(sum(trans(w, x, y) for x, y in zip(a, b)) for a, b in zip(xss, yss)))(W3)
+    assert g == pytest.approx(want, rel=1e-13)
+
+
+def test_debug_nans_names_the_op_inside_a_vmap_even_under_grad():
+    xs = [[1.0, 2.0, 0.5], [-5.0, 1.0, 0.0]]
+    f = lambda w, x, y: fg.sqrt(w[0] * x[0])  # noqa: E731
+    with pytest.raises(FloatingPointError, match="sqrt"):
+        with fg.debug_nans():
+            fg.grad(lambda w: sum(fg.vmap(f, in_axes=(None, 0, 0))(w, xs, [0, 1])))(W3)
+
+
+def test_vmap_in_threads_gives_each_thread_its_own_answer():
+    xs, ys = data(30, seed=6)
+    want = fg.grad(loop_and_map(trans, xs, ys)[0])(W3)
+    vm = loop_and_map(trans, xs, ys)[1]
+    got, errors = [], []
+
+    def run():
+        try:
+            for _ in range(5):
+                got.append(fg.grad(vm)(W3))
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=run) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors and len(got) == 20 and all(g == want for g in got)
+
+
+# ----------------------------------------------------------- the NumPy replay
+
+
+def test_numpy_replay_is_bit_identical_for_arithmetic_and_selections():
+    require("numpy", 'pip install "fungrad[fast]"')
+    rng = random.Random(7)
+    xs = [[rng.choice([0.0, -0.0, 1.5, -2.25, 1e-310, 3.0, -7.0, 1e300]) for _ in range(3)] for _ in range(300)]
+    ys = [rng.choice([0.0, -1.0, 2.0]) for _ in range(300)]
+    py = fg.vmap(arith, in_axes=(None, 0, 0), backend="python")(W3, xs, ys)
+    npy = fg.vmap(arith, in_axes=(None, 0, 0), backend="numpy")(W3, xs, ys)
+    assert all(type(v) is float for v in npy)
+    assert [struct.pack("<d", v) for v in npy] == [struct.pack("<d", v) for v in py]
+    # per-example gradients: their rules are arithmetic and selections too
+    gp = fg.vmap(fg.grad(arith), in_axes=(None, 0, 0), backend="python")(W3, xs, ys)
+    gn = fg.vmap(fg.grad(arith), in_axes=(None, 0, 0), backend="numpy")(W3, xs, ys)
+    assert [struct.pack("<3d", *g) for g in gn] == [struct.pack("<3d", *g) for g in gp]
+
+
+def test_numpy_replay_of_transcendental_functions_is_within_4_ulp():
+    require("numpy", 'pip install "fungrad[fast]"')
+    xs, ys = data(500, seed=8)
+    py = fg.vmap(trans, in_axes=(None, 0, 0), backend="python")(W3, xs, ys)
+    npy = fg.vmap(trans, in_axes=(None, 0, 0), backend="numpy")(W3, xs, ys)
+    assert max(ulps(a, b) for a, b in zip(npy, py)) <= 4
+    gp = fg.vmap(fg.grad(trans), in_axes=(None, 0, 0), backend="python")(W3, xs, ys)
+    gn = fg.vmap(fg.grad(trans), in_axes=(None, 0, 0), backend="numpy")(W3, xs, ys)
+    worst = max(ulps(a, b) for u, v in zip(gn, gp) for a, b in zip(u, v))
+    # a derivative composes a few such functions: each may be off by a few ulp
+    assert worst <= 16
+
+
+def test_numpy_replay_sums_over_the_batch_within_a_stated_tolerance():
+    require("numpy", 'pip install "fungrad[fast]"')
+    xs, ys = data(1000, seed=9)
+    loop, vm_np = loop_and_map(ce, xs, ys, backend="numpy")
+    _, vm_py = loop_and_map(ce, xs, ys, backend="python")
+    v_np, g_np = fg.value_and_grad(vm_np)(WM)
+    v_py, g_py = fg.value_and_grad(vm_py)(WM)
+    assert v_py == fg.value_and_grad(loop)(WM)[0]
+    # the sums over the batch may run in another order (pairwise): each
+    # gradient agrees to 1e-12 of the sum of its terms' magnitudes
+    per = fg.vmap(fg.grad(ce), in_axes=(None, 0, 0), backend="python")(WM, xs, ys)
+    scale = [[sum(abs(p[j][i]) for p in per) / len(per) for i in range(4)] for j in range(2)]
+    for j in range(2):
+        for i in range(4):
+            assert abs(g_np[j][i] - g_py[j][i]) <= 1e-12 * scale[j][i] + 1e-300
+    assert abs(v_np - v_py) <= 1e-12 * abs(v_py)
+
+
+def test_the_backend_is_chosen_by_batch_size_and_can_be_forced():
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    seen = {}
+
+    def f(w, xs, ys, backend=None):
+        outs = fg.vmap(trans, in_axes=(None, 0, 0), backend=backend)(w, xs, ys)
+        seen[len(xs)] = [n for n in fg.toposort(outs[0]) if n.op == "vmap"][0].value.backend
+        return mean(outs)
+
+    small, big = data(fb.NUMPY_FROM - 1), data(fb.NUMPY_FROM)
+    fg.grad(f)(W3, *small)
+    fg.grad(f)(W3, *big)
+    assert seen == {fb.NUMPY_FROM - 1: "python", fb.NUMPY_FROM: "numpy"}
+    fg.grad(lambda w: f(w, *big, backend="python"))(W3)
+    assert seen[fb.NUMPY_FROM] == "python"
+    # arrays with a leading batch axis go in as they are
+    out = fg.vmap(trans, in_axes=(None, 0, 0), backend="numpy")(W3, np.array(big[0]), np.array(big[1]))
+    assert len(out) == fb.NUMPY_FROM
+
+
+def test_backend_errors_say_what_was_expected():
+    with pytest.raises(ValueError, match="backend must be None"):
+        fg.vmap(trans, backend="gpu")
+    sq = fg.primitive("sq_for_vmap_backend", lambda x: x * x, (lambda g, ans, x: 2.0 * x * g,))
+    with pytest.raises(TypeError, match="cannot be replayed with NumPy"):
+        fg.vmap(lambda w, x: sq(w * x), in_axes=(None, 0), backend="numpy")(2.0, [1.0, 2.0])
+    # automatic: the body has an op NumPy cannot run, so Python replays it
+    out = fg.vmap(lambda w, x: sq(w * x), in_axes=(None, 0))(2.0, [float(i) for i in range(100)])
+    assert out == [(2.0 * i) ** 2 for i in range(100)]
+
+
+def test_jit_of_the_numpy_replay_equals_its_eager_run():
+    require("numpy", 'pip install "fungrad[fast]"')
+    xs, ys = data(200, seed=10)
+    step = fg.value_and_grad(lambda w, xs, ys: mean(fg.vmap(ce, in_axes=(None, 0, 0), backend="numpy")(w, xs, ys)))
+    eager = step(WM, xs, ys)
+    jitted = fg.jit(step)
+    assert jitted(WM, xs, ys) == eager
+    assert jitted(WM, xs, ys) == eager  # the replay, not the trace
+    xs2, ys2 = data(200, seed=11)
+    assert jitted(WM, xs2, ys2) == step(WM, xs2, ys2)
+
+
+def test_drawings_show_the_body_once():
+    xs, ys = data(25, seed=12)
+    out = fg.vmap(trans, in_axes=(None, 0, 0))([fg.var(v) for v in W3], xs, ys)
+    dot = fg.viz.to_dot(mean(out))
+    assert dot.count("vmap trans") == 1 and "tanh" not in dot
+    g = fg.to_networkx(mean(out))
+    assert sum(1 for _, d in g.nodes(data=True) if d.get("op") == "vmap") == 1
