@@ -1,13 +1,26 @@
 """``vmap``: one traced example, replayed over a batch; ``export``: the traced program as array code.
 
-``vmap(f)`` traces ``f`` once for one example, compiles that trace with
-:mod:`fungrad.codegen`, and replays the compiled body for every example, on
-floats or on nodes. The body is one op of the graph per example output (not
-a copy of the body's graph per example), so a batch of a thousand examples
-through a model of a thousand nodes is a thousand nodes, not a million. Its
-derivative is the body's derivative, traced once too (the VJP of the body,
-written as another compiled body), so ``grad``, ``jit``, forward mode and
-nested ``vmap`` compose with it.
+``vmap(f)`` traces ``f`` once for one example and replays that trace for
+every example. In the graph the whole batch is one ``vmap`` node: its
+parents are the broadcast numbers and every example's numbers, its value a
+:class:`Batch` of every example's outputs, and each output the user sees is
+a ``vmap_pick`` node reading one of them. So a batch of a thousand examples
+through a model of a thousand nodes is a thousand and one nodes, not a
+million, and ``jit``'s generated code calls the body once for the batch.
+
+The map's derivatives are maps too, each traced once per body: its VJP maps
+the body's VJP over the batch and sums the broadcast arguments' cotangents
+inside it (from the last example to the first, the order of a backward pass
+over a loop); its JVP maps the body's JVP. ``grad``, ``jit``, forward mode,
+higher orders and nested ``vmap`` compose with it.
+
+The replay runs the body's generated code in Python, example by example, or
+with NumPy on arrays holding every example's value (``backend="numpy"``,
+chosen by itself from :data:`fungrad.batch.NUMPY_FROM` examples on when
+NumPy is installed and the body uses only built-in primitives). NumPy gives
+``+ - * /`` and the selections bit for bit, its transcendental functions
+within 4 ulp of Python's ``math``, and it sums over the batch in its own
+order.
 
 >>> import fungrad as fg
 >>> f = lambda w, x: fg.tanh(w * x)
@@ -26,8 +39,9 @@ from typing import Any, Callable, Sequence
 from . import codegen, expr, tree
 from .expr import Node
 
-__all__ = ["vmap", "export"]
+__all__ = ["vmap", "export", "Batch", "BACKENDS", "NUMPY_FROM"]
 
+#: The replays of a map's body: ``"python"`` (example by example) and ``"numpy"`` (all at once, on arrays).
 BACKENDS = ("python", "numpy")
 
 
@@ -121,10 +135,10 @@ class _Map:
                 self._array = False
         return self._array is not False
 
-    def forward(self, vals: Sequence[float], size: int, backend: str) -> Batch:
-        """The map's outputs on numbers laid out as its node's parents."""
+    def forward(self, vals: Sequence[float], size: int, backend: str, via: str | None = None) -> Batch:
+        """The map's outputs on numbers laid out as its node's parents (computed ``via`` another backend)."""
         # a derived map (a VJP, a JVP) that NumPy cannot run replays in Python
-        numpy = backend == "numpy" and self.array_ok()
+        numpy = (via or backend) == "numpy" and self.array_ok()
         out = Batch(self._forward_numpy(vals, size) if numpy else self._forward_python(vals, size))
         out.map, out.size, out.backend = self, size, backend
         return out
@@ -198,7 +212,12 @@ class _Map:
         if t.debug:
             return self.unrolled(args, size)  # every op is checked as it runs
         parents = tuple(a if a.__class__ is Node else expr._lift(a) for a in args)
-        batch = self.forward([p.value for p in parents], size, backend)
+        # Under a jit trace the values are never read (jit returns its
+        # replay's results, and branching on them raises), so NumPy computes
+        # them whatever the replay's backend: the first call does not grow
+        # with the batch at the speed of Python
+        via = "numpy" if t.jit_level is not None else None
+        batch = self.forward([p.value for p in parents], size, backend, via)
         return expr.map_node(batch, parents, all(p.level == expr.CONST for p in parents))
 
     # -- derivatives --------------------------------------------------------
@@ -403,6 +422,12 @@ def vmap(
     :func:`fungrad.jit`, because one trace serves every example: use
     ``fg.where``, ``fg.relu``, ``fg.maximum``.
 
+    ``backend`` picks the replay: ``"python"`` (the body's generated code,
+    example by example), ``"numpy"`` (the same code on arrays of every
+    example's values at once), or ``None``: NumPy from
+    :data:`fungrad.batch.NUMPY_FROM` examples on when it is installed and
+    can run the body.
+
     >>> import fungrad as fg
     >>> loss = lambda w, x, y: (w[0] * x + w[1] - y) ** 2
     >>> w, xs, ys = [2.0, 1.0], [0.0, 1.0, 2.0], [1.0, 3.0, 4.0]
@@ -514,9 +539,9 @@ def vmap(
     return batched
 
 
-# From this many examples on, the automatic choice replays with NumPy: below
-# it, NumPy's cost per call (about a microsecond an op) exceeds the Python
-# loop's cost per example
+#: From this many examples on, ``vmap`` replays with NumPy unless told
+#: otherwise: below it, NumPy's cost per call (about a microsecond an op)
+#: exceeds the Python loop's cost per example.
 NUMPY_FROM = 64
 
 

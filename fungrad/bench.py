@@ -52,6 +52,7 @@ from .optim import sgd
 
 __all__ = [
     "moons_case",
+    "digits_case",
     "chain_case",
     "scaling",
     "plot_scaling",
@@ -770,6 +771,25 @@ def format_report(report: dict[str, Any]) -> str:
         for case in ("chain", "wide sum"):
             firsts = [r["first_call_s"] for r in s["rows"] if r["case"] == case and "first_call_s" in r]
             lines.append(f"{case:<12}{'jit 1st call':<15}" + "".join(f"{_fmt_s(f):>14}" for f in firsts))
+    if "digits" in report:
+        d = report["digits"]
+        t = d["times"]
+        ref = t.get(PYTORCH)
+        dhead = f"{'path':<34}{'median':>12}{'vs ' + PYTORCH:>22}"
+        lines += ["", f"{d['case']}; median of {d['repeats']}", dhead, "-" * len(dhead)]
+        for name, v in t.items():
+            note = f"   (measured on {d['slice']} examples, scaled)" if name == "per-example graphs" else ""
+            ratio = f"{v / ref:.1f}x" if ref else "-"
+            lines.append(f"{name:<34}{_fmt_s(v):>12}{ratio:>22}{note}")
+        for name, b in d["memory"].items():
+            note = " (scaled)" if name == "per-example graphs" else ""
+            lines.append(f"{'peak memory, ' + name:<34}{b / 2**20:>9.1f} MB{note}")
+        for backend, firsts in d["first_call"].items():
+            lines.append(
+                f"{'jit(vmap) ' + backend + ' first call':<34}"
+                + ", ".join(f"{_fmt_s(v)} at batch {int(n):,}" for n, v in firsts.items())
+            )
+        lines.append("checks: " + "; ".join(f"{k}: {v!r}" for k, v in d["checks"].items()))
     if report.get("targets"):
         lines += ["", "targets:"]
         for t in report["targets"]:
@@ -797,6 +817,15 @@ def _targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = c["jvp"]["ratio"]
         out.append({"what": "jvp on the chain, vs evaluating it", "got": f"{ratio:.2f}x",
                     "target": f"<= {JVP_TARGET}x", "ok": ratio <= JVP_TARGET})
+    d = report.get("digits")
+    if d and d["batch"] == 1437:  # the full training split: the case the targets are set on
+        v = d["times"]["jit(vmap) numpy"]
+        out.append({"what": "digits full batch, jit(vmap) NumPy replay", "got": _fmt_s(v),
+                    "target": f"<= {_fmt_s(DIGITS_REPLAY_TARGET_S)}", "ok": v <= DIGITS_REPLAY_TARGET_S})
+        worst = max(v for firsts in d["first_call"].values() for v in firsts.values())
+        out.append({"what": "digits jit(vmap) first call, largest over batch sizes and backends",
+                    "got": f"{worst:.2f} s", "target": f"<= {DIGITS_FIRST_CALL_TARGET_S} s",
+                    "ok": worst <= DIGITS_FIRST_CALL_TARGET_S})
     s = report.get("scaling")
     if s and s["sizes"] == [10**4, 10**5, 10**6]:
         for key, spread in s["spread"].items():
@@ -805,6 +834,143 @@ def _targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"what": f"scaling {key}", "got": f"{spread:.2f}x", "target": f"<= {SCALING_TARGET}x",
                         "ok": spread <= SCALING_TARGET})
     return out
+
+
+# --------------------------------------------------------------------------
+# Digits: a full batch through vmap
+
+DIGITS_REPLAY_TARGET_S = 0.060  # jit(vmap) NumPy replay, one full-batch value_and_grad
+DIGITS_FIRST_CALL_TARGET_S = 3.0  # its first call, at every batch size
+DIGITS_SIZES = (100, 1000, 1437)  # batch sizes whose first call is timed
+PYTORCH = "PyTorch float64"
+
+
+def _digits_example(params: Any, x: Any, y: Any) -> Any:
+    return nn.cross_entropy([params(x)], [y])
+
+
+def _digits_vmap(backend: str | None) -> Callable[..., Any]:
+    from .batch import vmap
+
+    per = vmap(_digits_example, in_axes=(None, 0, 0), backend=backend)
+
+    def loss(params: Any, xs: Any, ys: Any) -> Any:
+        outs = per(params, xs, ys)
+        return sum(outs) * (1.0 / len(outs))
+
+    return loss
+
+
+def _digits_loop(params: Any, xs: Any, ys: Any) -> Any:
+    outs = [_digits_example(params, x, y) for x, y in zip(xs, ys)]
+    return sum(outs) * (1.0 / len(outs))
+
+
+def _torch_step(model: nn.MLP, xs: Any, ys: Any) -> Callable[[], Any] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    ws = [torch.tensor([list(n.w) for n in layer.neurons], dtype=torch.float64, requires_grad=True)
+          for layer in model.layers]
+    bs = [torch.tensor([n.b for n in layer.neurons], dtype=torch.float64, requires_grad=True) for layer in model.layers]
+    X = torch.tensor(xs, dtype=torch.float64)
+    Y = torch.tensor(ys)
+
+    def step() -> Any:
+        h = torch.tanh(X @ ws[0].T + bs[0])
+        loss = torch.nn.functional.cross_entropy(h @ ws[1].T + bs[1], Y)
+        return loss, torch.autograd.grad(loss, [ws[0], bs[0], ws[1], bs[1]])
+
+    return step
+
+
+def digits_case(batch: int = 1437, repeats: int = 5, slice_size: int = 100,
+                sizes: Sequence[int] = DIGITS_SIZES) -> dict[str, Any]:
+    """One full-batch ``value_and_grad`` of the digits model, ``MLP(64, [32, 10])``, by every path.
+
+    Paths: per-example graphs in a Python loop (timed on ``slice_size``
+    examples and scaled to the batch, which the report says), ``vmap``
+    eagerly (the automatic backend), ``jit(vmap)`` replaying the body in
+    Python and with NumPy, and PyTorch's vectorized float64 as the
+    reference, when it is installed. Also the peak memory of a step through
+    ``vmap`` against per-example graphs (scaled the same way), and the first
+    call of ``jit(vmap)`` (trace and compile) at each of ``sizes``.
+
+    >>> from fungrad import bench
+    >>> r = bench.digits_case(batch=20, repeats=1, slice_size=10, sizes=(10,))
+    >>> r["checks"]["jit(vmap) numpy equals its eager run"], sorted(r["first_call"])
+    (True, ['numpy', 'python'])
+    """
+    from .autodiff import value_and_grad
+    from .data import digits, split
+
+    for name, v in (("batch", batch), ("repeats", repeats), ("slice_size", slice_size)):
+        _check_count("digits_case", name, v, 1)
+    (xs, ys), _ = split(*digits())
+    if batch > len(xs):
+        raise ValueError(f"digits_case: batch must be at most {len(xs)} (the training split), got {batch}")
+    xs, ys = xs[:batch], ys[:batch]
+    model = nn.MLP.init(64, [32, 10], seed=0, activation="tanh", final_activation="linear")
+    part = min(slice_size, batch)
+    scale = batch / part
+    eager_vmap = value_and_grad(_digits_vmap(None))
+    steps: dict[str, Callable[[], Any]] = {
+        "per-example graphs": lambda: value_and_grad(_digits_loop)(model, xs[:part], ys[:part]),
+        "vmap eager": lambda: eager_vmap(model, xs, ys),
+    }
+    first: dict[str, dict[str, float]] = {"python": {}, "numpy": {}}
+    jitted = {}
+    for backend in ("python", "numpy"):
+        for n in sorted(set(sizes) | {batch}):
+            if n > len(xs):
+                continue
+            f = jit(value_and_grad(_digits_vmap(backend)))
+            t0 = time.perf_counter()
+            f(model, xs[:n], ys[:n])
+            first[backend][str(n)] = time.perf_counter() - t0
+            if n == batch:
+                jitted[backend] = f
+        f = jitted[backend]
+        steps[f"jit(vmap) {backend}"] = lambda f=f: f(model, xs, ys)
+    torch_step = _torch_step(model, xs, ys)
+    if torch_step is not None:
+        steps[PYTORCH] = torch_step
+    for fn in steps.values():
+        fn()  # warm: the bodies traced and compiled, the replays specialized
+    times = {k: statistics.median(_timed(fn, gc_off=False) for _ in range(repeats)) for k, fn in steps.items()}
+    times["per-example graphs"] *= scale
+    memory = {
+        "per-example graphs": _peak_bytes(lambda: value_and_grad(_digits_loop)(model, xs[:part], ys[:part])) * scale,
+        "vmap eager": _peak_bytes(lambda: eager_vmap(model, xs, ys)),
+    }
+    v_np, g_np = jitted["numpy"](model, xs, ys)
+    v_py, g_py = jitted["python"](model, xs, ys)
+    e_np = value_and_grad(_digits_vmap("numpy"))(model, xs, ys)
+    checks: dict[str, Any] = {
+        "jit(vmap) numpy equals its eager run": (v_np, g_np) == e_np,
+        "numpy and python replays, largest gradient difference": max(
+            abs(a - b) for a, b in zip(tree.leaves(g_np), tree.leaves(g_py))
+        ),
+    }
+    if torch_step is not None:
+        t_loss, t_grads = torch_step()
+        ours = [[list(n.w) for n in layer.neurons] for layer in g_np.layers]
+        ours_b = [[n.b for n in layer.neurons] for layer in g_np.layers]
+        flat_t = [v for t in t_grads for v in t.flatten().tolist()]
+        flat_o = [*[x for row in ours[0] for x in row], *ours_b[0], *[x for row in ours[1] for x in row], *ours_b[1]]
+        checks["PyTorch loss difference"] = abs(t_loss.item() - v_np)
+        checks["PyTorch largest gradient difference"] = max(abs(a - b) for a, b in zip(flat_t, flat_o))
+    return {
+        "case": f"digits, MLP(64, [32, 10]) tanh, softmax cross-entropy, one value_and_grad on {batch} examples",
+        "batch": batch,
+        "repeats": repeats,
+        "slice": part,
+        "times": times,
+        "memory": memory,
+        "first_call": first,
+        "checks": checks,
+    }
 
 
 # --------------------------------------------------------------------------
@@ -820,13 +986,15 @@ def run(
     chain_repeats: int | None = None,
     scaling_sizes: Sequence[int] | None = None,
     libraries: Sequence[str] = LIBRARIES,
+    digits: int | None = None,
 ) -> dict[str, Any]:
     """The whole report that ``fungrad bench`` prints: machine, cases, targets.
 
     Runs :func:`moons_case` (unless ``points`` is None), :func:`chain_case`
     with ``chain`` ops (unless None; ``chain_repeats`` runs, by default two
     fewer than ``repeats``, since each is long) and :func:`scaling` over
-    ``scaling_sizes`` (when given). :func:`format_report` turns the result
+    ``scaling_sizes`` (when given) and :func:`digits_case` on a batch of
+    ``digits`` examples (when given). :func:`format_report` turns the result
     into the table; it is also plain JSON data.
 
     >>> from fungrad.bench import run
@@ -842,6 +1010,8 @@ def run(
         report["chain"] = chain_case(chain, repeats=n, libraries=libraries)
     if scaling_sizes is not None:
         report["scaling"] = scaling(scaling_sizes, repeats=3)
+    if digits is not None:
+        report["digits"] = digits_case(digits, repeats=max(1, repeats - 2))
     report["targets"] = _targets(report)
     return report
 
