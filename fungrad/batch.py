@@ -48,11 +48,12 @@ BACKENDS = ("python", "numpy")
 class Batch(list):  # type: ignore[type-arg]
     """The value of a ``vmap`` node: each example's outputs of the body in turn, then the sums over the batch.
 
-    ``map`` is the mapped body, ``size`` the number of examples and
-    ``backend`` the replay that computed it (``"python"`` or ``"numpy"``).
+    ``map`` is the mapped body, ``size`` the number of examples,
+    ``backend`` the replay that computed it (``"python"`` or ``"numpy"``) and
+    ``owner`` the function mapped, kept alive while the graph is.
     """
 
-    __slots__ = ("map", "size", "backend")
+    __slots__ = ("map", "size", "backend", "owner")
 
     def __repr__(self) -> str:
         return f"Batch({self.map.name}, {self.size} examples, {self.backend})"
@@ -91,8 +92,9 @@ class _Map:
     """
 
     def __init__(self, fn: Callable[[list[Any], list[Any]], tuple[list[Any], list[Any]]], nb: int,
-                 widths: Sequence[int], name: str):
+                 widths: Sequence[int], name: str, owner: Callable[[], Any]):
         self.fn, self.nb, self.widths, self.name = fn, nb, tuple(widths), name
+        self.owner = owner  # the function the body calls, held weakly: its maps' nodes keep it alive
         self.ne = sum(self.widths)
         t = expr.new_level(debug=False, jit=True)
         self._tape: list[Node] = t.tape  # type: ignore[assignment]
@@ -140,7 +142,7 @@ class _Map:
         # a derived map (a VJP, a JVP) that NumPy cannot run replays in Python
         numpy = (via or backend) == "numpy" and self.array_ok()
         out = Batch(self._forward_numpy(vals, size) if numpy else self._forward_python(vals, size))
-        out.map, out.size, out.backend = self, size, backend
+        out.map, out.size, out.backend, out.owner = self, size, backend, self.owner()
         return out
 
     def _forward_python(self, vals: Sequence[float], size: int) -> list[Any]:
@@ -251,7 +253,7 @@ class _Map:
                 return ([cts[nb + j] for j in range(ne) if mask_ex[j]],
                         [cts[i] for i in range(nb) if mask_bc[i]])
 
-            m = self._vjps[key] = _Map(back, nb + self.k_sum, (*self.widths, k_ex), f"vjp({self.name})")
+            m = self._vjps[key] = _Map(back, nb + self.k_sum, (*self.widths, k_ex), f"vjp({self.name})", self.owner)
         return m
 
     def jvp_map(self, mask_bc: tuple[bool, ...], mask_ex: tuple[bool, ...]) -> _Map:
@@ -269,7 +271,9 @@ class _Map:
                 _, t_out = jvp(lambda *xs: self._flat(xs), (*bct[:nb], *ext[:ne]), tuple(ts))
                 return list(t_out[:k_ex]), list(t_out[k_ex:])
 
-            m = self._jvps[key] = _Map(push, nb + sum(mask_bc), (*self.widths, sum(mask_ex)), f"jvp({self.name})")
+            m = self._jvps[key] = _Map(
+                push, nb + sum(mask_bc), (*self.widths, sum(mask_ex)), f"jvp({self.name})", self.owner
+            )
         return m
 
     def _derived(self, n: Node, extra_bc: list[Any], extra_ex: list[Any], m: _Map, nested: bool) -> Any:
@@ -574,12 +578,24 @@ def _make_body(
     ex_defs: dict[int, Any],
     ex_num_idx: dict[int, set[int]],
 ) -> tuple[_Map, tree.TreeDef]:
-    ex0 = {i: tree.leaves(examples[i][0]) for i in examples}
+    # Only the static leaves are kept: a number of the first call (a node of
+    # some graph) must not stay alive with the body
+    nums = set(num_bc)
+    bc_static = [None if k in nums else v for k, v in enumerate(bc_leaves)]
+    ex0 = {
+        i: [None if k in ex_num_idx[i] else v for k, v in enumerate(tree.leaves(examples[i][0]))] for i in examples
+    }
     holder: list[Any] = []
+    # The cache of f's bodies lives as long as f does, so a body refers to f
+    # weakly (else f could never die); the nodes of a map hold f instead
+    try:
+        owner: Callable[[], Any] = weakref.ref(f)
+    except TypeError:  # not weakly referable: this body is not cached either
+        owner = lambda: f  # noqa: E731
 
     def one(xs: list[Any]) -> list[Any]:
         it = iter(xs)
-        leaves = list(bc_leaves)
+        leaves = list(bc_static)
         for k in num_bc:
             leaves[k] = next(it)
         call = []
@@ -592,13 +608,14 @@ def _make_body(
                 for k in sorted(ex_num_idx[i]):
                     ls[k] = next(it)
                 call.append(tree.unflatten(ex_defs[i], ls))
-        res = f(*call)
+        res = owner()(*call)
         outs, td = tree.flatten(res)
         if not holder:
             holder.append(td)
         return outs
 
-    body = _Map(lambda bc, ex: (one([*bc, *ex]), []), len(num_bc), [len(ex_num_idx[i]) for i in examples], name)
+    widths = [len(ex_num_idx[i]) for i in examples]
+    body = _Map(lambda bc, ex: (one([*bc, *ex]), []), len(num_bc), widths, name, owner)
     return body, holder[0]
 
 

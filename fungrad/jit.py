@@ -29,7 +29,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any, Callable, NamedTuple, Sequence
 
-from . import codegen, expr, tree
+from . import autodiff, codegen, expr, tree
 from .expr import Node
 
 __all__ = ["jit", "Jitted", "CacheInfo", "DEFAULT_CACHE_LIMIT"]
@@ -323,7 +323,10 @@ class Jitted:
                     lock.acquire()
                     entry = cache.entries.get(key)
                     if entry is None:
-                        entry = self._compile(dyn, statics, xs)
+                        # the collector's young threshold raised, as for grad: the
+                        # trace and the code generator make hundreds of thousands
+                        # of objects that reference counting frees anyway
+                        entry = autodiff._outermost(self._compile, dyn, statics, xs)
                         cache.put(key, entry)
                 finally:
                     if lock._is_owned():  # type: ignore[attr-defined]

@@ -298,3 +298,33 @@ def test_drawings_show_the_body_once():
     assert dot.count("vmap trans") == 1 and "tanh" not in dot
     g = fg.to_networkx(mean(out))
     assert sum(1 for _, d in g.nodes(data=True) if d.get("op") == "vmap") == 1
+
+
+def test_new_functions_leave_no_trace_in_the_primitive_table_and_their_maps_are_freed():
+    import gc
+    import weakref
+
+    before = set(fg.PRIMITIVES)
+    refs = []
+    for k in range(30):
+        f = lambda w, x, k=k: fg.tanh(w * x + k)  # noqa: E731 - a new function each time
+        fg.grad(lambda w: sum(fg.vmap(f, in_axes=(None, 0))(w, [1.0, 2.0, 3.0])))(0.5)
+        refs.append(weakref.ref(next(iter(fb._caches[f].bodies.values()))[0]))
+        del f
+    gc.collect()
+    assert set(fg.PRIMITIVES) == before
+    assert all(r() is None for r in refs)
+
+
+def test_jit_keys_rows_of_floats_and_rows_of_ints_alike():
+    calls = []
+
+    def f(xs):
+        calls.append(1)
+        return sum(fg.vmap(lambda x: x[0] * x[1])(xs))
+
+    jf = fg.jit(f)
+    assert jf([[1.0, 2.0], [3.0, 4.0]]) == 14.0
+    assert jf([[1, 2], [3, 4]]) == 14.0  # the same structure: the same trace
+    assert jf([[1.0, 2], [3, 4.5]]) == 15.5
+    assert len(calls) == 1
