@@ -623,45 +623,88 @@ def _anything(v: Any) -> bool:
     return True
 
 
-def _compile(h: Any, static: bool) -> Callable[[Any], bool]:
+_Check = Callable[[Any], bool]
+# How a hint is built from its parts: (the parts, make(results of the parts)).
+_Split = tuple[Sequence[Any], Callable[[list[Any]], Any]]
+
+
+def _fold(h: Any, split: Callable[[Any], _Split]) -> Any:
+    """Build a result for the type hint ``h`` from the results of its parts, parts first.
+
+    A loop over an explicit stack, not a recursion: ``split(h)`` gives the
+    parts of ``h`` (its arguments, or none) and the function that makes its
+    result from theirs.
+    """
+    results: list[Any] = []
+    todo: list[tuple[Any, _Split | None]] = [(h, None)]
+    while todo:
+        h, made = todo.pop()
+        if made is None:
+            made = split(h)
+            if made[0]:
+                todo.append((h, made))
+                todo.extend((p, None) for p in reversed(made[0]))
+                continue
+            results.append(made[1]([]))
+            continue
+        n = len(made[0])
+        parts = results[-n:]
+        del results[-n:]
+        results.append(made[1](parts))
+    return results[0]
+
+
+def _leaf(result: Any) -> _Split:
+    return (), lambda _: result
+
+
+def _first(parts: list[Any]) -> Any:
+    return parts[0]
+
+
+def _compile(h: Any, static: bool) -> _Check:
     """A test of whether a loaded value is of the annotated type ``h`` (kinds of hint it does not know pass)."""
+    return _fold(h, lambda x: _check_split(x, static))  # type: ignore[no-any-return]
+
+
+def _check_split(h: Any, static: bool) -> _Split:
     if h is Any or h is object:
-        return _anything
+        return _leaf(_anything)
     if h is None or h is type(None):
-        return lambda v: v is None
+        return _leaf(lambda v: v is None)
     origin, args = typing.get_origin(h), typing.get_args(h)
     if origin is Union or origin is types.UnionType:
-        alts = [_compile(a, static) for a in args]
-        return lambda v: any(c(v) for c in alts)
+        return args, lambda alts: lambda v: any(c(v) for c in alts)
     if origin is typing.Literal:
-        return lambda v: any(type(v) is type(a) and v == a for a in args)
+        return _leaf(lambda v: any(type(v) is type(a) and v == a for a in args))
     if origin is typing.Annotated:
-        return _compile(args[0], static)
+        return (args[0],), _first
     if hasattr(h, "__supertype__"):  # typing.NewType
-        return _compile(h.__supertype__, static)
+        return (h.__supertype__,), _first
     cls = origin if origin is not None else h
     if not isinstance(cls, type):
-        return _anything  # TypeVar, ForwardRef, strings: nothing to check against
+        return _leaf(_anything)  # TypeVar, ForwardRef, strings: nothing to check against
     # a number field holds a float or an int, never a bool (bool is an int to Python)
     if cls is float or getattr(cls, "__fungrad_leaf__", False):
-        return _real
+        return _leaf(_real)
     if cls is int or cls is bool or cls is str:
-        return lambda v: v.__class__ is cls
+        return _leaf(lambda v: v.__class__ is cls)
     if cls is tuple or cls is list or cls in _SEQUENCES:
         # static fields are stored as tuples (lists are not hashable)
         kinds = (list, tuple) if static and cls is list else cls
         if not args:
-            return lambda v: isinstance(v, kinds)
+            return _leaf(lambda v: isinstance(v, kinds))
         if cls is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             if args == ((),):
-                return lambda v: isinstance(v, kinds) and len(v) == 0
-            items = [_compile(a, static) for a in args]
-            return lambda v: isinstance(v, kinds) and len(v) == len(items) and all(c(x) for c, x in zip(items, v))
-        item = _compile(args[0], static)
-        return lambda v: isinstance(v, kinds) and all(item(x) for x in v)
+                return _leaf(lambda v: isinstance(v, kinds) and len(v) == 0)
+            return args, lambda items: lambda v: (
+                isinstance(v, kinds) and len(v) == len(items) and all(c(x) for c, x in zip(items, v))
+            )
+        return (args[0],), lambda item: lambda v: isinstance(v, kinds) and all(item[0](x) for x in v)
     if cls is dict or cls in _MAPPINGS:
-        value = _compile(args[1], static) if len(args) == 2 else _anything
-        return lambda v: isinstance(v, dict) and all(value(x) for x in v.values())
+        if len(args) != 2:
+            return _leaf(lambda v: isinstance(v, dict))
+        return (args[1],), lambda value: lambda v: isinstance(v, dict) and all(value[0](x) for x in v.values())
 
     def instance(v: Any) -> bool:
         try:
@@ -669,26 +712,35 @@ def _compile(h: Any, static: bool) -> Callable[[Any], bool]:
         except TypeError:  # classes that refuse isinstance cannot be checked
             return True
 
-    return instance
+    return _leaf(instance)
 
 
 def _hint_text(h: Any) -> str:
+    return _fold(h, _text_split)  # type: ignore[no-any-return]
+
+
+def _text_split(h: Any) -> _Split:
     if h is type(None) or h is None:
-        return "None"
+        return _leaf("None")
     origin, args = typing.get_origin(h), typing.get_args(h)
     if origin is Union or origin is types.UnionType:
-        parts = dict.fromkeys(_hint_text(a) for a in args)  # a node and a float both read "float"
-        return " or ".join(parts)
+        return args, lambda parts: " or ".join(dict.fromkeys(parts))  # a node and a float both read "float"
     if origin is typing.Literal:
-        return " or ".join(repr(a) for a in args)
+        return _leaf(" or ".join(repr(a) for a in args))
     if origin is not None and args:
-        inner = ", ".join("..." if a is Ellipsis else _hint_text(a) for a in args)
-        return f"{getattr(origin, '__name__', origin)}[{inner}]"
+        name = getattr(origin, "__name__", origin)
+        inner = [a for a in args if a is not Ellipsis]
+
+        def make(parts: list[str]) -> str:
+            texts = iter(parts)
+            return f"{name}[{', '.join('...' if a is Ellipsis else next(texts) for a in args)}]"
+
+        return inner, make
     if getattr(h, "__fungrad_leaf__", False):
-        return "float"
+        return _leaf("float")
     if isinstance(h, type):
-        return h.__qualname__ if h.__module__ == "builtins" else tree.type_name(h)
-    return str(h)
+        return _leaf(h.__qualname__ if h.__module__ == "builtins" else tree.type_name(h))
+    return _leaf(str(h))
 
 
 # --- the file -----------------------------------------------------------------

@@ -126,6 +126,25 @@ def _lr(lr: Any, who: str) -> LR:
     return x
 
 
+# Converters for the optimizers' attrs fields: a value is checked, and made a
+# float, as the record is built (also by attrs.evolve). Each keeps its field's
+# annotation, which attrs shows in the signature of __init__.
+
+
+def _lr_field(who: str) -> Callable[[LR], LR]:
+    def convert(lr: LR) -> LR:
+        return _lr(lr, who)
+
+    return convert
+
+
+def _hyper_field(who: str, name: str, hi: float = math.inf) -> Callable[[float], float]:
+    def convert(v: float) -> float:
+        return _hyper(v, who, name, 0.0, hi)
+
+    return convert
+
+
 def _rate(lr: LR, step: int, who: str) -> float:
     if not callable(lr):
         return lr
@@ -504,13 +523,12 @@ class SGD(_Stepper):
     (SGDState(step=0, velocity={'w': 0.0}), SGDState(step=0, velocity=None))
     """
 
-    lr: LR
-    momentum: float = 0.0
+    lr: LR = attrs.field(converter=_lr_field("SGD"))
+    momentum: float = attrs.field(default=0.0, converter=_hyper_field("SGD", "momentum", 1.0))
     nesterov: bool = False
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "lr", _lr(self.lr, "SGD"))
-        object.__setattr__(self, "momentum", _hyper(self.momentum, "SGD", "momentum", 0.0, 1.0))
+        # checks that read two fields; the values themselves are set by the converters
         if self.nesterov.__class__ is not bool:
             raise TypeError(f"SGD: nesterov must be True or False, got {tree.describe(self.nesterov)}")
         if self.nesterov and not self.momentum:
@@ -560,16 +578,10 @@ class Adam(_Stepper):
     AdamState(step=0, mu=[0.0, 0.0], nu=[0.0, 0.0])
     """
 
-    lr: LR = 1e-3
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-
-    def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "lr", _lr(self.lr, "Adam"))
-        for name in ("b1", "b2"):
-            object.__setattr__(self, name, _hyper(getattr(self, name), "Adam", name, 0.0, 1.0))
-        object.__setattr__(self, "eps", _hyper(self.eps, "Adam", "eps"))
+    lr: LR = attrs.field(default=1e-3, converter=_lr_field("Adam"))
+    b1: float = attrs.field(default=0.9, converter=_hyper_field("Adam", "b1", 1.0))
+    b2: float = attrs.field(default=0.999, converter=_hyper_field("Adam", "b2", 1.0))
+    eps: float = attrs.field(default=1e-8, converter=_hyper_field("Adam", "eps"))
 
     @property
     def transform(self) -> Transform:

@@ -26,7 +26,7 @@ import numbers
 
 import enum
 import itertools
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import attrs
 
@@ -153,10 +153,28 @@ def _namedtuple_entry(cls: type) -> _Entry:
 
 
 def _hashable(v: Any) -> Any:
-    """Static values go into the (hashable) tree structure; lists become tuples."""
-    if isinstance(v, list):
-        return tuple(_hashable(x) for x in v)
-    return v
+    """Static values go into the (hashable) tree structure; lists become tuples, at any depth."""
+    if not isinstance(v, list):
+        return v
+    # a stack of (the rest of a list, its items done so far, its id): a loop,
+    # not a recursion, so that a deep static value cannot overflow the stack
+    stack: list[tuple[Iterator[Any], list[Any], int]] = [(iter(v), [], id(v))]
+    open_ids = {id(v)}
+    while True:
+        rest, done, _ = stack[-1]
+        for x in rest:
+            if isinstance(x, list):
+                if id(x) in open_ids:
+                    raise ValueError("a static field holds a list that contains itself")
+                stack.append((iter(x), [], id(x)))
+                open_ids.add(id(x))
+                break
+            done.append(x)
+        else:
+            open_ids.discard(stack.pop()[2])
+            if not stack:
+                return tuple(done)
+            stack[-1][1].append(tuple(done))
 
 
 def register(

@@ -40,7 +40,16 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["to_dot", "draw", "render", "plot_graph", "plot_history", "plot_decision_boundary"]
+__all__ = [
+    "to_dot",
+    "draw",
+    "render",
+    "plot_graph",
+    "plot_history",
+    "plot_decision_boundary",
+    "confusion_matrix",
+    "plot_confusion",
+]
 
 _RANKDIRS = ("LR", "RL", "TB", "BT")
 
@@ -86,13 +95,16 @@ def _describe(out: Node, grads: Mapping[Node, Any] | None, rankdir: str, fname: 
     index = {n: i for i, n in enumerate(order)}
     stmts: list[_Stmt] = []
     for i, n in enumerate(order):
-        label = f"{{ {_record_text(n.name)} | data {n.value:.4f}"
+        if n.op == "vmap":  # a whole batch: its outputs are the picks that follow
+            label = f"{{ {_record_text(n.name)} | batch of {n.value.size}"  # type: ignore[attr-defined]
+        else:
+            label = f"{{ {_record_text(n.name)} | data {n.value:.4f}"
         g = None if grads is None else grads.get(n)
         if g is not None:
             label += f" | grad {_float(g):.4f}"
         stmts.append(("node", f"v{i}", label + " }", "record"))
         if n.op:
-            op = expr.PRIMITIVES[n.op].label.replace("\\", "\\\\").replace('"', '\\"')
+            op = expr.op_label(n).replace("\\", "\\\\").replace('"', '\\"')
             stmts.append(("node", f"op{i}", op, ""))
             stmts.append(("edge", f"op{i}", f"v{i}", ""))
             stmts.extend(("edge", f"v{index[p]}", f"op{i}", "") for p in n.parents)
@@ -401,3 +413,118 @@ def _score(model: Callable[[list[float]], Any], p: list[float]) -> float:
             raise ValueError(f"plot_decision_boundary: model returned {len(s)} outputs; expected one score")
         s = s[0]
     return _float(s)
+
+
+# --------------------------------------------------------------------------
+# Confusion matrices
+
+
+def confusion_matrix(labels: Sequence[Any], predictions: Sequence[Any], classes: int | Sequence[Any]) -> list[list[int]]:
+    """How often each class was predicted as each class: ``m[true][predicted]``, a list of lists of ints.
+
+    ``labels`` and ``predictions`` hold one class per sample, ``classes``
+    the classes in the order of the rows and columns, or their number ``K``
+    for the classes ``0`` to ``K - 1``. Row ``i`` counts the samples
+    labelled ``classes[i]``, column ``j`` those predicted ``classes[j]``, so
+    the diagonal holds the right answers and ``sum(m[i])`` is the number of
+    samples of class ``i``. A label or a prediction that is none of the
+    classes is a ``ValueError``. Needs nothing installed.
+
+    >>> import fungrad as fg
+    >>> fg.viz.confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0], classes=3)
+    [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    >>> fg.viz.confusion_matrix([-1.0, 1.0, 1.0], [1.0, 1.0, 1.0], classes=[-1.0, 1.0])
+    [[0, 1], [0, 2]]
+    """
+    order = _classes(classes, "confusion_matrix")
+    index = {c: i for i, c in enumerate(order)}
+    ys, ps = list(labels), list(predictions)
+    if len(ys) != len(ps):
+        raise ValueError(f"confusion_matrix: {len(ys)} labels but {len(ps)} predictions")
+    m = [[0] * len(order) for _ in order]
+    for k, (y, p) in enumerate(zip(ys, ps)):
+        m[_class_index(index, y, "labels", k, order)][_class_index(index, p, "predictions", k, order)] += 1
+    return m
+
+
+def _classes(classes: Any, fname: str) -> list[Any]:
+    if isinstance(classes, int) and not isinstance(classes, bool):
+        if classes < 1:
+            raise ValueError(f"{fname}: classes must be a positive number of classes or a list of them, got {classes}")
+        return list(range(classes))
+    wrong = f"{fname}: classes must be a number of classes or a list of them, got {type(classes).__name__}"
+    if isinstance(classes, (str, bytes)):
+        raise TypeError(wrong)
+    try:
+        order = list(classes)
+    except TypeError:
+        raise TypeError(wrong) from None
+    if not order:
+        raise ValueError(f"{fname}: classes is empty")
+    if len(set(order)) != len(order):
+        raise ValueError(f"{fname}: classes {order!r:.80} name a class twice")
+    return order
+
+
+def _class_index(index: dict[Any, int], c: Any, what: str, k: int, order: list[Any]) -> int:
+    try:
+        i = index.get(c)
+    except TypeError:  # unhashable: a list of logits rather than a class
+        i = None
+    if i is None:
+        raise ValueError(f"confusion_matrix: {what}[{k}] is {c!r:.40}, not one of the classes {order!r:.80}")
+    return i
+
+
+def plot_confusion(
+    labels: Sequence[Any],
+    predictions: Sequence[Any],
+    classes: int | Sequence[Any] | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """The confusion matrix of a classifier as a picture: true classes down, predicted across.
+
+    Each cell shows its count (see :func:`confusion_matrix`) and is shaded
+    by it, so a good classifier draws a dark diagonal. ``classes`` gives the
+    order of the rows and columns (a list, or their number ``K`` for ``0``
+    to ``K - 1``); left out, it is every class that ``labels`` and
+    ``predictions`` hold, sorted. Draws into ``ax`` when given, else into a
+    new figure; returns the figure (``fig.savefig("confusion.png")``).
+    Needs the ``plot`` extra: ``pip install "fungrad[plot]"``.
+
+    >>> import fungrad as fg
+    >>> fig = fg.viz.plot_confusion([0, 0, 1, 1, 1], [0, 1, 1, 1, 1])
+    >>> ax = fig.axes[0]
+    >>> ax.images[0].get_array().tolist(), [t.get_text() for t in ax.texts]
+    ([[1, 1], [0, 3]], ['1', '1', '0', '3'])
+    """
+    ys, ps = list(labels), list(predictions)
+    if not ys:
+        raise ValueError("plot_confusion: no samples (empty labels)")
+    if classes is None:
+        try:
+            classes = sorted(set(ys) | set(ps))
+        except TypeError:
+            raise TypeError(
+                "plot_confusion: the classes in labels and predictions cannot be sorted (or are not classes "
+                "at all, such as lists of logits); pass classes=[...] in the order to draw them"
+            ) from None
+    order = _classes(classes, "plot_confusion")
+    m = confusion_matrix(ys, ps, order)
+    new = ax is None
+    fig, ax = _figure(ax, "plot_confusion")
+    if new:
+        fig.set_size_inches(5.6, 5.0)
+    top = max(max(row) for row in m)
+    ax.imshow(m, cmap="Blues", vmin=0, vmax=max(top, 1))
+    for i, row in enumerate(m):
+        for j, n in enumerate(row):
+            color = "white" if n > top / 2 else ("0.6" if n == 0 else "black")
+            ax.text(j, i, str(n), ha="center", va="center", color=color, fontsize="small")
+    names = [str(c) for c in order]
+    ax.set_xticks(range(len(order)), names)
+    ax.set_yticks(range(len(order)), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    return fig
+

@@ -374,20 +374,23 @@ def test_the_collector_stays_on_with_a_raised_threshold_during_an_outermost_grad
         gc.set_threshold(*before)
 
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-
-@settings(max_examples=150, deadline=None)
-@given(
-    st.lists(st.floats(-3, 3), min_size=1, max_size=6),
-    st.floats(-2, 2),
-)
 @pytest.mark.slow
-def test_polynomial_derivatives_match_the_power_rule(coeffs, x):
-    # p(x) = sum c_k x^k: first and second derivatives in closed form
-    p = lambda x: sum(c * x**k for k, c in enumerate(coeffs))  # noqa: E731
-    d1 = sum(k * c * x ** (k - 1) for k, c in enumerate(coeffs) if k >= 1)
-    d2 = sum(k * (k - 1) * c * x ** (k - 2) for k, c in enumerate(coeffs) if k >= 2)
-    assert fg.grad(p)(x) == pytest.approx(d1, rel=1e-12, abs=1e-12)
-    assert fg.grad(fg.grad(p))(x) == pytest.approx(d2, rel=1e-12, abs=1e-12)
+def test_polynomial_derivatives_match_the_power_rule():
+    # Hypothesis is imported here, not when the module is collected: `-m "not slow"` never loads it
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        st.lists(st.floats(-3, 3), min_size=1, max_size=6),
+        st.floats(-2, 2),
+    )
+    def check(coeffs, x):
+        # p(x) = sum c_k x^k: first and second derivatives in closed form
+        p = lambda x: sum(c * x**k for k, c in enumerate(coeffs))  # noqa: E731
+        d1 = sum(k * c * x ** (k - 1) for k, c in enumerate(coeffs) if k >= 1)
+        d2 = sum(k * (k - 1) * c * x ** (k - 2) for k, c in enumerate(coeffs) if k >= 2)
+        assert fg.grad(p)(x) == pytest.approx(d1, rel=1e-12, abs=1e-12)
+        assert fg.grad(fg.grad(p))(x) == pytest.approx(d2, rel=1e-12, abs=1e-12)
+
+    check()

@@ -62,15 +62,16 @@ def test_chain_case_runs_micrograd_past_its_recursion_limit():
 @pytest.mark.slow
 def test_cli_json_and_table():
     require("micrograd", 'pip install "fungrad[bench]"')
-    code, out, err = run("--points", 2, "--chain", 30, "--repeats", 1, "--json")
+    code, out, err = run("--points", 2, "--chain", 30, "--repeats", 1, "--digits", 12, "--json")
     assert (code, err) == (0, "")
     report = json.loads(out)
-    assert {"machine", "moons", "chain", "targets"} <= set(report)
-    assert report["chain"]["ops"] == 30 and report["moons"]["points"] == 2
-    code, out, err = run("--points", 2, "--no-chain", "--repeats", 1)
+    assert {"machine", "moons", "chain", "digits", "targets"} <= set(report)
+    assert report["chain"]["ops"] == 30 and report["moons"]["points"] == 2 and report["digits"]["batch"] == 12
+    assert report["digits"]["checks"]["jit(vmap) numpy equals its eager run"] is True
+    code, out, err = run("--points", 2, "--no-chain", "--no-digits", "--repeats", 1)
     assert (code, err) == (0, "")
     assert "moons step, GC on" in out and "vs micrograd" in out and "checks:" in out
-    assert "fungrad tape" in out and "deep chain" not in out
+    assert "fungrad tape" in out and "deep chain" not in out and "digits" not in out
 
 
 def test_targets_say_ok_or_missed_against_each_target():
@@ -128,3 +129,19 @@ def test_plot_path_is_checked_before_measuring(tmp_path):
     code, out, err = run("--only-scaling", "--plot", tmp_path / "missing" / "s.png")
     assert (code, out) == (2, "")
     assert err.startswith(f"fungrad: error: --plot {tmp_path / 'missing' / 's.png'}: cannot write into") and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_cli_only_digits_reports_every_path_and_checks_them():
+    code, out, err = run("--only-digits", "--digits", 12, "--repeats", 1, "--json")
+    assert (code, err) == (0, "")
+    report = json.loads(out)
+    assert set(report) == {"machine", "digits", "targets"}
+    d = report["digits"]
+    assert set(d["times"]) >= {"per-example graphs", "vmap eager", "jit(vmap) python", "jit(vmap) numpy"}
+    assert d["checks"]["numpy and python replays, largest gradient difference"] < 1e-12
+    if "PyTorch largest gradient difference" in d["checks"]:
+        assert d["checks"]["PyTorch largest gradient difference"] < 1e-12
+    assert report["targets"] == []  # set on the full training split only
+    code, out, err = run("--only-digits", "--only-scaling")
+    assert code == 2 and "choose one" in err

@@ -62,7 +62,7 @@ def test_demo_exits_0_and_reports_100_percent(demo):
 @pytest.mark.slow
 def test_demo_files_are_real(demo):
     _, stdout, _, out = demo
-    for name in ("loss.png", "decision_boundary.png"):
+    for name in ("loss.png", "decision_boundary.png", "confusion_digits.png"):
         assert (out / name).read_bytes()[:8] == PNG
         assert (out / name).stat().st_size > 10_000
     if (out / "neuron.svg").exists():
@@ -78,6 +78,26 @@ def test_demo_files_are_real(demo):
     assert meta["final_accuracy"] == 1.0
     xs, ys = fg.data.make_moons(100, noise=0.1, seed=meta["data_seed"])
     assert fg.nn.accuracy([model(x) for x in xs], ys) == 1.0
+
+
+@pytest.mark.slow
+def test_demo_draws_the_digits_confusion_matrix(demo):
+    import struct
+
+    from matplotlib.image import imread
+
+    code, stdout, _, out = demo
+    png = (out / "confusion_digits.png").read_bytes()
+    # a PNG: its signature, then the IHDR chunk with the size, which is the figure's (5.6 x 5 inches at 100 dpi)
+    assert png[:8] == PNG and png[12:16] == b"IHDR"
+    assert struct.unpack(">II", png[16:24]) == (560, 500)
+    img = imread(out / "confusion_digits.png")
+    assert img.shape[:2] == (500, 560) and img.std() > 0.05  # decodes, and is not a blank page
+    (line,) = [ln for ln in stdout.splitlines() if ln.startswith("  digits ")]
+    assert f"{cli.DIGITS_STEPS} steps" in line
+    right, n = map(int, re.search(r"held-out accuracy \d+% \((\d+)/(\d+)\)", line).groups())
+    assert n == 360 and right / n >= 0.9  # 300 steps get about 93% of the held-out fifth
+    assert "confusion_digits.png" in stdout
 
 
 @pytest.mark.slow
@@ -138,6 +158,7 @@ def test_train_moons(tmp_path, optimizer):
     assert "3 steps in" in out and "accuracy" in out
 
 
+@pytest.mark.slow  # digits about 3 s, spirals 0.6 s: jit-compiles a 32-unit network, scores every example
 @pytest.mark.parametrize("dataset, nin, nouts", [("digits", 64, (32, 10)), ("spirals", 2, (32, 3))])
 def test_train_many_classes_reports_held_out_accuracy(tmp_path, dataset, nin, nouts):
     code, out, err = run("train", "--dataset", dataset, "--steps", 3, "--out", tmp_path, "--no-progress")
@@ -230,6 +251,25 @@ def test_resume_file_that_is_not_a_checkpoint(tmp_path):
     fg.checkpoint.save(bad, {"w": [1.0]})
     assert_one_line_error(*run("train", "--resume", bad, "--out", tmp_path), "holds a dict, not a fungrad.nn.MLP")
     assert_one_line_error(*run("train", "--resume", tmp_path, "--out", tmp_path), "cannot read --resume")
+
+
+@pytest.mark.parametrize("steps", ["ten", 2.5, -1, True, None])
+def test_resume_whose_steps_are_no_count_is_one_line(tmp_path, steps):
+    ckpt = tmp_path / "m.json"
+    model = fg.nn.MLP.init(2, [4, 1], seed=0, activation="relu", final_activation="linear")
+    fg.checkpoint.save(ckpt, model, metadata={"steps": steps})
+    code, out, err = run("train", "--hidden", "4", "--resume", ckpt, "--out", tmp_path / "o", "--no-progress")
+    assert_one_line_error(code, out, err, f"--resume: {ckpt} has \"steps\": {json.dumps(steps)}", "integer >= 0")
+    assert not (tmp_path / "o").exists()  # refused before anything was trained or written
+
+
+@pytest.mark.slow
+def test_resume_without_steps_counts_from_0(tmp_path):
+    ckpt = tmp_path / "m.json"
+    fg.checkpoint.save(ckpt, fg.nn.MLP.init(2, [4, 1], seed=0, activation="relu", final_activation="linear"))
+    code, out, err = run("train", "--steps", 1, "--batch-size", 4, "--resume", ckpt, "--out", tmp_path / "o", "--no-progress")
+    assert code == 0, err
+    assert "(step 0)" in out and fg.checkpoint.load_with_metadata(tmp_path / "o" / "model.json")[1]["steps"] == 1
 
 
 def test_resume_with_another_shape(tmp_path):
@@ -385,6 +425,42 @@ def test_ctrl_c_while_the_package_is_still_importing_is_one_line():
     )
     r = subprocess.run([sys.executable, "-c", script, "demo"], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=60)
     assert r.returncode == 130 and r.stderr == "fungrad: interrupted\n" and r.stdout == "", r
+
+
+BROKEN_IMPORT = (
+    "import sys, importlib.abc\n"
+    "class Broken(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path, target=None):\n"
+    "        if name == {module!r}:\n"
+    "            raise {error}\n"
+    "sys.meta_path.insert(0, Broken())\n"
+)
+BY_PYTHON_M = "import runpy\nrunpy.run_module('fungrad', run_name='__main__', alter_sys=True)\n"
+BY_SCRIPT = "import _fungrad_entry\nsys.exit(_fungrad_entry.main())\n"
+
+
+@pytest.mark.parametrize(
+    "start, module, error, shown",
+    [
+        # python -m fungrad: Python imports the package before fungrad/__main__.py runs, which then imports the command
+        (BY_PYTHON_M, "fungrad.cli", "RuntimeError('a damaged file')", "RuntimeError: a damaged file"),
+        (BY_PYTHON_M, "fungrad.cli", "ImportError('cannot import name x')", "ImportError: cannot import name x"),
+        # the fungrad script imports the whole package itself
+        (BY_SCRIPT, "fungrad.expr", "RuntimeError('a damaged file')", "RuntimeError: a damaged file"),
+        (BY_SCRIPT, "attrs", "ModuleNotFoundError(\"No module named 'attrs'\")", "ModuleNotFoundError: No module named 'attrs'"),
+    ],
+)
+def test_a_command_that_cannot_be_imported_is_one_line(start, module, error, shown):
+    script = BROKEN_IMPORT.format(module=module, error=error) + start
+    r = subprocess.run([sys.executable, "-c", script, "train"], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=60)
+    assert (r.returncode, r.stdout) == (1, ""), r
+    assert r.stderr == f"fungrad: error: cannot load the fungrad command ({shown}); python -c 'import fungrad.cli' shows where\n"
+
+
+def test_python_dash_m_fungrad_loads_the_command():
+    from fungrad import __main__
+
+    assert __main__._command() is cli.main  # importing it runs nothing: runpy runs it as __main__
 
 
 def test_ctrl_c_during_start_up_is_one_line(tmp_path):

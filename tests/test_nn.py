@@ -429,7 +429,23 @@ def test_mlp_repr_with_different_hidden_activations_lists_them():
     m = nn.MLP([nn.Layer.init(2, 3, seed=0, activation="relu"), nn.Layer.init(3, 3, seed=1), nn.Layer.init(3, 1, seed=2, activation="linear")], nin=2)
     assert repr(m) == "MLP(2, [3, 3, 1], activations=['relu', 'tanh', 'linear'])"
     assert (m.activation, m.final_activation) == ("relu", "linear")
-    assert m([0.5, -0.5]) == m.layers[2](m.layers[1](m.layers[0]([0.5, -0.5])))
+
+
+def test_each_layer_applies_its_own_activation_by_hand():
+    # relu, then tanh, then linear, on weights chosen so each activation shows
+    m = nn.MLP(
+        [
+            nn.Layer([nn.Neuron((1.0, -2.0), 0.5, None), nn.Neuron((2.0, 1.0), -1.0, None)], 2, "relu"),
+            nn.Layer([nn.Neuron((0.5, 3.0), -1.0, None), nn.Neuron((-0.25, 1.0), 0.0, None)], 2, "tanh"),
+            nn.Layer([nn.Neuron((2.0, -4.0), 0.25, None)], 2, "linear"),
+        ],
+        nin=2,
+    )
+    # at x = (0.5, -0.5): relu(0.5 + 0.5 + 1.0) = 2.0 and relu(-1.0 + 1.0 - 0.5) = 0.0;
+    # then tanh(-1.0 + 1.0 + 0.0) = 0.0 and tanh(0.0 - 0.5 + 0.0) = -tanh(0.5);
+    # then 0.25 + 2.0 * 0.0 - 4.0 * -tanh(0.5)
+    assert m([0.5, -0.5]) == pytest.approx(0.25 + 4.0 * math.tanh(0.5), rel=1e-15)
+    assert m([0.5, -0.5]) == pytest.approx(2.0984686290, abs=1e-10)
 
 
 def _floats(rows):

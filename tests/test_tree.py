@@ -87,30 +87,32 @@ def test_lookup_imports_nothing():
     assert tree.lookup("os.system") is None and tree.lookup("no.such.Thing") is None
 
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-_floats = st.floats(allow_nan=False, width=64)
-_trees = st.recursive(
-    _floats | st.none(),
-    lambda kids: st.lists(kids, max_size=4)
-    | st.tuples(kids, kids)
-    | st.dictionaries(st.text(max_size=3), kids, max_size=4)
-    | st.builds(Point, kids, kids),
-    max_leaves=20,
-)
-
-
 @pytest.mark.slow
-@settings(max_examples=200, deadline=None)
-@given(_trees)
-def test_flatten_then_unflatten_is_the_identity(t):
-    leaves, td = tree.flatten(t)
-    assert tree.unflatten(td, leaves) == t
-    assert td.num_leaves == len(leaves)
-    assert tree.structure(tree.map(lambda v: 0.0, t)) == td
-    pairs, td2 = tree.flatten_with_path(t)
-    assert td2 == td and [v for _, v in pairs] == leaves
+def test_flatten_then_unflatten_is_the_identity():
+    # Hypothesis is imported here, not when the module is collected: `-m "not slow"` never loads it
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    trees = st.recursive(
+        st.floats(allow_nan=False, width=64) | st.none(),
+        lambda kids: st.lists(kids, max_size=4)
+        | st.tuples(kids, kids)
+        | st.dictionaries(st.text(max_size=3), kids, max_size=4)
+        | st.builds(Point, kids, kids),
+        max_leaves=20,
+    )
+
+    @settings(max_examples=200, deadline=None)
+    @given(trees)
+    def check(t):
+        leaves, td = tree.flatten(t)
+        assert tree.unflatten(td, leaves) == t
+        assert td.num_leaves == len(leaves)
+        assert tree.structure(tree.map(lambda v: 0.0, t)) == td
+        pairs, td2 = tree.flatten_with_path(t)
+        assert td2 == td and [v for _, v in pairs] == leaves
+
+    check()
 
 
 # --- kinds and one level of a tree --------------------------------------------
@@ -256,3 +258,29 @@ def test_walks_do_not_use_the_python_stack():
     finally:
         sys.setrecursionlimit(limit)
     assert same and len(pairs) == len(ls) == 751 and text.count("Point(") == 750
+
+
+@attrs.frozen
+class _Shaped:
+    w: float
+    shape: object = tree.static(default=None)
+
+
+tree.register(_Shaped)
+
+
+def test_static_lists_become_tuples_at_any_depth_without_recursion():
+    assert tree.unflatten(tree.structure(_Shaped(1.0, [1, [2, (3, [4])], []])), [2.0]).shape == (1, (2, (3, [4])), ())
+    deep = inner = []
+    for _ in range(5000):  # five times the default recursion limit
+        inner.append([1])
+        inner = inner[-1]
+    ls, td = tree.flatten(_Shaped(1.0, deep))
+    shape, depth = tree.unflatten(td, ls).shape, 0
+    while shape.__class__ is tuple and shape:
+        shape, depth = shape[-1], depth + 1
+    assert ls == [1.0] and depth == 5001
+    loop = [1]
+    loop.append(loop)
+    with pytest.raises(ValueError, match="a static field holds a list that contains itself"):
+        tree.flatten(_Shaped(1.0, loop))

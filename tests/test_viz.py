@@ -359,3 +359,79 @@ def test_plot_graph_shows_the_rendered_picture():
     f2 = matplotlib.figure.Figure()
     ax2 = f2.add_subplot()
     assert viz.plot_graph(y, ax=ax2) is f2 and len(ax2.images) == 1
+
+
+# --------------------------------------------------------------------------
+# Confusion matrices
+
+# nine samples of three classes, counted by hand: rows are the true class,
+# columns the predicted one
+CONF_LABELS = [0, 0, 0, 1, 1, 2, 2, 2, 2]
+CONF_PREDICTED = [0, 0, 2, 1, 0, 2, 2, 1, 2]
+CONF_BY_HAND = [
+    [2, 0, 1],  # the three 0s: two right, one taken for a 2
+    [1, 1, 0],  # the two 1s: one right, one taken for a 0
+    [0, 1, 3],  # the four 2s: three right, one taken for a 1
+]
+
+
+def test_confusion_matrix_by_hand():
+    m = viz.confusion_matrix(CONF_LABELS, CONF_PREDICTED, 3)
+    assert m == CONF_BY_HAND
+    assert all(type(n) is int for row in m for n in row)
+    assert [sum(row) for row in m] == [3, 2, 4] and sum(m[i][i] for i in range(3)) == 6
+    # a class never seen is a row and a column of zeros; a list of classes sets the order
+    assert viz.confusion_matrix([0, 1], [1, 1], 3) == [[0, 1, 0], [0, 1, 0], [0, 0, 0]]
+    assert viz.confusion_matrix(CONF_LABELS, CONF_PREDICTED, [2, 1, 0]) == [[3, 1, 0], [0, 1, 1], [1, 0, 2]]
+    assert viz.confusion_matrix([-1.0, 1.0, 1.0, -1.0], [1.0, 1.0, -1.0, -1.0], [-1.0, 1.0]) == [[1, 1], [1, 1]]
+    assert viz.confusion_matrix(["cat", "dog"], ["dog", "dog"], ["cat", "dog"]) == [[0, 1], [0, 1]]
+    assert viz.confusion_matrix([], [], 2) == [[0, 0], [0, 0]]
+
+
+def test_confusion_matrix_bad_input():
+    with pytest.raises(ValueError, match=r"^confusion_matrix: predictions\[1\] is 3, not one of the classes \[0, 1, 2\]$"):
+        viz.confusion_matrix([0, 1], [0, 3], 3)
+    with pytest.raises(ValueError, match=r"labels\[0\] is \[0.5, 1.5\], not one of the classes"):
+        viz.confusion_matrix([[0.5, 1.5]], [0], 2)  # logits are not a class
+    with pytest.raises(ValueError, match="3 labels but 2 predictions"):
+        viz.confusion_matrix([0, 1, 1], [0, 1], 2)
+    with pytest.raises(ValueError, match="a positive number of classes"):
+        viz.confusion_matrix([0], [0], 0)
+    with pytest.raises(ValueError, match="name a class twice"):
+        viz.confusion_matrix([0], [0], [0, 1, 0])
+    with pytest.raises(TypeError, match="got str"):
+        viz.confusion_matrix([0], [0], "01")
+
+
+def test_plot_confusion_draws_the_counts():
+    fig = viz.plot_confusion(CONF_LABELS, CONF_PREDICTED)
+    (ax,) = fig.axes
+    assert ax.images[0].get_array().tolist() == CONF_BY_HAND
+    assert [t.get_text() for t in ax.texts] == [str(n) for row in CONF_BY_HAND for n in row]
+    # each count sits in its cell: x is the predicted class, y the true one
+    assert [t.get_position() for t in ax.texts[:3]] == [(0, 0), (1, 0), (2, 0)]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class", "true class")
+    # the classes given set the rows and columns: here ten, of which three occur
+    ax10 = viz.plot_confusion(CONF_LABELS, CONF_PREDICTED, classes=10).axes[0]
+    assert len(ax10.texts) == 100 and ax10.images[0].get_array()[:3, :3].tolist() == CONF_BY_HAND
+    # into a given axes
+    import matplotlib.figure
+
+    f2 = matplotlib.figure.Figure()
+    ax2 = f2.add_subplot()
+    assert viz.plot_confusion(["b", "a"], ["a", "a"], ax=ax2) is f2
+    assert ax2.images[0].get_array().tolist() == [[1, 0], [1, 0]]  # sorted: a, then b
+    assert [t.get_text() for t in ax2.get_yticklabels()] == ["a", "b"]
+
+
+def test_plot_confusion_bad_input(monkeypatch):
+    with pytest.raises(ValueError, match="no samples"):
+        viz.plot_confusion([], [])
+    with pytest.raises(TypeError, match="pass classes="):
+        viz.plot_confusion([[0.1, 0.9]], [1])
+    with pytest.raises(ValueError, match=r"predictions\[0\] is 5"):
+        viz.plot_confusion([0], [5], classes=3)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r'plot_confusion needs matplotlib: pip install "fungrad\[plot\]"'):
+        viz.plot_confusion([0], [0])

@@ -406,19 +406,6 @@ def _list_table(header: list[str], rows: list[list[str]], widths: str | None = N
     return "\n".join(out) + "\n"
 
 
-def _declared_edges(p: Any) -> str:
-    e = getattr(p, "edges", None)
-    if not e:
-        return ""
-    if isinstance(e, str):
-        return e
-    if isinstance(e, dict):
-        return "; ".join(f"{k}: {v}" for k, v in e.items())
-    if isinstance(e, (list, tuple)):
-        return "; ".join(str(x) for x in e)
-    return str(e)
-
-
 def _primitives_page(plan: _Plan) -> str:
     table = getattr(plan.pkg, "PRIMITIVES", None)
     out = [_title("The table of primitives")]
@@ -467,19 +454,11 @@ def _primitives_page(plan: _Plan) -> str:
         points = _EDGE_POINTS.get(arity)
         if not points:
             continue
-        declared = any(_declared_edges(p) for p in by_arity[arity])
         header = ["name"] + [
             ("x = " if arity == 1 else "args = ") + (_num(pt[0]) if arity == 1 else "(" + ", ".join(_num(a) for a in pt) + ")")
             for pt in points
         ]
-        if declared:
-            header.append("declared")
-        rows = []
-        for p in by_arity[arity]:
-            row = [f"``{getattr(p, 'name', '?')}``"] + [_edge_cell(p, pt) for pt in points]
-            if declared:
-                row.append(_declared_edges(p))
-            rows.append(row)
+        rows = [[f"``{getattr(p, 'name', '?')}``"] + [_edge_cell(p, pt) for pt in points] for p in by_arity[arity]]
         out.append(".. rubric:: " + {1: "One argument", 2: "Two arguments", 3: "Three arguments"}.get(arity, f"{arity} arguments") + "\n")
         out.append(_list_table(header, rows))
 
