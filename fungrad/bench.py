@@ -775,12 +775,13 @@ def format_report(report: dict[str, Any]) -> str:
         d = report["digits"]
         t = d["times"]
         ref = t.get(PYTORCH)
-        dhead = f"{'path':<34}{'median':>12}{'vs ' + PYTORCH:>22}"
+        width = len(PYTORCH) + 6
+        dhead = f"{'path':<34}{'median':>12}{'vs ' + PYTORCH:>{width}}"
         lines += ["", f"{d['case']}; median of {d['repeats']}", dhead, "-" * len(dhead)]
         for name, v in t.items():
             note = f"   (measured on {d['slice']} examples, scaled)" if name == "per-example graphs" else ""
             ratio = f"{v / ref:.1f}x" if ref else "-"
-            lines.append(f"{name:<34}{_fmt_s(v):>12}{ratio:>22}{note}")
+            lines.append(f"{name:<34}{_fmt_s(v):>12}{ratio:>{width}}{note}")
         for name, b in d["memory"].items():
             note = " (scaled)" if name == "per-example graphs" else ""
             lines.append(f"{'peak memory, ' + name:<34}{b / 2**20:>9.1f} MB{note}")
@@ -842,7 +843,7 @@ def _targets(report: dict[str, Any]) -> list[dict[str, Any]]:
 DIGITS_REPLAY_TARGET_S = 0.060  # jit(vmap) NumPy replay, one full-batch value_and_grad
 DIGITS_FIRST_CALL_TARGET_S = 3.0  # its first call, at every batch size
 DIGITS_SIZES = (100, 1000, 1437)  # batch sizes whose first call is timed
-PYTORCH = "PyTorch float64"
+PYTORCH = "PyTorch float64, 1 thread"
 
 
 def _digits_example(params: Any, x: Any, y: Any) -> Any:
@@ -878,9 +879,16 @@ def _torch_step(model: nn.MLP, xs: Any, ys: Any) -> Callable[[], Any] | None:
     Y = torch.tensor(ys)
 
     def step() -> Any:
-        h = torch.tanh(X @ ws[0].T + bs[0])
-        loss = torch.nn.functional.cross_entropy(h @ ws[1].T + bs[1], Y)
-        return loss, torch.autograd.grad(loss, [ws[0], bs[0], ws[1], bs[1]])
+        # one thread: on small 2-core machines PyTorch's pool of two spent
+        # 40 times longer waiting than computing (130 ms against 3 ms here)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            h = torch.tanh(X @ ws[0].T + bs[0])
+            loss = torch.nn.functional.cross_entropy(h @ ws[1].T + bs[1], Y)
+            return loss, torch.autograd.grad(loss, [ws[0], bs[0], ws[1], bs[1]])
+        finally:
+            torch.set_num_threads(threads)
 
     return step
 
