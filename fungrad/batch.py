@@ -103,8 +103,7 @@ class _Map:
         self._outs = per + summed
         self._run: Callable[[list[float]], list[Any]] | None = None
         self._array: Any = None  # the NumPy replay: None until asked, False where it cannot be written
-        self._vjps: dict[Any, _Map] = {}
-        self._jvps: dict[Any, _Map] = {}
+        self._maps: dict[Any, _Map] = {}  # its VJP and JVP maps, by kind and the inputs they differentiate
 
     def _trace(self) -> tuple[list[Node], list[Any], list[Any]]:
         inputs = [expr.var(0.5) for _ in range(self.nb + self.ne)]
@@ -238,43 +237,44 @@ class _Map:
         per, summed = self.fn(list(xs[: self.nb]), list(xs[self.nb :]))
         return [*per, *summed]
 
+    def _derived_map(self, key: Any, make: Callable[[], _Map]) -> _Map:
+        m = self._maps.get(key)
+        if m is None:
+            m = self._maps[key] = make()
+        return m
+
     def vjp_map(self, mask_bc: tuple[bool, ...], mask_ex: tuple[bool, ...]) -> _Map:
         """The map of the body's VJP for the masked inputs: ``(bc, h), (ex, g) -> (ex cotangents), (bc sums)``."""
-        key = (mask_bc, mask_ex)
-        m = self._vjps.get(key)
-        if m is None:
-            nb, ne, k_ex = self.nb, self.ne, self.k_ex
+        nb, ne = self.nb, self.ne
 
-            def back(bch: list[Any], exg: list[Any]) -> tuple[list[Any], list[Any]]:
-                from .forward import vjp
+        def back(bch: list[Any], exg: list[Any]) -> tuple[list[Any], list[Any]]:
+            from .forward import vjp
 
-                _, pull = vjp(lambda *xs: self._flat(xs), *bch[:nb], *exg[:ne])
-                cts = pull([*exg[ne:], *bch[nb:]])
-                return ([cts[nb + j] for j in range(ne) if mask_ex[j]],
-                        [cts[i] for i in range(nb) if mask_bc[i]])
+            _, pull = vjp(lambda *xs: self._flat(xs), *bch[:nb], *exg[:ne])
+            cts = pull([*exg[ne:], *bch[nb:]])
+            return [cts[nb + j] for j in range(ne) if mask_ex[j]], [cts[i] for i in range(nb) if mask_bc[i]]
 
-            m = self._vjps[key] = _Map(back, nb + self.k_sum, (*self.widths, k_ex), f"vjp({self.name})", self.owner)
-        return m
+        return self._derived_map(
+            ("vjp", mask_bc, mask_ex),
+            lambda: _Map(back, nb + self.k_sum, (*self.widths, self.k_ex), f"vjp({self.name})", self.owner),
+        )
 
     def jvp_map(self, mask_bc: tuple[bool, ...], mask_ex: tuple[bool, ...]) -> _Map:
         """The map of the body's JVP: ``(bc, bc tangents), (ex, ex tangents) -> (tangents, summed tangents)``."""
-        key = (mask_bc, mask_ex)
-        m = self._jvps.get(key)
-        if m is None:
-            nb, ne, k_ex = self.nb, self.ne, self.k_ex
+        nb, ne, k_ex = self.nb, self.ne, self.k_ex
 
-            def push(bct: list[Any], ext: list[Any]) -> tuple[list[Any], list[Any]]:
-                from .forward import jvp
+        def push(bct: list[Any], ext: list[Any]) -> tuple[list[Any], list[Any]]:
+            from .forward import jvp
 
-                tb, te = iter(bct[nb:]), iter(ext[ne:])
-                ts = [next(tb) if m else 0.0 for m in mask_bc] + [next(te) if m else 0.0 for m in mask_ex]
-                _, t_out = jvp(lambda *xs: self._flat(xs), (*bct[:nb], *ext[:ne]), tuple(ts))
-                return list(t_out[:k_ex]), list(t_out[k_ex:])
+            tb, te = iter(bct[nb:]), iter(ext[ne:])
+            ts = [next(tb) if on else 0.0 for on in mask_bc] + [next(te) if on else 0.0 for on in mask_ex]
+            _, t_out = jvp(lambda *xs: self._flat(xs), (*bct[:nb], *ext[:ne]), tuple(ts))
+            return list(t_out[:k_ex]), list(t_out[k_ex:])
 
-            m = self._jvps[key] = _Map(
-                push, nb + sum(mask_bc), (*self.widths, sum(mask_ex)), f"jvp({self.name})", self.owner
-            )
-        return m
+        return self._derived_map(
+            ("jvp", mask_bc, mask_ex),
+            lambda: _Map(push, nb + sum(mask_bc), (*self.widths, sum(mask_ex)), f"jvp({self.name})", self.owner),
+        )
 
     def _derived(self, n: Node, extra_bc: list[Any], extra_ex: list[Any], m: _Map, nested: bool) -> Any:
         # the derived map m on (bc, extra_bc), (blocks..., extra block): its Batch or its node

@@ -39,6 +39,7 @@ import gc
 import operator
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -47,12 +48,13 @@ from typing import Any, Callable, Sequence
 
 from . import autodiff, codegen, expr, nn, tree
 from .data import make_moons
-from .jit import jit
+from .jit import _walk, jit
 from .optim import sgd
 
 __all__ = [
     "moons_case",
     "digits_case",
+    "straight_line",
     "chain_case",
     "scaling",
     "plot_scaling",
@@ -68,6 +70,10 @@ EAGER = "fungrad eager"
 JIT = "fungrad jit"
 TAPE = "fungrad tape"
 LIBRARIES = (MICROGRAD, EAGER, JIT, TAPE)
+# jit's generated code for the step with its inputs unpacked into local
+# variables, called on the inputs already flattened: the straight-line
+# Python that jit's call (pytree walk, replay, rebuild) is measured against
+REFERENCE = "straight-line Python"
 
 ALPHA = 1e-4  # L2 strength, as in micrograd's demo
 LR = 0.01
@@ -85,6 +91,7 @@ TARGETS = {
     ("memory", EAGER): 0.2,
     ("step_gc_on", JIT): 0.01,
 }
+JIT_OVER_REFERENCE_TARGET = 1.2  # jit's call against the straight-line reference
 FIRST_CALL_TARGET_S = 1.2
 SCALING_TARGET = 1.5  # largest over smallest cost per node, 10^4 to 10^6 nodes
 JVP_TARGET = 3.0  # one jvp of the 100,000-op chain, over evaluating it (building its graph)
@@ -334,12 +341,54 @@ def moons_case(
             # generated function of thousands of lines is a long search: one
             # traced replay of the jitted step takes minutes, so it is left out
             mem_fns[name] = lambda call=call: call(params)
+    if JIT in libraries:
+        ref = straight_line(fs["train_step"], params, fs["xs"], fs["ys"])
+        if ref is not None:
+            steps[REFERENCE], flat = ref
+            checks["straight-line equals jit"] = flat == tree.leaves(eager_step)
     result["nodes"] = result.get("first_call", {}).get(JIT, {}).get("traced")
     result["step_gc_on"], result["step_gc_off"] = _alternate(steps, repeats)
     result["memory"] = {k: _peak_bytes(fn) for k, fn in mem_fns.items()}
     result["checks"] = checks
     result["repeats"] = repeats
     return result
+
+
+def straight_line(fun: Callable[..., Any], *args: Any) -> tuple[Callable[[], list[Any]], list[Any]] | None:
+    """``fun``'s step as straight-line Python on local variables: ``(call, flat outputs of one call)``.
+
+    The code is what :func:`fungrad.jit` generates for ``fun`` at these
+    arguments, with every input ``xs[k]`` unpacked into a local ``x<k>`` at
+    the top; ``call()`` runs it on the inputs flattened once, beforehand, so
+    it has none of jit's pytree walk and rebuild. ``None`` for a graph long
+    enough to be split into several functions.
+
+    >>> from fungrad import bench
+    >>> call, out = bench.straight_line(lambda x, y: [x * y + 1.0, x - y], 2.0, 3.0)
+    >>> out, call() == out
+    ([7.0, -1.0], True)
+    """
+    j = jit(fun)
+    dyn, statics, _ = j._partition(args, {})
+    xs: list[float] = []
+    _walk(dyn, [], xs)
+    tape, inputs, result = j._trace(dyn, statics, xs)
+    outs, _ = tree.flatten(result)
+    order, alias = codegen.prepare(tape, inputs, outs)
+    steps, tmpl = codegen.plan(order, alias, inputs, outs)
+    segs, glob, nspill = codegen.emit(steps, tmpl, len(inputs))
+    if len(segs) != 1:
+        return None
+    # every input a local, unpacked at once (jit's code unpacks the ones it reads)
+    header, body = segs[0].split("\n", 1)
+    body = "\n".join(ln for ln in body.split("\n") if not ln.rstrip().endswith("= xs") and "= xs[" not in ln)
+    body = re.sub(r"xs\[(\d+)\]", r"x\1", body)
+    names = ", ".join(f"x{k}" for k in range(len(inputs)))
+    unpack = f"    {names}{',' if len(inputs) == 1 else ''} = xs\n" if inputs else ""
+    run = codegen.link([f"{header}\n{unpack}{body}"], glob, nspill)
+    for _ in range(WARMUP):
+        run(xs)
+    return (lambda: run(xs)), run(xs)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -807,6 +856,10 @@ def _targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                 ratio = r[key][lib] / r[key][MICROGRAD]
                 what = {"step_gc_on": "step, GC on", "step_gc_off": "step, GC off", "memory": "peak memory"}[key]
                 out.append({"what": f"{lib} {what}", "got": f"{ratio:.3f}x", "target": f"<= {target}x", "ok": ratio <= target})
+        if REFERENCE in r["step_gc_on"] and JIT in r["step_gc_on"]:
+            ratio = r["step_gc_on"][JIT] / r["step_gc_on"][REFERENCE]
+            out.append({"what": "fungrad jit call, vs straight-line Python", "got": f"{ratio:.2f}x",
+                        "target": f"<= {JIT_OVER_REFERENCE_TARGET}x", "ok": ratio <= JIT_OVER_REFERENCE_TARGET})
         fc = r.get("first_call", {}).get(JIT)
         if fc:
             out.append(

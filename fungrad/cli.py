@@ -343,6 +343,13 @@ def _write_neuron(out: Path, note: Callable[[str], None]) -> Path:
         return path
 
 
+def _demo_fit(loss: Callable[..., Any], model: Any, data: Any, **options: Any) -> tuple[Any, Any, float]:
+    """``fg.train.fit`` without a progress bar (the demo prints its own lines): model, history, seconds."""
+    t0 = time.perf_counter()
+    model, history = fg.train.fit(loss, model, data, progress=False, **options)
+    return model, history, time.perf_counter() - t0
+
+
 def _demo_tutorial(say: Callable[..., None]) -> _Trained:
     """The tutorial: MLP(3, [4, 4, 1]), tanh everywhere, sum of squared errors, 40 steps of sgd."""
     tiny = fg.data.tiny()
@@ -353,9 +360,7 @@ def _demo_tutorial(say: Callable[..., None]) -> _Trained:
         if step % 5 == 0:
             say(f"   step {step:3d}  loss {loss:.4f}")
 
-    t0 = time.perf_counter()
-    model, history = fg.train.fit(_tiny_loss, model, tiny, optimizer=0.05, steps=40, callback=report, progress=False)
-    seconds = time.perf_counter() - t0
+    model, history, seconds = _demo_fit(_tiny_loss, model, tiny, optimizer=0.05, steps=40, callback=report)
     final = _tiny_loss(model, tiny)
     say(f"   after 40 steps: loss {final:.4f}")
     return _Trained(model, history, final, seconds)
@@ -375,18 +380,10 @@ def _demo_moons(say: Callable[..., None], moons: Any) -> _Trained:
         if step % 10 == 0:
             say(f"   step {step:3d}  loss {loss:.4f}  {_accuracy_text(accs[-1])}")
 
-    t0 = time.perf_counter()
-    model, history = fg.train.fit(
-        _moons_loss,
-        model,
-        moons,
-        optimizer=fg.optim.SGD(fg.optim.linear(1.0, 0.1, 100)),
-        steps=100,
-        metric=metric,
-        callback=report,
-        progress=False,
+    model, history, seconds = _demo_fit(
+        _moons_loss, model, moons, optimizer=fg.optim.SGD(fg.optim.linear(1.0, 0.1, 100)), steps=100,
+        metric=metric, callback=report,
     )
-    seconds = time.perf_counter() - t0
     final, acc = _moons_loss(model, moons), _accuracy(model, moons)
     say(f"   after 100 steps: loss {final:.4f}  {_accuracy_text(acc)}")
     return _Trained(model, history, final, seconds, acc, len(moons[1]))
@@ -407,19 +404,10 @@ def _demo_digits(say: Callable[..., None]) -> tuple[_Trained, list[int], list[in
         if step % 50 == 0:
             say(f"   step {step:3d}  loss {loss:.4f} (on a minibatch)")
 
-    t0 = time.perf_counter()
-    model, history = fg.train.fit(
-        _cross_entropy_loss,
-        model,
-        data,
-        optimizer=_optimizer(su.optimizer, fg.optim.cosine(lr, DIGITS_STEPS)),
-        steps=DIGITS_STEPS,
-        batch_size=su.batch_size,
-        seed=DIGITS_SEED,
-        callback=report,
-        progress=False,
+    model, history, seconds = _demo_fit(
+        _cross_entropy_loss, model, data, optimizer=_optimizer(su.optimizer, fg.optim.cosine(lr, DIGITS_STEPS)),
+        steps=DIGITS_STEPS, batch_size=su.batch_size, seed=DIGITS_SEED, callback=report,
     )
-    seconds = time.perf_counter() - t0
     final = _cross_entropy_loss(model, data)
     logits = [model(x) for x in xs]
     acc = fg.nn.accuracy(logits, ys)

@@ -16,7 +16,8 @@ the nodes a trace recorded, one step at a time:
 >>> from fungrad import codegen
 >>> print(fg.jit(lambda x, y: fg.tanh(x * y) + 1.0).source(2.0, 3.0))
 def _s0(xs, o, R):
-    o[0] = (_f_tanh((xs[0] * xs[1])) + 1.0)
+    x0, x1 = xs
+    o[0] = (_f_tanh((x0 * x1)) + 1.0)
 <BLANKLINE>
 """
 
@@ -52,7 +53,7 @@ _INLINE = {
     "relu": "(0.0 if {0} < 0.0 else {0})",
 }
 _FWD = expr.FWD  # by op name; user primitives join it when declared
-_SIMPLE = re.compile(r"(r\d+|xs\[\d+\]|R\[\d+\]|_?[a-z]+|\(?-?[0-9.e+-]+\)?)\Z")  # names and literals
+_SIMPLE = re.compile(r"(r\d+|x\d+|R\[\d+\]|_?[a-z]+|\(?-?[0-9.e+-]+\)?)\Z")  # names and literals
 _EDGE = (0.0, -0.0, 1.0, -1.0, 2.5, 1e-310, math.inf, -math.inf, math.nan)
 
 
@@ -321,11 +322,12 @@ class _Names:
         return name
 
 
-def emit(steps: list[Step], tmpl: list[Any]) -> tuple[list[str], dict[str, Any], int]:
+def emit(steps: list[Step], tmpl: list[Any], ninputs: int | None = None) -> tuple[list[str], dict[str, Any], int]:
     """The source of each segment, the globals it reads, and the number of spill slots.
 
-    The code reads the inputs as ``xs[k]`` and stores the outputs into the
-    list ``o`` as soon as they are computed.
+    The code reads the inputs from the list ``xs`` (of ``ninputs`` items,
+    when known) into locals ``x<k>`` and stores the outputs into the list
+    ``o`` as soon as they are computed.
     """
     names = _Names()
     text: list[str] = [""] * len(steps)
@@ -336,9 +338,12 @@ def emit(steps: list[Step], tmpl: list[Any]) -> tuple[list[str], dict[str, Any],
     free: list[str] = []
     nregs = 0
     cur = -1
+    used: dict[int, set[int]] = {}  # per segment, the inputs it reads by name
     for i, s in enumerate(steps):
         if s.input is not None:
-            text[i] = f"xs[{s.input}]"
+            text[i] = f"x{s.input}"
+            if s.outs:  # stored into o by the segment being written
+                used.setdefault(max(cur, 0), set()).add(s.input)
             for k in s.outs:
                 lines.append(f"o[{k}] = {text[i]}")
             continue
@@ -348,6 +353,8 @@ def emit(steps: list[Step], tmpl: list[Any]) -> tuple[list[str], dict[str, Any],
                 args.append(names.literal(j.value))
                 continue
             p = steps[j]
+            if p.input is not None and s.call is None:
+                used.setdefault(s.seg, set()).add(p.input)
             if p.folded and p.input is None:
                 args.append(text[j])
                 text[j] = ""  # used once: its text now lives in its user's
@@ -372,7 +379,7 @@ def emit(steps: list[Step], tmpl: list[Any]) -> tuple[list[str], dict[str, Any],
             continue
         if s.seg != cur:  # a new segment: every register is free again
             if cur >= 0:
-                segments.append(lines)
+                segments.append(_unpack(used.get(cur, set()), ninputs) + lines)
                 lines = []
             cur = s.seg
             release.clear()
@@ -398,12 +405,25 @@ def emit(steps: list[Step], tmpl: list[Any]) -> tuple[list[str], dict[str, Any],
             free.append(reg)
         else:
             release.setdefault(s.last, []).append(reg)
-    segments.append(lines)
+    segments.append(_unpack(used.get(max(cur, 0), set()), ninputs) + lines)
     src = [
         f"def _s{c}(xs, o, R):\n    " + "\n    ".join(body or ["pass"]) + "\n" for c, body in enumerate(segments)
     ]
     names.glob["_tmpl"] = tmpl
     return src, names.glob, len(slot)
+
+
+def _unpack(used: set[int], ninputs: int | None) -> list[str]:
+    # The inputs a segment reads by name become local variables first: a
+    # local is faster to read than an item of xs. One unpacking of the whole
+    # list costs least when most inputs are read; else one line per input.
+    if not used:
+        return []
+    top = max(used) + 1  # inputs past the last one read are not named
+    if 2 * len(used) >= top:
+        names = ", ".join(f"x{k}" if k in used else "_" for k in range(top))
+        return [f"{names}{',' if top == 1 else ''} = xs" if top == ninputs else f"{names}, *_ = xs"]
+    return [f"x{k} = xs[{k}]" for k in sorted(used)]
 
 
 def _arguments_list(s: Step, args: list[str], steps: list[Step], names: _Names) -> str:
@@ -433,7 +453,8 @@ def _arguments_list(s: Step, args: list[str], steps: list[Step], names: _Names) 
                 parts.append(f"*{name}")
                 i = k
                 continue
-        parts.append(args[i])
+        # an input read alone is read from xs: the segment does not unpack it
+        parts.append(f"xs[{steps[j].input}]" if j.__class__ is int and steps[j].input is not None else args[i])
         i += 1
     return "[" + ", ".join(parts) + "]"
 
@@ -490,7 +511,7 @@ def compile_graph(tape: list[Node], inputs: list[Node], outs: list[Any], *, comp
     t0 = time.perf_counter()
     order, alias = prepare(tape, inputs, outs)
     steps, tmpl = plan(order, alias, inputs, outs)
-    segs, glob, nspill = emit(steps, tmpl)
+    segs, glob, nspill = emit(steps, tmpl, len(inputs))
     info: dict[str, Any] = {"traced": len(tape), "nodes": len(order)}
     del order, alias, steps
     t1 = time.perf_counter()

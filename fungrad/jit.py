@@ -378,7 +378,7 @@ class Jitted:
     def source(self, *args: Any, **kwargs: Any) -> str:
         """The Python code that replays ``f`` for arguments shaped like these (for reading).
 
-        Inputs are ``xs[k]``, outputs are stored into ``o[k]``, a value used
+        Inputs are unpacked from ``xs`` into ``x<k>``, outputs are stored into ``o[k]``, a value used
         more than once has a register ``r<k>`` (reused once the value is
         dead), a value used once is folded into its user's expression, and
         ops other than ``+ - *`` (and ``where``) call their primitive's forward.
@@ -386,7 +386,8 @@ class Jitted:
         >>> import fungrad as fg
         >>> print(fg.jit(lambda x, y: fg.tanh(x * y) + 1.0).source(2.0, 3.0))
         def _s0(xs, o, R):
-            o[0] = (_f_tanh((xs[0] * xs[1])) + 1.0)
+            x0, x1 = xs
+            o[0] = (_f_tanh((x0 * x1)) + 1.0)
         <BLANKLINE>
         """
         dyn, statics, _ = self._partition(args, kwargs)
