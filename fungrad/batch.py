@@ -502,32 +502,7 @@ def vmap(
         body, out_td = entry
         args_flat = [bc_leaves[k] for k in num_bc]
         for i in examples:
-            num = ex_num_idx[i]
-            for b, ex in enumerate(examples[i]):
-                ls, td = tree.flatten(ex)
-                if td != ex_defs[i]:
-                    raise ValueError(
-                        f"vmap: argument {i}, example {b} has structure {td!r}, but example 0 has "
-                        f"{ex_defs[i]!r}; every example must have the same structure"
-                    )
-                for k, v in enumerate(ls):
-                    if k in num:
-                        if v.__class__ is float or v.__class__ is Node:
-                            args_flat.append(v)
-                        elif expr.real_number(v):
-                            args_flat.append(expr._check_number(v, f"vmap: argument {i}, example {b}, leaf {k}"))
-                        else:
-                            raise TypeError(
-                                f"vmap: argument {i}, example {b}, leaf {k} is {type(v).__name__}; "
-                                "expected a number, as in example 0"
-                            )
-                    elif b and not _same_static(v, ex_static[i][k]):
-                        # the body was traced with example 0's value of this leaf
-                        raise ValueError(
-                            f"vmap: argument {i}, example {b}, leaf {k} is {v!r:.40}, but example 0 has "
-                            f"{ex_static[i][k]!r:.40}; leaves that are not numbers are static and must be "
-                            "the same in every example (map over the ones that differ with separate calls)"
-                        )
+            _example_numbers(examples[i], i, ex_defs[i], ex_num_idx[i], ex_static[i], args_flat)
         use = _backend(backend, body, first)
         res = body.apply(args_flat, first, use)
         k = body.k_ex
@@ -560,6 +535,43 @@ def _backend(asked: str | None, body: _Map, size: int) -> str:
             )
         return "numpy"
     return "numpy" if size >= NUMPY_FROM and body.array_ok() else "python"
+
+
+def _example_numbers(
+    exs: list[Any], i: int, td: tree.TreeDef, num: set[int], static: list[Any], out: list[Any]
+) -> None:
+    """Append the numbers of argument ``i``'s examples to ``out``, checking each example against example 0."""
+    width = len(static)
+    # examples that are flat lists of numbers, as a data set's rows are
+    rows = len(num) == width and td == tree.structure([0.0] * width)
+    for b, ex in enumerate(exs):
+        if rows and ex.__class__ is list and len(ex) == width and all([v.__class__ is float for v in ex]):
+            out.extend(ex)  # a row of floats (a data set's features): nothing to check or convert
+            continue
+        ls, etd = tree.flatten(ex)
+        if etd != td:
+            raise ValueError(
+                f"vmap: argument {i}, example {b} has structure {etd!r}, but example 0 has "
+                f"{td!r}; every example must have the same structure"
+            )
+        for k, v in enumerate(ls):
+            if k in num:
+                if v.__class__ is float or v.__class__ is Node:
+                    out.append(v)
+                elif expr.real_number(v):
+                    out.append(expr._check_number(v, f"vmap: argument {i}, example {b}, leaf {k}"))
+                else:
+                    raise TypeError(
+                        f"vmap: argument {i}, example {b}, leaf {k} is {type(v).__name__}; "
+                        "expected a number, as in example 0"
+                    )
+            elif b and not _same_static(v, static[k]):
+                # the body was traced with example 0's value of this leaf
+                raise ValueError(
+                    f"vmap: argument {i}, example {b}, leaf {k} is {v!r:.40}, but example 0 has "
+                    f"{static[k]!r:.40}; leaves that are not numbers are static and must be "
+                    "the same in every example (map over the ones that differ with separate calls)"
+                )
 
 
 def _same_static(a: Any, b: Any) -> bool:

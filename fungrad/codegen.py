@@ -584,6 +584,49 @@ NUMPY = {
 }
 
 
+def _array_analysis(
+    order: list[Node], alias: dict[Node, Node], arrays: list[Node], outs: list[Any], keep: int
+) -> tuple[set[Node], dict[Node, int], set[Node]]:
+    """Which values are arrays, where each is read last, and which summed outputs are dot products."""
+    batched = set(arrays)
+    uses: dict[Node, int] = {}
+    last: dict[Node, int] = {}
+    for i, n in enumerate(order):
+        if any(alias.get(p, p) in batched for p in n.parents):
+            batched.add(n)
+        for p in n.parents:
+            p = alias.get(p, p)
+            uses[p] = uses.get(p, 0) + 1
+            last[p] = i
+    for o in outs[:keep]:
+        if o.__class__ is Node:
+            o = alias.get(o, o)
+            uses[o] = uses.get(o, 0) + 1
+    # a product of two arrays, summed over the batch and used nowhere else, is one dot product
+    dots = set()
+    for o in outs[keep:]:
+        if o.__class__ is Node:
+            o = alias.get(o, o)
+            if o.op == "mul" and not uses.get(o) and o.parents and all(alias.get(p, p) in batched for p in o.parents):
+                dots.add(o)
+            else:
+                uses[o] = uses.get(o, 0) + 1
+    return batched, last, dots
+
+
+def _array_sum(o: Any, alias: dict[Node, Node], batched: set[Node], dots: set[Node], ref: Callable[[Node], str]) -> str:
+    # the expression of an output summed over the batch, as a float
+    if o.__class__ is not Node:
+        return f"{o!r} * size"
+    o = alias.get(o, o)
+    if o in dots:
+        a, b = (ref(p) for p in o.parents)
+        return f"float(xp.dot({a}, {b}))"
+    if o in batched:
+        return f"float(xp.add.reduce({ref(o)}))"
+    return f"float(xp.add.reduce(xp.full(size, {ref(o)})))"  # the same number for every example
+
+
 def _erf_for(xp: Any) -> Callable[[Any], Any]:
     # erf is not in every array namespace (NumPy has none): fall back to
     # math.erf elementwise where the namespace can vectorize
@@ -623,31 +666,8 @@ def array_function(
     slot = {x: k for k, x in enumerate(inputs)}
     names: dict[Node, str] = {}
     glob: dict[str, Any] = {"xp": xp, "_inf": math.inf, "_nan": math.nan, "inf": math.inf, "nan": math.nan}
-    batched = {x for k, x in enumerate(inputs) if k >= arrays_from}
-    uses: dict[Node, int] = {}
-    last: dict[Node, int] = {}  # the statement that reads a value last
-    for i, n in enumerate(order):
-        if any(alias.get(p, p) in batched for p in n.parents):
-            batched.add(n)
-        for p in n.parents:
-            p = alias.get(p, p)
-            uses[p] = uses.get(p, 0) + 1
-            last[p] = i
     keep = len(outs) - summed
-    for o in outs[:keep]:
-        if o.__class__ is Node:
-            o = alias.get(o, o)
-            uses[o] = uses.get(o, 0) + 1
-    # a product summed over the batch and used nowhere else is one dot product
-    dots = set()
-    for o in outs[keep:]:
-        if o.__class__ is Node:
-            o = alias.get(o, o)
-            if (o.op == "mul" and not uses.get(o) and o not in slot
-                    and all(alias.get(p, p) in batched for p in o.parents)):
-                dots.add(o)
-            else:
-                uses[o] = uses.get(o, 0) + 1
+    batched, last, dots = _array_analysis(order, alias, inputs[arrays_from:], outs, keep)
 
     def ref(p: Node) -> str:
         p = alias.get(p, p)
@@ -691,18 +711,7 @@ def array_function(
         names[n] = regs[n] = reg
         lines.append(f"{reg} = {e}")
     rets = [ref(o) if o.__class__ is Node else repr(o) for o in outs[:keep]]
-    for o in outs[keep:]:
-        if o.__class__ is not Node:
-            rets.append(f"{o!r} * size")
-            continue
-        o = alias.get(o, o)
-        if o in dots:
-            a, b = (ref(p) for p in o.parents)
-            rets.append(f"float(xp.dot({a}, {b}))")
-        elif o in batched:
-            rets.append(f"float(xp.add.reduce({ref(o)}))")
-        else:  # the same number for every example
-            rets.append(f"float(xp.add.reduce(xp.full(size, {ref(o)})))")
+    rets += [_array_sum(o, alias, batched, dots, ref) for o in outs[keep:]]
     params = "xs, size" if summed or reuse else "xs"
     src = f"def {name}({params}):\n    " + "\n    ".join(lines + [f"return [{', '.join(rets)}]"]) + "\n"
     if "_erf(" in src:
