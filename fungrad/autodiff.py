@@ -214,7 +214,9 @@ def gradients(out: Node, wrt: Sequence[Node] | None = None) -> dict[Node, Any]:
     with nodes, so an enclosing ``grad`` can differentiate them. A node in
     ``wrt`` that ``out`` does not depend on gets ``0.0``; a constant in
     ``wrt`` (:func:`fungrad.const`, a number lifted to a node) is an error,
-    since no derivative is ever taken with respect to a constant.
+    since no derivative is ever taken with respect to a constant. The node
+    of a :func:`fungrad.vmap` holds a batch of outputs: its entry is a list,
+    one derivative per output.
 
     >>> import fungrad as fg
     >>> a, b = fg.var(2.0, name="a"), fg.var(-3.0, name="b")
@@ -257,8 +259,16 @@ def gradients(out: Node, wrt: Sequence[Node] | None = None) -> dict[Node, Any]:
     else:
         ct = _float_pass(out, order, floor)
     if wrt is not None:
-        return {w: ct.get(w, 0.0) for w in wrt}
-    return {n: ct.get(n, 0.0) for n in reversed(order)}
+        return {w: _cotangent(w, ct) for w in wrt}
+    return {n: _cotangent(n, ct) for n in reversed(order)}
+
+
+def _cotangent(n: Node, ct: dict[Node, Any]) -> Any:
+    # a vmap node's cotangent is one per output: a list, with 0.0 for the outputs out does not use
+    c = ct.get(n, 0.0)
+    if c.__class__ is expr.Picks:
+        return [c.get(i, 0.0) for i in range(len(n.value))]  # type: ignore[arg-type]
+    return c
 
 
 def _float_pass(out: Node, order: list[Node], floor: int) -> dict[Node, Any]:

@@ -33,6 +33,7 @@ True
 from __future__ import annotations
 
 import contextvars
+import itertools
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -96,14 +97,19 @@ class _Map:
         self.fn, self.nb, self.widths, self.name = fn, nb, tuple(widths), name
         self.owner = owner  # the function the body calls, held weakly: its maps' nodes keep it alive
         self.ne = sum(self.widths)
-        t = expr.new_level(debug=False, jit=True)
-        self._tape: list[Node] = t.tape  # type: ignore[assignment]
-        self._inputs, per, summed = _in_root(lambda: expr.run_level(t, self._trace))
+        self._tape, self._inputs, per, summed = _in_root(self._trace_at_a_level)
         self.k_ex, self.k_sum = len(per), len(summed)
         self._outs = per + summed
         self._run: Callable[[list[float]], list[Any]] | None = None
         self._array: Any = None  # the NumPy replay: None until asked, False where it cannot be written
         self._maps: dict[Any, _Map] = {}  # its VJP and JVP maps, by kind and the inputs they differentiate
+
+    def _trace_at_a_level(self) -> tuple[list[Node], list[Node], list[Any], list[Any]]:
+        # the level opens here, at the root: a node of a transform around the
+        # vmap that the body reads (a closure) is then foreign to the trace,
+        # an error (ForeignNodeError), not a constant whose derivative is lost
+        t = expr.new_level(debug=False, jit=True)
+        return (t.tape, *expr.run_level(t, self._trace))  # type: ignore[return-value]
 
     def _trace(self) -> tuple[list[Node], list[Any], list[Any]]:
         inputs = [expr.var(0.5) for _ in range(self.nb + self.ne)]
@@ -285,6 +291,8 @@ class _Map:
             args: list[Any] = [*ps[:nb], *extra_bc, *ps[nb:], *extra_ex]
             return m.apply(args, batch.size, batch.backend)
         vals = [p.value for p in ps[:nb]] + extra_bc + [p.value for p in ps[nb:]] + extra_ex
+        if expr.current().debug:
+            return m.unrolled(vals, batch.size)  # op by op, each checked by debug_nans
         return m.forward(vals, batch.size, batch.backend)
 
     def backward(self, n: Node, g: dict[int, Any], floor: int, nested: bool, debug: bool) -> list[tuple[int, Any]]:
@@ -426,6 +434,14 @@ def vmap(
     :func:`fungrad.jit`, because one trace serves every example: use
     ``fg.where``, ``fg.relu``, ``fg.maximum``.
 
+    Like :func:`fungrad.jit`, ``vmap`` traces ``f`` once per structure of
+    the arguments (and value of their static leaves) and keeps the trace
+    with ``f``: a number ``f`` reads from a closure or a global is read
+    when it is traced (``.clear_cache()`` forgets the traces). A closure over
+    a node of a transform still running (a ``grad`` around the ``vmap``)
+    is seen, and then ``f`` runs example by example, so that its derivative
+    is kept.
+
     ``backend`` picks the replay: ``"python"`` (the body's generated code,
     example by example), ``"numpy"`` (the same code on arrays of every
     example's values at once), or ``None``: NumPy from
@@ -464,10 +480,14 @@ def vmap(
                 )
         if first == 0:
             return []
-        if expr.current().debug:
-            # under debug_nans every op is checked: run f eagerly, example by example
+        def unrolled() -> list[Any]:
             return [f(*[examples[i][b] if ax == 0 else a for i, (a, ax) in enumerate(zip(args, axes))])
                     for b in range(first)]
+
+        if expr.current().debug or _captures_open_nodes(f):
+            # under debug_nans every op is checked, and a closure over a node
+            # of a running transform must stay in its graph: run f eagerly
+            return unrolled()
         # the leaves: broadcast ones once, batched ones per example
         bc_leaves: list[Any] = []
         bc_defs = {}
@@ -482,10 +502,10 @@ def vmap(
         key_parts: list[Any] = [len(args)]
         for i, ax in enumerate(axes):
             key_parts.append((ax, bc_defs[i][0] if ax is None else ex_defs[i]))
-        statics = [v for v in bc_leaves if not (v.__class__ is Node or expr.real_number(v))]
+        # a number leaf traces as an input, any other leaf is static: the key
+        # says which leaf is which, and the static ones' types and values
         per_ex = [tree.leaves(examples[i][0]) for i in examples]
-        ex_statics = [v for ls in per_ex for v in ls if not (v.__class__ is Node or expr.real_number(v))]
-        key = (tuple(key_parts), tuple((type(v), v) for v in statics), tuple((type(v), v) for v in ex_statics))
+        key = (tuple(key_parts), *(tuple(map(_token, ls)) for ls in (bc_leaves, *per_ex)))
         try:
             entry = cache.bodies.get(key)
         except TypeError:
@@ -497,10 +517,18 @@ def vmap(
         }
         ex_static = {i: tree.leaves(examples[i][0]) for i in examples}
         if entry is None:
-            entry = _make_body(f, name, args, axes, bc_leaves, bc_defs, num_bc, examples, ex_defs, ex_num_idx)
+            try:
+                entry = _make_body(f, name, args, axes, bc_leaves, bc_defs, num_bc, examples, ex_defs, ex_num_idx)
+            except expr.ForeignNodeError:
+                entry = _UNROLLED  # f reads a node of a running transform: traced, it would be a constant
             entry = cache.bodies.setdefault(key, entry)
+        if entry is _UNROLLED:
+            return unrolled()
         body, out_td = entry
-        args_flat = [bc_leaves[k] for k in num_bc]
+        args_flat = [
+            v if v.__class__ is float or v.__class__ is Node else expr._check_number(v, f"vmap: broadcast leaf {k}")
+            for k, v in ((k, bc_leaves[k]) for k in num_bc)
+        ]
         for i in examples:
             _example_numbers(examples[i], i, ex_defs[i], ex_num_idx[i], ex_static[i], args_flat)
         use = _backend(backend, body, first)
@@ -515,6 +543,7 @@ def vmap(
     batched.__name__ = f"vmap({name})"
     batched.__qualname__ = batched.__name__
     batched.__doc__ = getattr(f, "__doc__", None)
+    batched.clear_cache = cache.bodies.clear  # type: ignore[attr-defined]
     return batched
 
 
@@ -535,6 +564,28 @@ def _backend(asked: str | None, body: _Map, size: int) -> str:
             )
         return "numpy"
     return "numpy" if size >= NUMPY_FROM and body.array_ok() else "python"
+
+
+_UNROLLED: Any = ("unrolled",)  # the cache's mark for a function that runs example by example
+_NUMBER = object()  # the key's token for a leaf that is a number (traced, not static)
+
+
+def _token(v: Any) -> Any:
+    return _NUMBER if v.__class__ is float or v.__class__ is Node or expr.real_number(v) else (type(v), v)
+
+
+def _captures_open_nodes(f: Any) -> bool:
+    """Whether ``f`` closes over a node of a transform still running (directly, or in a list, tuple or dict)."""
+    for cell in getattr(f, "__closure__", None) or ():
+        try:
+            v = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        items = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple)) else (v,)
+        for x in itertools.islice(items, 10_000):
+            if x.__class__ is Node and x.level > 0 and expr.is_open(x.level):
+                return True
+    return False
 
 
 def _example_numbers(

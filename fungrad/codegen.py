@@ -571,7 +571,7 @@ ARRAY = {
 NUMPY = {
     **ARRAY,
     "div": "xp.divide({0}, {1})",
-    "pow": "xp.power({0}, {1})",
+    "pow": "_pow({0}, {1})",
     "relu": "xp.where({0} < 0.0, 0.0, {0})",
     "sigmoid": "xp.divide(1.0, 1.0 + xp.exp(xp.negative({0})))",
     "sign": "xp.where({0} > 0.0, 1.0, xp.where({0} < 0.0, -1.0, 0.0))",
@@ -625,6 +625,18 @@ def _array_sum(o: Any, alias: dict[Node, Node], batched: set[Node], dots: set[No
     if o in batched:
         return f"float(xp.add.reduce({ref(o)}))"
     return f"float(xp.add.reduce(xp.full(size, {ref(o)})))"  # the same number for every example
+
+
+def _pow_for(xp: Any) -> Callable[[Any, Any], Any]:
+    # NumPy computes an array to the scalar power 0.5 as a square root, which
+    # gives nan for -inf and -0.0 for -0.0 where pow gives inf and 0.0: an
+    # exponent as long as the base takes NumPy's pow instead
+    def pw(a: Any, b: Any) -> Any:
+        if xp.ndim(b) == 0 and xp.ndim(a) > 0:
+            b = xp.full(xp.shape(a), b)  # not a broadcast view, which NumPy takes for a scalar
+        return xp.power(a, b)
+
+    return pw
 
 
 def _erf_for(xp: Any) -> Callable[[Any], Any]:
@@ -697,8 +709,7 @@ def array_function(
                 f"primitives ({', '.join(sorted(templates))})"
             )
         e = tpl.format(*[ref(p) for p in n.parents])
-        for p in set(n.parents):
-            p = alias.get(p, p)
+        for p in {alias.get(p, p) for p in n.parents}:  # aliases first: two parents may be one value
             if last.get(p) == i and p in regs and p not in outputs:
                 free.append(regs[p])
         if n in outputs or not reuse:
@@ -716,6 +727,8 @@ def array_function(
     src = f"def {name}({params}):\n    " + "\n    ".join(lines + [f"return [{', '.join(rets)}]"]) + "\n"
     if "_erf(" in src:
         glob["_erf"] = _erf_for(xp)
+    if "_pow(" in src:
+        glob["_pow"] = _pow_for(xp)
     exec(compile(src, "<fungrad array code>", "exec"), glob)  # noqa: S102 - our own generated code
     fn = glob[name]
     fn.source = src

@@ -989,6 +989,10 @@ def _plain(x: Node, what: str) -> float:
     return v  # type: ignore[no-any-return]
 
 
+class ForeignNodeError(RuntimeError):
+    """A node of a transform still running, used outside it: its derivative would be lost."""
+
+
 def _foreign(parents: tuple[Node, ...], t: Trace) -> None:
     # A node of a level that is still running, used where that level is not
     # open: in another thread (a thread pool inside grad), or in a context
@@ -996,7 +1000,7 @@ def _foreign(parents: tuple[Node, ...], t: Trace) -> None:
     for p in parents:
         lv = p.level
         if lv > 0 and lv not in t.chain and lv in _open:
-            raise RuntimeError(
+            raise ForeignNodeError(
                 "a node of a fungrad transform that is still running (grad, jit, jvp, ...) was used "
                 "in another thread (or another context) than the one running the transform. Its "
                 "derivative would be lost, so fungrad stops here: run the computation in the "
@@ -1033,7 +1037,10 @@ def _mk(value: float, op: str, parents: tuple[Node, ...], name: str = "", const:
     return n
 
 
-_INDEX: list[Node] = []
+# the constant index nodes of picks, shared by every graph (immutable, never
+# differentiated); past this many, a pick gets a constant of its own
+_INDEX: dict[int, Node] = {}
+_INDEX_SHARED = 1 << 16
 
 
 def map_node(batch: Any, parents: tuple[Node, ...], const: bool) -> Node:
@@ -1050,9 +1057,12 @@ def op_label(n: Node) -> str:
 
 def pick(anchor: Node, i: int) -> Node:
     """Output ``i`` of the ``vmap`` node ``anchor``."""
-    while len(_INDEX) <= i:  # constants, shared by every graph: immutable, and never differentiated
-        _INDEX.append(_lift(float(len(_INDEX))))
-    return _mk(anchor.value[i], "vmap_pick", (anchor, _INDEX[i]), const=anchor.level == CONST)
+    c = _INDEX.get(i)
+    if c is None:
+        c = _lift(float(i))
+        if i < _INDEX_SHARED:
+            c = _INDEX.setdefault(i, c)  # atomic: two threads agree on one node
+    return _mk(anchor.value[i], "vmap_pick", (anchor, c), const=anchor.level == CONST)
 
 
 def real_number(x: Any) -> bool:

@@ -99,7 +99,7 @@ def _describe(out: Node, grads: Mapping[Node, Any] | None, rankdir: str, fname: 
             label = f"{{ {_record_text(n.name)} | batch of {n.value.size}"  # type: ignore[attr-defined]
         else:
             label = f"{{ {_record_text(n.name)} | data {n.value:.4f}"
-        g = None if grads is None else grads.get(n)
+        g = None if grads is None or n.op == "vmap" else grads.get(n)  # a vmap node's is a list: its picks show it
         if g is not None:
             label += f" | grad {_float(g):.4f}"
         stmts.append(("node", f"v{i}", label + " }", "record"))

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 CHAPTERS = sorted(p.stem for p in (DOCS / "tutorial").glob("*.md"))
@@ -32,7 +33,7 @@ def _load_generator():
 
 @pytest.fixture(scope="module")
 def notebooks(tmp_path_factory):
-    pytest.importorskip("matplotlib")  # some chapters' examples plot
+    require("matplotlib", 'pip install "fungrad[plot]"')  # some chapters' examples plot
     out = tmp_path_factory.mktemp("notebooks")
     paths = _load_generator().build(DOCS, out)
     return {p.stem: p for p in paths}

@@ -24,6 +24,10 @@ def ulps(a: float, b: float) -> int:
     return abs(ia - ib)
 
 
+def bits(v: float) -> bytes | float:
+    return v if v != v else struct.pack("<d", v)
+
+
 def data(n, d=3, seed=0):
     rng = random.Random(seed)
     return [[rng.uniform(-2, 2) for _ in range(d)] for _ in range(n)], [rng.randrange(3) for _ in range(n)]
@@ -328,3 +332,124 @@ def test_jit_keys_rows_of_floats_and_rows_of_ints_alike():
     assert jf([[1, 2], [3, 4]]) == 14.0  # the same structure: the same trace
     assert jf([[1.0, 2], [3, 4.5]]) == 15.5
     assert len(calls) == 1
+
+
+# ------------------------------------------------- found by probing, now guarded
+
+
+def test_numpy_forward_mode_through_selections_equals_the_loop():
+    # the array code freed a register twice when a node had two parents that were one value
+    require("numpy", 'pip install "fungrad[fast]"')
+    xs = [0.1 * i - 3.0 for i in range(64)]
+    t = [1.0] * 64
+    vm = lambda w, xs: sum(fg.vmap(fg.maximum, (None, 0), backend="numpy")(w, xs))  # noqa: E731
+    loop = lambda w, xs: sum(fg.maximum(w, x) for x in xs)  # noqa: E731
+    assert fg.jvp(vm, (0.5, xs), (1.0, t))[1] == fg.jvp(loop, (0.5, xs), (1.0, t))[1] == 64.0
+    sq = lambda w, xs: sum(fg.vmap(lambda w, x: fg.maximum(w, x) ** 2, (None, 0), backend="numpy")(w, xs))  # noqa: E731
+    sq_loop = lambda w, xs: sum(fg.maximum(w, x) ** 2 for x in xs)  # noqa: E731
+    assert fg.hvp(sq, (0.5, xs), (1.0, t)) == pytest.approx(fg.hvp(sq_loop, (0.5, xs), (1.0, t)), rel=1e-13)
+
+
+def test_a_body_that_reads_a_node_of_the_transform_around_it_keeps_its_derivative():
+    xs = [1.0, 2.0, 3.0]
+    assert fg.grad(lambda w: sum(fg.vmap(lambda x: w * x)(xs)))(2.0) == 6.0
+    assert fg.jvp(lambda w: sum(fg.vmap(lambda x: w * x)(xs)), (2.0,), (1.0,)) == (12.0, 6.0)
+    j = fg.jit(lambda w, xs: sum(fg.vmap(lambda x: w * x)(xs)))
+    assert (j(2.0, xs), j(5.0, xs)) == (12.0, 30.0)
+    outer = fg.vmap(lambda a, bs: fg.vmap(lambda b: a * b)(bs), in_axes=(0, None))
+    assert outer([1.0, 2.0], [3.0, 4.0]) == [[3.0, 4.0], [6.0, 8.0]]
+
+    box = [1.0]
+
+    def body(x):
+        return box[0] * x
+
+    vb = fg.vmap(body)
+    assert vb(xs) == [1.0, 2.0, 3.0]  # traced while box held a number
+
+    def loss(w):
+        box[0] = w  # now it holds a node of grad: the cached trace must not serve
+        return sum(vb(xs))
+
+    assert fg.grad(loss)(2.0) == 6.0
+
+
+def test_which_leaves_are_numbers_is_part_of_the_trace_key():
+    def f(w, x):
+        return x * 10.0 if isinstance(w[0], str) else x * w[0]
+
+    vf = fg.vmap(f, (None, 0))
+    assert vf([2.0, "a"], [1.0]) == [2.0]
+    assert vf(["a", 5.0], [1.0]) == [10.0]
+    g = fg.vmap(lambda p: p[0] * 3.0 if isinstance(p[1], str) else p[1] * 30.0)
+    assert g([(3.0, "k")]) == [9.0] and g([("k", 3.0)]) == [90.0]
+
+
+def test_broadcast_ints_become_floats_and_huge_ones_are_a_clear_error():
+    out = fg.vmap(lambda w, x: w[0] * w[1] + x, (None, 0))([2**53 + 1, 3], [0.0])
+    assert out == [float(2**53 + 1) * 3.0] and type(out[0]) is float
+    with pytest.raises(ValueError, match="broadcast leaf 0.*too large for a float"):
+        fg.vmap(lambda w, x: w[0] * x, (None, 0))([10**400], [0.0])
+    require("numpy", 'pip install "fungrad[fast]"')
+    assert fg.vmap(lambda w, x: w[0] ** w[1] + x, (None, 0), backend="numpy")([2, -1], [0.0] * 3) == [0.5] * 3
+
+
+def test_numpy_replay_of_a_square_root_power_keeps_pow_at_its_edges():
+    require("numpy", 'pip install "fungrad[fast]"')
+    xs = [-math.inf, -0.0, 0.0, 4.0, -4.0, math.inf, math.nan]
+    for e in (0.5, 2.0, -1.0, 1.0, 0.0, 3.0, -0.5):
+        py = fg.vmap(lambda x: x ** e, backend="python")(xs)
+        npy = fg.vmap(lambda x: x ** e, backend="numpy")(xs)
+        # equal to the bit, signed zeros included; a nan is a nan, whatever its sign bit
+        assert [v if v == v else "nan" for v in map(bits, npy)] == [v if v == v else "nan" for v in map(bits, py)], e
+
+
+def test_gradients_give_a_vmap_node_one_derivative_per_output_and_drawings_show_them():
+    w = fg.var(0.5, name="w")
+    outs = fg.vmap(lambda w, x: fg.tanh(w * x), in_axes=(None, 0))(w, [1.0, 2.0, 3.0])
+    y = outs[0] + 2.0 * outs[2]
+    g = fg.gradients(y)
+    (m,) = [n for n in g if n.op == "vmap"]
+    assert g[m] == [1.0, 0.0, 2.0]
+    assert g[w] == fg.grad(lambda w: fg.tanh(w) + 2.0 * fg.tanh(3.0 * w))(0.5)
+    dot = fg.viz.to_dot(y, g)
+    assert "batch of 3" in dot and f"grad {g[w]:.4f}" in dot
+
+
+def test_debug_nans_checks_a_vmap_pulled_back_inside_it():
+    f = lambda w: sum(fg.vmap(lambda w, x: fg.sqrt(w * x), in_axes=(None, 0))(w, [1.0, -2.0]))  # noqa: E731
+    _, pull = fg.vjp(f, 0.5)
+    with pytest.raises(FloatingPointError, match="sqrt"):
+        with fg.debug_nans():
+            pull(1.0)
+
+
+def test_threads_building_large_batches_at_once_agree_on_every_index():
+    import sys
+
+    xs = [float(i % 7) for i in range(3000)]
+    want = fg.grad(lambda w: sum(w * x * (i % 3) for i, x in enumerate(xs)))(1.5)
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    results, errors = [], []
+
+    def run(k):
+        try:
+            f = lambda w, x, c: w * x * c  # noqa: E731 - a function of its own per thread
+            cs = [float(i % 3) for i in range(3000)]
+            results.append(fg.grad(lambda w: sum(fg.vmap(f, (None, 0, 0), backend="python")(w, xs, cs)))(1.5))
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    try:
+        ts = [threading.Thread(target=run, args=(k,)) for k in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors and results == [want] * 6
+    from fungrad import expr
+
+    assert all(c.value == float(i) for i, c in expr._INDEX.items())
