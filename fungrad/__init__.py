@@ -19,6 +19,7 @@ from .autodiff import gradients, grad, jacobian, jacrev, toposort, value_and_gra
 from .expr import (
     CONST,
     PRIMITIVES,
+    ForeignNodeError,
     Node,
     Primitive,
     const,

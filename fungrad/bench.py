@@ -28,7 +28,7 @@ extra: ``pip install "fungrad[bench]"``.
 >>> from fungrad import bench
 >>> r = bench.moons_case(points=8, repeats=1, libraries=("fungrad eager", "fungrad jit"))
 >>> sorted(r["step_gc_on"])
-['fungrad eager', 'fungrad jit']
+['fungrad eager', 'fungrad jit', 'straight-line Python']
 >>> r["checks"]["jit equals eager"]
 True
 """

@@ -1651,5 +1651,6 @@ __all__ = [
     "primitive",
     "custom_vjp",
     "debug_nans",
+    "ForeignNodeError",
     *[name for name, p in PRIMITIVES.items() if p.public],
 ]
