@@ -453,3 +453,24 @@ def test_threads_building_large_batches_at_once_agree_on_every_index():
     from fungrad import expr
 
     assert all(c.value == float(i) for i, c in expr._INDEX.items())
+
+
+def test_the_exported_digits_model_differentiates_in_torch_like_fungrad_on_every_device(torch):
+    # on the CPU, and on a CUDA device where there is one (the loop adds it)
+    xs, ys = fg.data.digits()
+    xs, ys = xs[:60], ys[:60]
+    model = fg.nn.MLP.init(64, [32, 10], seed=3, final_activation="linear")
+    per_example = lambda m, x, y: fg.nn.cross_entropy([m(x)], [y])  # noqa: E731
+    g = fg.export(per_example, model, xs[0], ys[0], xp=torch)
+    want = fg.grad(lambda m: mean(fg.vmap(per_example, in_axes=(None, 0, 0))(m, xs, ys)))(model)
+    leaves, td = fg.tree.flatten(model)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        params = [torch.tensor(v, dtype=torch.float64, device=device, requires_grad=True) for v in leaves]
+        X = torch.tensor(xs, dtype=torch.float64, device=device)
+        Y = torch.tensor(ys, device=device)
+        total = g(fg.tree.unflatten(td, params), [X[:, i] for i in range(64)], Y).mean()
+        total.backward()
+        got = [p.grad.item() for p in params]
+        worst = max(abs(a - b) for a, b in zip(got, fg.tree.leaves(want)))
+        assert worst < 1e-13, (device, worst)  # float64, sums in another order
