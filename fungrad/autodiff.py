@@ -105,11 +105,14 @@ def _backward(
     which keeps the peak memory of a long backward pass low; nodes that are
     never visited (the inputs, when left out of ``nodes``) keep theirs.
     """
-    ct: dict[Node, Any] = dict(out) if out.__class__ is dict else {out: 1.0}  # type: ignore[call-overload]
+    ct: dict[Node, Any] = dict(out) if out.__class__ is dict else {out: 1.0}  # type: ignore[call-overload, dict-item]
     take = ct.pop if drop else ct.get
     get = ct.get
     rules_of = _RULES
     fast = not nested and not debug
+    ans: Any  # the op's output and arguments: nodes when nested, else floats
+    xa: Any
+    ya: Any
     for n in nodes:
         g = take(n, None)
         if g is None:
@@ -198,7 +201,7 @@ def _map_back(n: Node, g: Any, ct: dict[Node, Any], floor: int, nested: bool, de
     # a vmap node: its map gives the cotangents of the parents that need one, at once
     ps = n.parents
     get = ct.get
-    for i, c in n.value.map.backward(n, g, floor, nested, debug):
+    for i, c in n.value.map.backward(n, g, floor, nested, debug):  # type: ignore[attr-defined]
         if debug:
             _nonfinite(n, i, c)
         p = ps[i]

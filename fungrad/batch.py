@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import weakref
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 from . import codegen, expr, tree
 from .expr import Node
@@ -55,6 +55,12 @@ class Batch(list):  # type: ignore[type-arg]
     """
 
     __slots__ = ("map", "size", "backend", "owner")
+
+    if TYPE_CHECKING:
+        map: _Map
+        size: int
+        backend: str
+        owner: Any
 
     def __repr__(self) -> str:
         return f"Batch({self.map.name}, {self.size} examples, {self.backend})"
@@ -126,7 +132,8 @@ class _Map:
     def _scalar(self) -> Callable[[list[float]], list[Any]]:
         if self._run is None:
             self._run = codegen.compile_graph(self._tape, self._inputs, self._outs).run
-        return self._run
+        # compile_graph compiles by default, so its run is set
+        return cast("Callable[[list[float]], list[Any]]", self._run)
 
     def array_ok(self) -> bool:
         """Whether the NumPy replay can run this body (NumPy installed, every op written for it)."""

@@ -106,7 +106,7 @@ def require_micrograd() -> tuple[Any, Any]:
     2.0
     """
     try:
-        from micrograd import engine
+        from micrograd import engine  # type: ignore[import-untyped]
         from micrograd import nn as mnn
     except ImportError:
         raise ImportError(
@@ -340,7 +340,7 @@ def moons_case(
             # tracemalloc finds the line of every allocation, which in a
             # generated function of thousands of lines is a long search: one
             # traced replay of the jitted step takes minutes, so it is left out
-            mem_fns[name] = lambda call=call: call(params)
+            mem_fns[name] = lambda call=call: call(params)  # type: ignore[misc]
     if JIT in libraries:
         ref = straight_line(fs["train_step"], params, fs["xs"], fs["ys"])
         if ref is not None:
@@ -482,7 +482,7 @@ def _tape_program(
     return run, len(prog)
 
 
-def tape(f: Callable[..., Any]) -> Callable[..., Any]:
+def tape(f: Callable[..., Any]) -> _Tape:
     """``f`` replayed by a tape interpreter: the alternative to :func:`fungrad.jit` that the benchmark measures.
 
     The first call with a given structure of arguments traces ``f`` once
@@ -581,7 +581,7 @@ def chain_case(ops: int = 100_000, repeats: int = 5, libraries: Sequence[str] = 
             result.setdefault("first_call", {})[name] = {"seconds": time.perf_counter() - t0, **jg.cache_info()[0]}
             for _ in range(WARMUP):
                 jg(0.3)
-            steps[name] = lambda jg=jg: jg(0.3)
+            steps[name] = lambda jg=jg: jg(0.3)  # type: ignore[misc]
     result["gc_on"], result["gc_off"] = _alternate(steps, repeats)
     result["repeats"] = repeats
     if EAGER in libraries:
@@ -659,7 +659,7 @@ def scaling(sizes: Sequence[int] = (10**4, 10**5, 10**6), repeats: int = 3) -> d
     for size in sizes:
         _check_count("scaling", "every size", size, 3)
     _check_count("scaling", "repeats", repeats, 1)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for size in sizes:
         n = max(1, size // 3)
         cases = {
@@ -993,7 +993,7 @@ def digits_case(batch: int = 1437, repeats: int = 5, slice_size: int = 100,
             if n == batch:
                 jitted[backend] = f
         f = jitted[backend]
-        steps[f"jit(vmap) {backend}"] = lambda f=f: f(model, xs, ys)
+        steps[f"jit(vmap) {backend}"] = lambda f=f: f(model, xs, ys)  # type: ignore[misc]
     torch_step = _torch_step(model, xs, ys)
     if torch_step is not None:
         steps[PYTORCH] = torch_step
@@ -1044,7 +1044,7 @@ def digits_case(batch: int = 1437, repeats: int = 5, slice_size: int = 100,
 
 def run(
     *,
-    points: int = 100,
+    points: int | None = 100,
     repeats: int = 7,
     seed: int = 0,
     chain: int | None = 100_000,

@@ -178,7 +178,8 @@ def _encode(obj: Any, where: str, who: str) -> Any:
             slots = aux
             box[key] = {"dict": out}
         else:
-            node = {"type": _class_name(kind, names, at + tree.keystr(path), who), "children": out}
+            # a registered (or attrs, namedtuple) class: the kinds of the built-in containers are above
+            node = {"type": _class_name(kind, names, at + tree.keystr(path), who), "children": out}  # type: ignore[arg-type]
             box[key] = node
             if aux is not None:
                 node["static"] = None
@@ -402,6 +403,7 @@ def _decode(x: Any, at: str) -> Any:
     # (json value, pointer, depth, box, key): the decoded value goes to box[key];
     # (_TUPLE, box, key) and (_BUILD, ...) run after the children they need
     todo: list[tuple[Any, ...]] = [(x, at, 1, root, 0)]
+    out: list[Any] | dict[Any, Any]  # the container decoded at this step
     while todo:
         item = todo.pop()
         v = item[0]

@@ -139,7 +139,8 @@ def prepare(tape: list[Node], inputs: list[Node], outs: list[Any]) -> tuple[list
             c = get(c, c)
             if const(c):
                 # the forward picks one of its arguments: let it pick the node
-                p = _FWD["where"](c.value, n.parents[1], n.parents[2])
+                # (on nodes it returns the node it picks)
+                p = _FWD["where"](c.value, n.parents[1], n.parents[2])  # type: ignore[assignment]
                 if p is n.parents[1] or p is n.parents[2]:
                     alias[n] = get(p, p)
     need = set()
@@ -205,7 +206,7 @@ def plan(order: list[Node], alias: dict[Node, Node], inputs: list[Node], outs: l
         s = Step(n, _args(n, get, pos), in_slot.get(n))
         op = n.op
         if op == "vmap":
-            s.call = n.value.map.replay(n.value)
+            s.call = n.value.map.replay(n.value)  # type: ignore[attr-defined]
         elif op == "vmap_pick":
             s.take = int(n.parents[1].value)
         pos[n] = len(steps)
@@ -435,7 +436,7 @@ def _arguments_list(s: Step, args: list[str], steps: list[Step], names: _Names) 
     while i < n:
         j = s.args[i]
         if j.__class__ is int and steps[j].input is not None:
-            a = steps[j].input
+            a: int = steps[j].input  # type: ignore[assignment]  # not None: checked above
             k = i + 1
             while k < n and s.args[k].__class__ is int and steps[s.args[k]].input == a + (k - i):
                 k += 1

@@ -33,7 +33,7 @@ import itertools
 import math
 import numbers
 import threading
-from typing import Any, Callable, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Union
 
 import attrs
 
@@ -739,6 +739,14 @@ class _Slots:
     # the frozen __init__, and node creation dominates eager time.
     __slots__ = ("value", "op", "parents", "name", "level", "__weakref__")
 
+    if TYPE_CHECKING:
+        # what the slots hold, for type checkers (Node declares them again as fields)
+        value: float
+        op: str
+        parents: tuple[Node, ...]
+        name: str
+        level: int
+
 
 _new = object.__new__
 
@@ -857,8 +865,8 @@ class Node(_Slots):
         n.level = lv
         n.__class__ = Node
         if t.tape is not None:
-            t.tape.append(n)
-        return n
+            t.tape.append(n)  # type: ignore[arg-type]
+        return n  # type: ignore[return-value]
 
     def __radd__(self, other: Any) -> Node:
         other = _lift(other, "+")
@@ -890,8 +898,8 @@ class Node(_Slots):
         n.level = lv
         n.__class__ = Node
         if t.tape is not None:
-            t.tape.append(n)
-        return n
+            t.tape.append(n)  # type: ignore[arg-type]
+        return n  # type: ignore[return-value]
 
     def __rmul__(self, other: Any) -> Node:
         other = _lift(other, "*")
@@ -923,6 +931,28 @@ class Node(_Slots):
     def named(self, name: str) -> Node:
         """A node computed like this one, with a display name (see :func:`named`)."""
         return named(self, name)
+
+    if TYPE_CHECKING:
+        # the unary methods made from the table (x.tanh()), set on the class by _register
+        def exp(self) -> Node: ...
+        def log(self) -> Node: ...
+        def tanh(self) -> Node: ...
+        def relu(self) -> Node: ...
+        def sigmoid(self) -> Node: ...
+        def sqrt(self) -> Node: ...
+        def sin(self) -> Node: ...
+        def cos(self) -> Node: ...
+        def tan(self) -> Node: ...
+        def asin(self) -> Node: ...
+        def acos(self) -> Node: ...
+        def atan(self) -> Node: ...
+        def sinh(self) -> Node: ...
+        def cosh(self) -> Node: ...
+        def log1p(self) -> Node: ...
+        def expm1(self) -> Node: ...
+        def erf(self) -> Node: ...
+        def softplus(self) -> Node: ...
+        def abs(self) -> Node: ...
 
 
 def _refuse(sym: str, text: str) -> Callable[[Node, Any], Any]:
@@ -1023,8 +1053,8 @@ def _mk(value: float, op: str, parents: tuple[Node, ...], name: str = "", const:
         n.level = CONST
         n.__class__ = Node
         if t.debug:
-            _check(n)
-        return n
+            _check(n)  # type: ignore[arg-type]
+        return n  # type: ignore[return-value]
     lv = t.level
     for p in parents:
         if p.level > 0 and p.level != lv:
@@ -1033,8 +1063,8 @@ def _mk(value: float, op: str, parents: tuple[Node, ...], name: str = "", const:
     n.level = lv
     n.__class__ = Node
     if t.tape is not None:
-        t.tape.append(n)
-    return n
+        t.tape.append(n)  # type: ignore[arg-type]
+    return n  # type: ignore[return-value]
 
 
 # the constant index nodes of picks, shared by every graph (immutable, never
@@ -1062,7 +1092,7 @@ def pick(anchor: Node, i: int) -> Node:
         c = _lift(float(i))
         if i < _INDEX_SHARED:
             c = _INDEX.setdefault(i, c)  # atomic: two threads agree on one node
-    return _mk(anchor.value[i], "vmap_pick", (anchor, c), const=anchor.level == CONST)
+    return _mk(anchor.value[i], "vmap_pick", (anchor, c), const=anchor.level == CONST)  # type: ignore[index]
 
 
 def real_number(x: Any) -> bool:
@@ -1296,6 +1326,29 @@ _ADD, _SUB, _MUL, _DIV, _POW, _NEG, _ABS = (PRIMITIVES[k] for k in ("add", "sub"
 _LINK = PRIMITIVES["link"]
 
 # the op functions, named for the rules above and for type checkers
+if TYPE_CHECKING:
+    add: Callable[..., Any]
+    sub: Callable[..., Any]
+    mul: Callable[..., Any]
+    div: Callable[..., Any]
+    pow: Callable[..., Any]
+    neg: Callable[..., Any]
+    exp: Callable[..., Any]
+    log: Callable[..., Any]
+    tanh: Callable[..., Any]
+    relu: Callable[..., Any]
+    sigmoid: Callable[..., Any]
+    sqrt: Callable[..., Any]
+    sin: Callable[..., Any]
+    cos: Callable[..., Any]
+    abs: Callable[..., Any]
+    sign: Callable[..., Any]
+    step: Callable[..., Any]
+    where: Callable[..., Any]
+    sinh: Callable[..., Any]
+    cosh: Callable[..., Any]
+    share: Callable[..., Any]
+    stop_gradient: Callable[..., Any]
 add, sub, mul, div, pow, neg = (OPS[k] for k in ("add", "sub", "mul", "div", "pow", "neg"))
 exp, log, tanh, relu, sigmoid, sqrt = (OPS[k] for k in ("exp", "log", "tanh", "relu", "sigmoid", "sqrt"))
 sin, cos, abs, sign, step, where = (OPS[k] for k in ("sin", "cos", "abs", "sign", "step", "where"))
@@ -1434,6 +1487,9 @@ class custom_vjp:
     >>> fg.grad(lambda x: 10.0 * clip_gradient(x))(2.0)   # the gradient 10 is clipped to 1
     1.0
     """
+
+    if TYPE_CHECKING:
+        __name__: str  # copied from the function by functools.update_wrapper
 
     def __init__(self, fun: Callable[..., Any]):
         if not callable(fun):

@@ -40,7 +40,7 @@ _RULES = expr.RULES
 
 def _derivatives(nodes: Sequence[Node], floor: int, nested: bool) -> list[tuple[Node, list[tuple[Node, Any]]]]:
     """For each node, its partial derivatives with respect to its parents of level >= ``floor``."""
-    out = []
+    out: list[tuple[Node, list[tuple[Node, Any]]]] = []
     for n in nodes:
         ps = n.parents
         if not ps:
@@ -95,7 +95,7 @@ def _map_tangent(n: Node, get: Callable[[Node], Any], floor: int, nested: bool) 
     # of one inside another transform); a pick's is the same pick of that
     ps = n.parents
     if n.op == "vmap":
-        return n.value.map.tangent(n, get, floor, nested)
+        return n.value.map.tangent(n, get, floor, nested)  # type: ignore[attr-defined]
     t = get(ps[0])
     if t is None:
         return None
@@ -158,9 +158,9 @@ def _sweep(r: _Traced, seeds: dict[Node, Any]) -> dict[Node, Any]:
                         ds = joint(1.0, n, *ps) if nested else joint(1.0, n.value, *[q.value for q in ps])
                     d = ds[i]
                 elif nested:
-                    d = rules[i](1.0, n, *ps)
+                    d = rules[i](1.0, n, *ps)  # type: ignore[misc]  # not None: checked above
                 else:
-                    d = rules[i](1.0, n.value, *[q.value for q in ps])
+                    d = rules[i](1.0, n.value, *[q.value for q in ps])  # type: ignore[misc]
                 c = d * t
                 tot = c if tot is None else tot + c
         if tot is not None:

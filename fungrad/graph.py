@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 import attrs
-import networkx as nx
+import networkx as nx  # type: ignore[import-untyped]
 
 from . import expr
 from .autodiff import toposort

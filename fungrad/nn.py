@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Callable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, Union
 
 import attrs
 
@@ -58,6 +58,15 @@ __all__ = [
 
 Scalar = Union[Node, float, int]
 Seed = Union[int, random.Random]
+
+if TYPE_CHECKING:
+    # the converters of the tuple fields (tuple itself at run time), typed for
+    # mypy's attrs plugin, which does not resolve the generic tuple
+    def _weights(items: Iterable[Scalar]) -> tuple[Scalar, ...]: ...
+    def _neurons(items: Iterable[Neuron]) -> tuple[Neuron, ...]: ...
+    def _layers(items: Iterable[Layer]) -> tuple[Layer, ...]: ...
+else:
+    _weights = _neurons = _layers = tuple
 
 
 def _linear(x: Scalar) -> Scalar:
@@ -162,7 +171,7 @@ class Neuron:
     -5.0
     """
 
-    w: tuple[Scalar, ...] = attrs.field(converter=tuple)
+    w: tuple[Scalar, ...] = attrs.field(converter=_weights)
     b: Scalar
     activation: str | None = tree.static(default="tanh", validator=_validate_activation)
 
@@ -230,7 +239,7 @@ class Layer:
     True
     """
 
-    neurons: tuple[Neuron, ...] = attrs.field(converter=tuple)
+    neurons: tuple[Neuron, ...] = attrs.field(converter=_neurons)
     nin: int = tree.static()
     activation: str | None = tree.static(default=None, validator=_validate_activation)
 
@@ -294,7 +303,7 @@ class Layer:
 
     def _forward(self, x: Sequence[Scalar]) -> list[Scalar]:
         # Neuron._affine inlined: this loop is the model's hot path, run every training step
-        f = ACTIVATIONS[self.activation]
+        f = ACTIVATIONS[self.activation]  # type: ignore[index]  # a str once __attrs_post_init__ settles it
         out = []
         for n in self.neurons:
             act = n.b
@@ -321,7 +330,7 @@ class MLP:
     True
     """
 
-    layers: tuple[Layer, ...] = attrs.field(converter=tuple)
+    layers: tuple[Layer, ...] = attrs.field(converter=_layers)
     nin: int = tree.static()
 
     def __attrs_post_init__(self) -> None:
@@ -391,17 +400,17 @@ class MLP:
     @property
     def activations(self) -> tuple[str, ...]:
         """The activation of each layer."""
-        return tuple(layer.activation for layer in self.layers)
+        return tuple(layer.activation for layer in self.layers)  # type: ignore[misc]
 
     @property
     def activation(self) -> str:
         """The activation of the first layer: that of every hidden layer, for a model from :meth:`init`."""
-        return self.layers[0].activation
+        return self.layers[0].activation  # type: ignore[return-value]
 
     @property
     def final_activation(self) -> str:
         """The activation of the last layer."""
-        return self.layers[-1].activation
+        return self.layers[-1].activation  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         hidden = {layer.activation for layer in self.layers[:-1]}

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 import attrs
 
@@ -148,7 +148,7 @@ def _hyper_field(who: str, name: str, hi: float = math.inf) -> Callable[[float],
 def _rate(lr: LR, step: int, who: str) -> float:
     if not callable(lr):
         return lr
-    r = lr(step)
+    r: Any = lr(step)  # a float, or a node (a differentiated learning rate)
     if r.__class__ is not float:
         r = tree.number(r, who, f"the schedule's value at step {step}")
     v = r.value if getattr(r.__class__, "__fungrad_leaf__", False) else r
@@ -197,7 +197,7 @@ def sgd(params: Any, grads: Any, lr: float) -> Any:
     ps, gs, td = _pair(params, grads, "sgd")
     if callable(lr):
         raise TypeError("sgd: lr must be a number; for a schedule use fg.optim.SGD(schedule), which counts the steps")
-    lr = _lr(lr, "sgd")
+    lr = _lr(lr, "sgd")  # type: ignore[assignment]  # not callable: a float (or a node)
     return tree.unflatten(td, [p - lr * g for p, g in zip(ps, gs)])
 
 
@@ -367,7 +367,7 @@ def scale_by_schedule(schedule: Schedule) -> Transform:
 
     def step(gs: list, state: Any, ps: list, td: tree.TreeDef) -> tuple[list, CountState]:
         k = _state(state, CountState, f"{name}.update").step
-        s = schedule(k)
+        s: Any = schedule(k)
         if s.__class__ is not float:
             s = tree.number(s, f"{name}.update", f"the schedule's value at step {k}")
         v = s.value if getattr(s.__class__, "__fungrad_leaf__", False) else s
@@ -430,7 +430,10 @@ def clip_by_global_norm(max_norm: float) -> Transform:
 class _Stepper:
     """init/update of an optimizer, from its ``transform``."""
 
-    transform: Transform
+    if TYPE_CHECKING:
+        # a field of Optimizer, a property of the others
+        @property
+        def transform(self) -> Transform: ...
 
     def init(self, params: Any) -> Any:
         """The state before the first update, for params shaped like ``params``.
@@ -523,8 +526,8 @@ class SGD(_Stepper):
     (SGDState(step=0, velocity={'w': 0.0}), SGDState(step=0, velocity=None))
     """
 
-    lr: LR = attrs.field(converter=_lr_field("SGD"))
-    momentum: float = attrs.field(default=0.0, converter=_hyper_field("SGD", "momentum", 1.0))
+    lr: LR = attrs.field(converter=_lr_field("SGD"))  # type: ignore[misc]
+    momentum: float = attrs.field(default=0.0, converter=_hyper_field("SGD", "momentum", 1.0))  # type: ignore[misc]
     nesterov: bool = False
 
     def __attrs_post_init__(self) -> None:
@@ -578,10 +581,10 @@ class Adam(_Stepper):
     AdamState(step=0, mu=[0.0, 0.0], nu=[0.0, 0.0])
     """
 
-    lr: LR = attrs.field(default=1e-3, converter=_lr_field("Adam"))
-    b1: float = attrs.field(default=0.9, converter=_hyper_field("Adam", "b1", 1.0))
-    b2: float = attrs.field(default=0.999, converter=_hyper_field("Adam", "b2", 1.0))
-    eps: float = attrs.field(default=1e-8, converter=_hyper_field("Adam", "eps"))
+    lr: LR = attrs.field(default=1e-3, converter=_lr_field("Adam"))  # type: ignore[misc]
+    b1: float = attrs.field(default=0.9, converter=_hyper_field("Adam", "b1", 1.0))  # type: ignore[misc]
+    b2: float = attrs.field(default=0.999, converter=_hyper_field("Adam", "b2", 1.0))  # type: ignore[misc]
+    eps: float = attrs.field(default=1e-8, converter=_hyper_field("Adam", "eps"))  # type: ignore[misc]
 
     @property
     def transform(self) -> Transform:
@@ -631,7 +634,7 @@ def _check_step(step: Any, who: str) -> int:
 
 
 def _check_steps(who: str, steps: Any, name: str = "steps") -> int:
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= _MAX_STEPS:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= _MAX_STEPS:  # type: ignore[operator]
         shown = tree.describe(steps) if isinstance(steps, int) and not isinstance(steps, bool) else repr(steps)
         raise ValueError(f"{who}: {name} must be an int >= 1 (at most 2**53), got {shown}")
     return int(steps)

@@ -173,7 +173,7 @@ def _progress_bar(progress: bool | None, steps: int) -> Any:
         if not (isatty and isatty()):
             return None  # no terminal, no bar, and tqdm is not even imported
     try:
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped]
     except ImportError:
         if explicit:
             raise ImportError('fit: the progress bar needs tqdm: pip install "fungrad[progress]"') from None

@@ -26,7 +26,7 @@ import numbers
 
 import enum
 import itertools
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
 import attrs
 
@@ -143,12 +143,13 @@ def _attrs_entry(cls: type) -> _Entry:
 
 
 def _namedtuple_entry(cls: type) -> _Entry:
-    keys = [_Attr(n) for n in cls._fields]
+    fields: tuple[str, ...] = cls._fields  # type: ignore[attr-defined]  # checked by _is_namedtuple
+    keys = [_Attr(n) for n in fields]
     return _Entry(
         lambda obj: (list(obj), None),
         lambda aux, children: cls(*children),
         lambda obj, aux, ch: keys,
-        (list(cls._fields), []),
+        (list(fields), []),
     )
 
 
@@ -353,6 +354,16 @@ class TreeDef:
     """
 
     __slots__ = ("_recs", "_lo", "_hi", "_nleaves", "_hash", "_kids", "_shared")
+
+    if TYPE_CHECKING:
+        # set by _init, through object.__setattr__
+        _recs: tuple[Any, ...]
+        _lo: int
+        _hi: int
+        _nleaves: int | None
+        _hash: int | None
+        _kids: tuple[TreeDef, ...] | None
+        _shared: list[Any]
 
     def __init__(self, kind: Kind | type, aux: Any = None, children: Iterable[TreeDef] = (), num_leaves: Any = None):
         kids = tuple(children)

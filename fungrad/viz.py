@@ -36,7 +36,7 @@ from .expr import Node
 from .autodiff import toposort
 
 if TYPE_CHECKING:
-    import graphviz
+    import graphviz  # type: ignore[import-untyped]
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -260,7 +260,7 @@ def plot_graph(
         ax.set_position((0, 0, 1, 1))
     ax.imshow(img)
     ax.set_axis_off()
-    return ax.figure
+    return ax.figure  # type: ignore[return-value]  # a SubFigure when the given ax is in one
 
 
 # --------------------------------------------------------------------------
@@ -273,7 +273,7 @@ def _figure(ax: Axes | None, fname: str) -> tuple[Figure, Axes]:
     except ImportError as e:
         raise ImportError(f'fungrad.viz.{fname} needs matplotlib: pip install "fungrad[plot]"') from e
     if ax is not None:
-        return ax.figure, ax
+        return ax.figure, ax  # type: ignore[return-value]  # a SubFigure when ax is in one
     # A pyplot-free figure: no global state, no backend to choose, and in
     # Jupyter it shows once (as the cell's value), not twice.
     fig = Figure(figsize=(6.4, 4.0), layout="tight")
@@ -395,7 +395,7 @@ def plot_decision_boundary(
     from matplotlib.patches import Patch
 
     blue, red = "#2b8cbe", "#d7301f"
-    dot = {"marker": "o", "linestyle": "", "markeredgecolor": "k", "markeredgewidth": 0.5}
+    dot: dict[str, Any] = {"marker": "o", "linestyle": "", "markeredgecolor": "k", "markeredgewidth": 0.5}
     key = [
         Patch(facecolor=blue, alpha=0.35, label="score > 0: predicts +1"),
         Patch(facecolor=red, alpha=0.35, label="score ≤ 0: predicts -1"),
