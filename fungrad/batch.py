@@ -38,6 +38,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 from . import codegen, expr, tree
+from .autodiff import toposort
 from .expr import Node
 
 __all__ = ["vmap", "export", "Batch", "BACKENDS", "NUMPY_FROM"]
@@ -126,6 +127,23 @@ class _Map:
                 raise TypeError(f"vmap: output leaf {i} of {self.name} is {type(o).__name__}; expected a number")
             outs.append(o if o.__class__ is Node else expr._check_number(o, "vmap"))
         return inputs, outs[: len(per)], outs[len(per) :]
+
+    def body(self) -> tuple[list[Node], list[Node], list[Any]]:
+        """The traced body, as drawings show it once: (its nodes in order, its inputs, its outputs).
+
+        The nodes are the outputs and everything they depend on, each after
+        its parents; an output that is a number (it depends on no input)
+        stays a number.
+        """
+        nodes: list[Node] = []
+        seen: set[Node] = set()
+        for o in self._outs:
+            if o.__class__ is Node:
+                for n in toposort(o):
+                    if n not in seen:
+                        seen.add(n)
+                        nodes.append(n)
+        return nodes, [x for x in self._inputs if x in seen], list(self._outs)
 
     # -- the replays --------------------------------------------------------
 

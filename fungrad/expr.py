@@ -1082,6 +1082,8 @@ def op_label(n: Node) -> str:
     """How drawings show the op of ``n``: its primitive's label; a vmap node names its body and batch."""
     if n.op == "vmap":
         return f"vmap {n.value.map.name} ×{n.value.size}"  # type: ignore[attr-defined]
+    if n.op == "vmap_pick":
+        return f"[{int(n.parents[1].value)}]"
     return PRIMITIVES[n.op].label
 
 

@@ -29,7 +29,7 @@ from . import expr
 from .autodiff import toposort
 from .expr import Node
 
-__all__ = ["to_networkx", "GraphStats", "graph_stats", "reaching", "longest_path"]
+__all__ = ["to_networkx", "body_graph", "GraphStats", "graph_stats", "reaching", "longest_path"]
 
 
 def _check_out(out: Any, fname: str) -> None:
@@ -70,19 +70,57 @@ def to_networkx(out: Node, grads: Mapping[Node, Any] | None = None) -> nx.MultiD
     _check_out(out, "to_networkx")
     order = toposort(out)
     G = nx.MultiDiGraph()
-    if grads is None:
-        G.add_nodes_from((n, {"op": n.op, "value": n.value, "name": n.name, "label": _label(n)}) for n in order)
-    else:
-        nodes = []
-        for n in order:
-            d = {"op": n.op, "value": n.value, "name": n.name, "label": _label(n)}
-            g = grads.get(n)
+    bodies: dict[int, nx.MultiDiGraph] = {}  # one per mapped body, however many batches use it
+    nodes = []
+    for n in order:
+        d = {"op": n.op, "value": n.value, "name": n.name, "label": _label(n)}
+        g = None if grads is None else grads.get(n)
+        if n.op == "vmap":
+            m = n.value.map  # type: ignore[attr-defined]
+            if id(m) not in bodies:
+                bodies[id(m)] = body_graph(m)
+            d["body"] = bodies[id(m)]
             if g is not None:
-                d["grad"] = _float(g)
-            nodes.append((n, d))
-        G.add_nodes_from(nodes)
+                d["grad"] = [_float(v) for v in g]  # one per output of the batch
+        elif g is not None:
+            d["grad"] = _float(g)
+        nodes.append((n, d))
+    G.add_nodes_from(nodes)
     G.add_edges_from((p, n, i, {"arg": i}) for n in order for i, p in enumerate(n.parents))
     return G
+
+
+def body_graph(m: Any) -> nx.MultiDiGraph:
+    """The body of a ``vmap`` node's map (``node.value.map``), traced once, as a networkx graph.
+
+    Nodes carry ``op``, ``value`` (from the trace, not from any example),
+    ``name`` and ``label`` as in :func:`to_networkx`, and ``input`` (the
+    position of a body input among the map's numbers) or ``output`` (the
+    position of a body output) where they are one. :func:`to_networkx`
+    puts it on every ``vmap`` node as the attribute ``body``.
+
+    >>> import fungrad as fg
+    >>> w = fg.var(0.5)
+    >>> out = fg.vmap(lambda w, x: fg.tanh(w * x), in_axes=(None, 0))(w, [1.0, 2.0, 3.0])
+    >>> G = fg.to_networkx(out[0])
+    >>> (m,) = [n for n, d in G.nodes(data=True) if d["op"] == "vmap"]
+    >>> body = G.nodes[m]["body"]
+    >>> sorted(d["label"] for _, d in body.nodes(data=True))
+    ['', '', '*', 'tanh']
+    """
+    nodes, ins, outs = m.body()
+    where_in = {x: k for k, x in enumerate(m._inputs)}
+    where_out = {o: k for k, o in enumerate(outs) if o.__class__ is Node}
+    B = nx.MultiDiGraph()
+    for n in nodes:
+        d = {"op": n.op, "value": n.value, "name": n.name, "label": _label(n)}
+        if n in where_in:
+            d["input"] = where_in[n]
+        if n in where_out:
+            d["output"] = where_out[n]
+        B.add_node(n, **d)
+    B.add_edges_from((p, n, i, {"arg": i}) for n in nodes for i, p in enumerate(n.parents))
+    return B
 
 
 @attrs.frozen

@@ -57,7 +57,8 @@ _RANKDIRS = ("LR", "RL", "TB", "BT")
 # One description of the drawing, written out as DOT text by to_dot and fed
 # to graphviz by draw, so the two agree line for line.
 
-_Stmt = tuple[str, str, str, str]  # ("node", id, label, shape) or ("edge", tail, head, "")
+# ("node", id, label, shape), ("edge", tail, head, "") or ("raw", a line of DOT, "", "")
+_Stmt = tuple[str, str, str, str]
 
 _RECORD_SPECIAL = re.compile(r'([\\"{}|<>])')
 _ID = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*|-?(\.[0-9]+|[0-9]+(\.[0-9]*)?))$")
@@ -108,6 +109,34 @@ def _describe(out: Node, grads: Mapping[Node, Any] | None, rankdir: str, fname: 
             stmts.append(("node", f"op{i}", op, ""))
             stmts.append(("edge", f"op{i}", f"v{i}", ""))
             stmts.extend(("edge", f"v{index[p]}", f"op{i}", "") for p in n.parents)
+    maps: dict[int, Any] = {}
+    for n in order:
+        if n.op == "vmap":
+            maps.setdefault(id(n.value.map), n.value.map)  # type: ignore[attr-defined]
+    for k, m in enumerate(maps.values()):
+        stmts += _body_statements(m, f"m{k}")
+    return stmts
+
+
+def _body_statements(m: Any, prefix: str) -> list[_Stmt]:
+    # a vmap's body, drawn once in a box of its own however many examples run it
+    nodes, ins, outs = m.body()
+    where_in = {x: k for k, x in enumerate(m._inputs)}
+    where_out = {o: k for k, o in enumerate(outs) if o.__class__ is Node}
+    index = {n: i for i, n in enumerate(nodes)}
+    title = f"body of vmap {m.name}, traced once".replace("\\", "\\\\").replace('"', '\\"')
+    stmts: list[_Stmt] = [("raw", f"\tsubgraph cluster_{prefix} {{", "", ""), ("raw", f'\t\tlabel="{title}"', "", "")]
+    for i, n in enumerate(nodes):
+        tag = f"in {where_in[n]}" if n in where_in else (n.name or "")
+        if n in where_out:
+            tag = f"{tag} out {where_out[n]}".strip()
+        stmts.append(("node", f"{prefix}v{i}", f"{{ {_record_text(tag)} }}", "record"))
+        if n.op:
+            op = expr.op_label(n).replace("\\", "\\\\").replace('"', '\\"')
+            stmts.append(("node", f"{prefix}op{i}", op, ""))
+            stmts.append(("edge", f"{prefix}op{i}", f"{prefix}v{i}", ""))
+            stmts.extend(("edge", f"{prefix}v{index[p]}", f"{prefix}op{i}", "") for p in n.parents)
+    stmts.append(("raw", "\t}", "", ""))
     return stmts
 
 
@@ -142,6 +171,8 @@ def to_dot(out: Node, grads: Mapping[Node, Any] | None = None, *, rankdir: str =
     for kind, a, b, shape in stmts:
         if kind == "edge":
             lines.append(f"\t{a} -> {b}")
+        elif kind == "raw":
+            lines.append(a)
         else:
             lines.append(f"\t{a} [label={_quote(b)}" + (f" shape={shape}]" if shape else "]"))
     lines.append("}\n")
@@ -182,6 +213,8 @@ def draw(
     for kind, a, b, shape in stmts:
         if kind == "edge":
             d.edge(a, b)
+        elif kind == "raw":
+            d.body.append(a + "\n")
         elif shape:
             d.node(a, label=b, shape=shape)
         else:

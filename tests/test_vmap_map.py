@@ -299,9 +299,17 @@ def test_drawings_show_the_body_once():
     xs, ys = data(25, seed=12)
     out = fg.vmap(trans, in_axes=(None, 0, 0))([fg.var(v) for v in W3], xs, ys)
     dot = fg.viz.to_dot(mean(out))
-    assert dot.count("vmap trans") == 1 and "tanh" not in dot
+    assert dot.count("vmap trans ×25") == 1 and dot.count("subgraph cluster_") == 1
+    assert 'label="body of vmap trans, traced once"' in dot
+    assert dot.count("label=tanh") == 1 and dot.count("label=sigmoid") == 1  # the body's ops, once
+    assert "[24]" in dot  # the pick of the last example's output
     g = fg.to_networkx(mean(out))
-    assert sum(1 for _, d in g.nodes(data=True) if d.get("op") == "vmap") == 1
+    (m,) = [n for n, d in g.nodes(data=True) if d["op"] == "vmap"]
+    body = g.nodes[m]["body"]
+    ops = sorted(d["op"] for _, d in body.nodes(data=True) if d["op"])
+    assert ops.count("tanh") == 1 and ops.count("exp") == 1 and ops.count("sigmoid") == 1
+    assert sorted(d["input"] for _, d in body.nodes(data=True) if "input" in d) == list(range(7))
+    assert [d["output"] for _, d in body.nodes(data=True) if "output" in d] == [0]
 
 
 def test_new_functions_leave_no_trace_in_the_primitive_table_and_their_maps_are_freed():
