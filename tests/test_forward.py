@@ -128,6 +128,7 @@ def test_forward_tangents_equal_reverse_gradients_for_every_binary_primitive(nam
             assert u == v or (math.isnan(u) and math.isnan(v)), (name, a, b, fwd, rev)
 
 
+@pytest.mark.slow  # about 4 s: the only fast test that imports PyTorch, and torch.func
 def test_the_modes_differ_where_pytorch_differs_zero_times_infinity(torch):
     # reverse mode masks an infinite cotangent at relu's kink; forward mode
     # multiplies the tangent 0 by the infinite factor: nan, as torch.func.jvp gives

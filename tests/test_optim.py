@@ -303,6 +303,8 @@ PROBLEMS = {
 }
 
 
+# slow: the first torch.optim optimizer imports torch._dynamo, 2 s that no fast test needs otherwise
+@pytest.mark.slow
 @pytest.mark.parametrize("name, make_torch, make_ours", TORCH_CASES, ids=[c[0] for c in TORCH_CASES])
 @pytest.mark.parametrize("problem", sorted(PROBLEMS))
 def test_matches_torch_over_20_steps(name, make_torch, make_ours, problem):
@@ -331,6 +333,7 @@ def test_matches_torch_over_20_steps(name, make_torch, make_ours, problem):
     assert params != PROBLEMS[problem][0]
 
 
+@pytest.mark.slow  # torch.optim imports torch._dynamo: 2 s
 def test_schedule_matches_torch_lambda_lr():
     torch = need_torch()
     p = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
@@ -630,6 +633,7 @@ COMPOSED = [
 ]
 
 
+@pytest.mark.slow  # torch.optim imports torch._dynamo: 2 s
 @pytest.mark.parametrize("name, make_torch, make_ours, clip", COMPOSED, ids=[c[0] for c in COMPOSED])
 @pytest.mark.parametrize("problem", sorted(PROBLEMS))
 def test_composed_transforms_match_torch_over_20_steps(torch, name, make_torch, make_ours, clip, problem):

@@ -403,6 +403,7 @@ def test_confusion_matrix_bad_input():
         viz.confusion_matrix([0], [0], "01")
 
 
+@pytest.mark.slow  # about 0.4 s: draws two confusion matrices, one of them 10 x 10 with a text per cell
 def test_plot_confusion_draws_the_counts():
     fig = viz.plot_confusion(CONF_LABELS, CONF_PREDICTED)
     (ax,) = fig.axes
