@@ -482,7 +482,7 @@ def _tape_program(
     return run, len(prog)
 
 
-def tape(f: Callable[..., Any]) -> _Tape:
+def tape(f: Callable[..., Any]) -> Callable[..., Any]:
     """``f`` replayed by a tape interpreter: the alternative to :func:`fungrad.jit` that the benchmark measures.
 
     The first call with a given structure of arguments traces ``f`` once
@@ -575,7 +575,7 @@ def chain_case(ops: int = 100_000, repeats: int = 5, libraries: Sequence[str] = 
         steps[EAGER] = lambda: g(0.3)
     for name, compiled in ((JIT, jit), (TAPE, tape)):
         if name in libraries:
-            jg = compiled(g)
+            jg: Any = compiled(g)  # a Jitted or a tape: both have cache_info
             t0 = time.perf_counter()
             jg(0.3)
             result.setdefault("first_call", {})[name] = {"seconds": time.perf_counter() - t0, **jg.cache_info()[0]}
