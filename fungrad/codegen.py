@@ -12,12 +12,19 @@ the nodes a trace recorded, one step at a time:
 3. :func:`emit` writes the statements, reusing the registers of dead values;
 4. :func:`link` compiles the segments into one function of a list of floats.
 
+The inputs become locals, a value used once folds into its user, and a
+value used twice gets a register:
+
 >>> import fungrad as fg
->>> from fungrad import codegen
->>> print(fg.jit(lambda x, y: fg.tanh(x * y) + 1.0).source(2.0, 3.0))
+>>> def f(x, y):
+...     t = fg.tanh(x * y)
+...     return [t + 1.0, t * t]
+>>> print(fg.jit(f).source(2.0, 3.0))
 def _s0(xs, o, R):
     x0, x1 = xs
-    o[0] = (_f_tanh((x0 * x1)) + 1.0)
+    r0 = _f_tanh((x0 * x1))
+    o[0] = (r0 + 1.0)
+    o[1] = (r0 * r0)
 <BLANKLINE>
 """
 
