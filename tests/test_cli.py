@@ -3,6 +3,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,7 +66,7 @@ def test_demo_files_are_real(demo):
     for name in ("loss.png", "decision_boundary.png", "confusion_digits.png"):
         assert (out / name).read_bytes()[:8] == PNG
         assert (out / name).stat().st_size > 10_000
-    if (out / "neuron.svg").exists():
+    if shutil.which("dot"):  # in CI: the picture itself
         svg = (out / "neuron.svg").read_text()
         assert svg.lstrip().startswith("<?xml") and "<svg" in svg
         # dot writes a minus sign as &#45;
