@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+import types
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
@@ -109,6 +110,7 @@ class _Map:
         self._outs = per + summed
         self._run: Callable[[list[float]], list[Any]] | None = None
         self._array: Any = None  # the NumPy replay: None until asked, False where it cannot be written
+        self._order: list[Node] | None = None  # the nodes replay_ops runs, found when first needed
         self._maps: dict[Any, _Map] = {}  # its VJP and JVP maps, by kind and the inputs they differentiate
 
     def _trace_at_a_level(self) -> tuple[list[Node], list[Node], list[Any], list[Any]]:
@@ -220,7 +222,7 @@ class _Map:
         return lambda vals: self.forward(vals, size, backend)
 
     def unrolled(self, args: Sequence[Any], size: int) -> list[Any]:
-        """The outputs by calling ``fn`` example by example, eagerly: nodes of ordinary ops (debug_nans)."""
+        """The outputs by replaying the body op by op, example by example: ordinary ops (debug_nans checks each)."""
         nb = self.nb
         bc = list(args[:nb])
         rows = []
@@ -230,10 +232,11 @@ class _Map:
             off += size * w
         out: list[Any] = []
         sums = []
+        k = self.k_ex
         for b in range(size):
-            per, summed = self.fn(bc, [x for r in rows for x in r[b]])
-            out += per
-            sums.append(summed)
+            r = self.replay_ops([*bc, *(x for row in rows for x in row[b])])
+            out += r[:k]
+            sums.append(r[k:])
         return out + _sum_rows(sums)
 
     def apply(self, args: Sequence[Any], size: int, backend: str) -> Any:
@@ -264,14 +267,45 @@ class _Map:
             off += size * w
         return tuple(cols)
 
-    def _flat(self, xs: Sequence[Any]) -> list[Any]:
-        per, summed = self.fn(list(xs[: self.nb]), list(xs[self.nb :]))
-        return [*per, *summed]
+    def replay_ops(self, xs: Sequence[Any]) -> list[Any]:
+        """The recorded body on new inputs (floats or nodes), op by op with fungrad's op functions.
+
+        The derived maps (VJP, JVP) differentiate this, never ``fn`` again:
+        whatever ``fn`` reads from a closure now, the derivative is the one
+        of the trace that the values come from.
+        """
+        env: dict[Node, Any] = dict(zip(self._inputs, xs))
+        get = env.get
+        for n in self._ops():
+            args = [get(p, p.value) for p in n.parents]  # a parent not replayed is a constant of the trace
+            op = n.op
+            if op == "vmap":
+                b: Batch = n.value  # type: ignore[assignment]  # a vmap node's value
+                env[n] = b.map.apply(args, b.size, b.backend)
+            elif op == "vmap_pick":
+                a, i = args[0], int(n.parents[1].value)
+                env[n] = expr.pick(a, i) if a.__class__ is Node else a[i]
+            else:
+                env[n] = expr.OPS[op](*args)
+        return [get(o, o.value) if o.__class__ is Node else o for o in self._outs]
+
+    def _ops(self) -> list[Node]:
+        # the recorded nodes with an op that the outputs depend on, in the order they were made
+        if self._order is None:
+            need: set[Node] = set()
+            todo = [o for o in self._outs if o.__class__ is Node]
+            while todo:
+                n = todo.pop()
+                if n not in need:
+                    need.add(n)
+                    todo.extend(n.parents)
+            self._order = [n for n in self._tape if n.op and n in need]
+        return self._order
 
     def _derived_map(self, key: Any, make: Callable[[], _Map]) -> _Map:
         m = self._maps.get(key)
         if m is None:
-            m = self._maps[key] = make()
+            m = self._maps.setdefault(key, make())  # two threads: both trace, one map is kept
         return m
 
     def vjp_map(self, mask_bc: tuple[bool, ...], mask_ex: tuple[bool, ...]) -> _Map:
@@ -281,7 +315,7 @@ class _Map:
         def back(bch: list[Any], exg: list[Any]) -> tuple[list[Any], list[Any]]:
             from .forward import vjp
 
-            _, pull = vjp(lambda *xs: self._flat(xs), *bch[:nb], *exg[:ne])
+            _, pull = vjp(lambda *xs: self.replay_ops(xs), *bch[:nb], *exg[:ne])
             cts = pull([*exg[ne:], *bch[nb:]])
             return [cts[nb + j] for j in range(ne) if mask_ex[j]], [cts[i] for i in range(nb) if mask_bc[i]]
 
@@ -299,7 +333,7 @@ class _Map:
 
             tb, te = iter(bct[nb:]), iter(ext[ne:])
             ts = [next(tb) if on else 0.0 for on in mask_bc] + [next(te) if on else 0.0 for on in mask_ex]
-            _, t_out = jvp(lambda *xs: self._flat(xs), (*bct[:nb], *ext[:ne]), tuple(ts))
+            _, t_out = jvp(lambda *xs: self.replay_ops(xs), (*bct[:nb], *ext[:ne]), tuple(ts))
             return list(t_out[:k_ex]), list(t_out[k_ex:])
 
         return self._derived_map(
@@ -344,9 +378,8 @@ class _Map:
         base = size * k2
         r = 0
         for i in range(nb):
-            if mask_bc[i]:
-                if need[i]:
-                    res.append((i, read(base + r)))
+            if mask_bc[i]:  # that is need[i]
+                res.append((i, read(base + r)))
                 r += 1
         rank = []
         r = 0
@@ -529,7 +562,8 @@ def vmap(
             key_parts.append((ax, bc_defs[i][0] if ax is None else ex_defs[i]))
         # a number leaf traces as an input, any other leaf is static: the key
         # says which leaf is which, and the static ones' types and values
-        per_ex = [tree.leaves(examples[i][0]) for i in examples]
+        ex_static = {i: tree.leaves(examples[i][0]) for i in examples}  # example 0's leaves
+        per_ex = list(ex_static.values())
         key = (tuple(key_parts), *(tuple(map(_token, ls)) for ls in (bc_leaves, *per_ex)))
         try:
             entry = cache.bodies.get(key)
@@ -537,10 +571,9 @@ def vmap(
             raise TypeError("vmap: non-number leaves of the arguments must be hashable (they are static)") from None
         num_bc = [k for k, v in enumerate(bc_leaves) if v.__class__ is Node or expr.real_number(v)]
         ex_num_idx = {
-            i: {k for k, v in enumerate(tree.leaves(examples[i][0])) if v.__class__ is Node or expr.real_number(v)}
+            i: {k for k, v in enumerate(ex_static[i]) if v.__class__ is Node or expr.real_number(v)}
             for i in examples
         }
-        ex_static = {i: tree.leaves(examples[i][0]) for i in examples}
         if entry is None:
             try:
                 entry = _make_body(f, name, args, axes, bc_leaves, bc_defs, num_bc, examples, ex_defs, ex_num_idx)
@@ -599,17 +632,43 @@ def _token(v: Any) -> Any:
     return _NUMBER if v.__class__ is float or v.__class__ is Node or expr.real_number(v) else (type(v), v)
 
 
-def _captures_open_nodes(f: Any) -> bool:
-    """Whether ``f`` closes over a node of a transform still running (directly, or in a list, tuple or dict)."""
+def _captures_open_nodes(f: Any, budget: int = 10_000) -> bool:
+    """Whether ``f`` can read a node of a transform still running: in its closure or the globals it names.
+
+    The search goes through lists, tuples, dicts, pytrees and the attributes
+    of plain objects, up to ``budget`` values (a closure over a data set stops
+    there: its numbers are not nodes).
+    """
+    stack: list[Any] = []
     for cell in getattr(f, "__closure__", None) or ():
         try:
-            v = cell.cell_contents
+            stack.append(cell.cell_contents)
         except ValueError:  # an empty cell
-            continue
-        items = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple)) else (v,)
-        for x in itertools.islice(items, 10_000):
-            if x.__class__ is Node and x.level > 0 and expr.is_open(x.level):
+            pass
+    code, glob = getattr(f, "__code__", None), getattr(f, "__globals__", None)
+    if code is not None and glob is not None:
+        stack += [glob[n] for n in code.co_names if n in glob]
+    while stack and budget > 0:
+        x = stack.pop()
+        budget -= 1
+        c = x.__class__
+        if c is Node:
+            if x.level > 0 and expr.is_open(x.level):
                 return True
+        elif c is float or c is int or c is str or x is None:
+            continue
+        elif c is list or c is tuple:
+            stack.extend(itertools.islice(x, budget))
+        elif c is dict:
+            stack.extend(itertools.islice(x.values(), budget))
+        elif isinstance(x, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)):
+            continue
+        else:
+            ch = tree.children(x)
+            if ch is not None:
+                stack.extend(itertools.islice(ch.children, budget))
+            elif hasattr(x, "__dict__"):
+                stack.extend(itertools.islice(vars(x).values(), budget))
     return False
 
 

@@ -39,7 +39,6 @@ import gc
 import operator
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -70,9 +69,9 @@ EAGER = "fungrad eager"
 JIT = "fungrad jit"
 TAPE = "fungrad tape"
 LIBRARIES = (MICROGRAD, EAGER, JIT, TAPE)
-# jit's generated code for the step with its inputs unpacked into local
-# variables, called on the inputs already flattened: the straight-line
-# Python that jit's call (pytree walk, replay, rebuild) is measured against
+# jit's generated code for the step, called on the inputs already
+# flattened: the straight-line Python that jit's call (pytree walk, cache
+# lookup, replay, rebuild) is measured against
 REFERENCE = "straight-line Python"
 
 ALPHA = 1e-4  # L2 strength, as in micrograd's demo
@@ -342,10 +341,8 @@ def moons_case(
             # traced replay of the jitted step takes minutes, so it is left out
             mem_fns[name] = lambda call=call: call(params)  # type: ignore[misc]
     if JIT in libraries:
-        ref = straight_line(fs["train_step"], params, fs["xs"], fs["ys"])
-        if ref is not None:
-            steps[REFERENCE], flat = ref
-            checks["straight-line equals jit"] = flat == tree.leaves(eager_step)
+        steps[REFERENCE], flat = straight_line(fs["train_step"], params, fs["xs"], fs["ys"])
+        checks["straight-line equals jit"] = flat == tree.leaves(eager_step)
     result["nodes"] = result.get("first_call", {}).get(JIT, {}).get("traced")
     result["step_gc_on"], result["step_gc_off"] = _alternate(steps, repeats)
     result["memory"] = {k: _peak_bytes(fn) for k, fn in mem_fns.items()}
@@ -354,14 +351,13 @@ def moons_case(
     return result
 
 
-def straight_line(fun: Callable[..., Any], *args: Any) -> tuple[Callable[[], list[Any]], list[Any]] | None:
-    """``fun``'s step as straight-line Python on local variables: ``(call, flat outputs of one call)``.
+def straight_line(fun: Callable[..., Any], *args: Any) -> tuple[Callable[[], list[Any]], list[Any]]:
+    """``fun``'s step as straight-line Python alone: ``(call, flat outputs of one call)``.
 
     The code is what :func:`fungrad.jit` generates for ``fun`` at these
-    arguments, with every input ``xs[k]`` unpacked into a local ``x<k>`` at
-    the top; ``call()`` runs it on the inputs flattened once, beforehand, so
-    it has none of jit's pytree walk and rebuild. ``None`` for a graph long
-    enough to be split into several functions.
+    arguments (its inputs unpacked into local variables); ``call()`` runs it
+    on the inputs flattened once, beforehand, so it has none of jit's
+    pytree walk, cache lookup and rebuild of the outputs.
 
     >>> from fungrad import bench
     >>> call, out = bench.straight_line(lambda x, y: [x * y + 1.0, x - y], 2.0, 3.0)
@@ -373,19 +369,8 @@ def straight_line(fun: Callable[..., Any], *args: Any) -> tuple[Callable[[], lis
     xs: list[float] = []
     _walk(dyn, [], xs)
     tape, inputs, result = j._trace(dyn, statics, xs)
-    outs, _ = tree.flatten(result)
-    order, alias = codegen.prepare(tape, inputs, outs)
-    steps, tmpl = codegen.plan(order, alias, inputs, outs)
-    segs, glob, nspill = codegen.emit(steps, tmpl, len(inputs))
-    if len(segs) != 1:
-        return None
-    # every input a local, unpacked at once (jit's code unpacks the ones it reads)
-    header, body = segs[0].split("\n", 1)
-    body = "\n".join(ln for ln in body.split("\n") if not ln.rstrip().endswith("= xs") and "= xs[" not in ln)
-    body = re.sub(r"xs\[(\d+)\]", r"x\1", body)
-    names = ", ".join(f"x{k}" for k in range(len(inputs)))
-    unpack = f"    {names}{',' if len(inputs) == 1 else ''} = xs\n" if inputs else ""
-    run = codegen.link([f"{header}\n{unpack}{body}"], glob, nspill)
+    run = codegen.compile_graph(tape, inputs, tree.leaves(result)).run
+    assert run is not None
     for _ in range(WARMUP):
         run(xs)
     return (lambda: run(xs)), run(xs)

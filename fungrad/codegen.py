@@ -430,7 +430,7 @@ def _unpack(used: set[int], ninputs: int | None) -> list[str]:
     top = max(used) + 1  # inputs past the last one read are not named
     if 2 * len(used) >= top:
         names = ", ".join(f"x{k}" if k in used else "_" for k in range(top))
-        return [f"{names}{',' if top == 1 else ''} = xs" if top == ninputs else f"{names}, *_ = xs"]
+        return [f"{names}{',' if top == 1 else ''} = xs" + ("" if top == ninputs else f"[:{top}]")]
     return [f"x{k} = xs[{k}]" for k in sorted(used)]
 
 
@@ -464,6 +464,8 @@ def _arguments_list(s: Step, args: list[str], steps: list[Step], names: _Names) 
         # an input read alone is read from xs: the segment does not unpack it
         parts.append(f"xs[{steps[j].input}]" if j.__class__ is int and steps[j].input is not None else args[i])
         i += 1
+    if len(parts) == 1 and parts[0].startswith("*xs["):
+        return parts[0][1:]  # one run of inputs: the slice is already a new list
     return "[" + ", ".join(parts) + "]"
 
 

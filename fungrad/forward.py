@@ -45,15 +45,15 @@ def _derivatives(nodes: Sequence[Node], floor: int, nested: bool) -> list[tuple[
         ps = n.parents
         if not ps:
             continue
+        if n.op == "vmap" or n.op == "vmap_pick":
+            # a map's tangent is a map: made when the tangents are pushed
+            out.append((n, functools.partial(_map_tangent, n, floor=floor, nested=nested)))  # type: ignore[arg-type]
+            continue
         if nested:
             ans: Any = n
             args: Sequence[Any] = ps
         else:
             ans, args = n.value, [p.value for p in ps]
-        if n.op == "vmap" or n.op == "vmap_pick":
-            # a map's tangent is a map: made when the tangents are pushed
-            out.append((n, functools.partial(_map_tangent, n, floor=floor, nested=nested)))  # type: ignore[arg-type]
-            continue
         parts = []
         joint = expr.JOINT.get(n.op)
         if joint is not None:

@@ -483,3 +483,46 @@ def test_the_exported_digits_model_differentiates_in_torch_like_fungrad_on_every
         got = [p.grad.item() for p in params]
         worst = max(abs(a - b) for a, b in zip(got, fg.tree.leaves(want)))
         assert worst < 1e-13, (device, worst)  # float64, sums in another order
+
+
+def test_the_derivative_is_the_one_of_the_trace_the_values_come_from():
+    # the closure changes after the trace: values and derivatives both keep the trace
+    scale = [1.0]
+
+    def f(x):
+        return scale[0] * x * x
+
+    vf = fg.vmap(f)
+    vf([1.0, 2.0, 3.0])
+    scale[0] = 3.0
+    loss = lambda w: sum(vf([w * x for x in [1.0, 2.0, 3.0]]))  # noqa: E731
+    assert loss(1.0) == 14.0
+    assert fg.grad(loss)(1.0) == 28.0 and fg.jvp(loss, (1.0,), (1.0,)) == (14.0, 28.0)
+    assert fg.hessian(loss)(1.0) == 28.0
+
+
+NESTED = [[0.5]]
+
+
+def test_a_node_held_deeper_in_a_closure_or_a_global_is_seen():
+    vf = fg.vmap(lambda x: NESTED[0][0] * x)
+    vf([1.0, 2.0, 3.0])
+
+    def loss(w):
+        NESTED[0][0] = w
+        return sum(vf([1.0, 2.0, 3.0]))
+
+    assert fg.grad(loss)(2.0) == 6.0
+
+    class Model:
+        w = 1.0
+
+    m = Model()
+    vg = fg.vmap(lambda x: m.w * x)
+    vg([1.0, 2.0])
+
+    def loss2(w):
+        m.w = w
+        return sum(vg([1.0, 2.0]))
+
+    assert fg.grad(loss2)(3.0) == 3.0
