@@ -113,18 +113,19 @@ def _backward(
     ans: Any  # the op's output and arguments: nodes when nested, else floats
     xa: Any
     ya: Any
+    many = expr._MANY
     for n in nodes:
         g = take(n, None)
         if g is None:
             continue
-        ps = n.parents
-        k = len(ps)
-        # The cotangents of up to two arguments, by arity. On floats, the
-        # rules of the hottest ops are written out: each mirrors its row of
-        # the table exactly (same float operations, same order), and a rule
-        # call costs more than the arithmetic.
-        if k == 2:
-            x, y = ps
+        # The cotangents of up to two arguments, by arity (read from the
+        # node's parent slots: see expr._Slots). On floats, the rules of the
+        # hottest ops are written out: each mirrors its row of the table
+        # exactly (same float operations, same order), and a rule call costs
+        # more than the arithmetic.
+        x = n._x
+        y = n._y
+        if y is not None and y is not many:
             op = n.op
             if fast and op == "mul":  # g * y, g * x
                 cx = g * y.value if x.level >= floor else None
@@ -146,8 +147,9 @@ def _backward(
                     ans, xa, ya = n.value, x.value, y.value
                 cx = rx(g, ans, xa, ya) if rx is not None and x.level >= floor else None
                 cy = ry(g, ans, xa, ya) if ry is not None and y.level >= floor else None
-        elif k == 1:
-            x = ps[0]
+        elif y is None:
+            if x is None:
+                continue  # a leaf
             cy = None
             if x.level < floor:
                 continue
@@ -165,10 +167,11 @@ def _backward(
                 if rx is None:
                     continue
                 cx = rx(g, n, x) if nested else rx(g, n.value, x.value)
-        elif k:
+        else:
             if n.op == "vmap":
                 _map_back(n, g, ct, floor, nested, debug)
                 continue
+            ps = x
             ans, args = (n, ps) if nested else (n.value, tuple([p.value for p in ps]))
             joint = _JOINT.get(n.op)
             i = 0
@@ -181,8 +184,6 @@ def _backward(
                     old = get(p)
                     ct[p] = c if old is None else old + c
                 i += 1
-            continue
-        else:
             continue
         if cx is not None:
             if debug:

@@ -33,7 +33,7 @@ import itertools
 import math
 import numbers
 import threading
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence, Union
 
 import attrs
 
@@ -737,43 +737,58 @@ class _Slots:
     # The storage of a Node. Nodes are built as _Slots and then given the
     # frozen class: plain slot stores plus one class switch cost about half of
     # the frozen __init__, and node creation dominates eager time.
-    __slots__ = ("value", "op", "parents", "name", "level", "__weakref__")
+    #
+    # The parents live in two slots, not in a tuple: a leaf holds (None,
+    # None), one parent (p, None), two (p, q), more (a tuple, _MANY). A tuple
+    # per node cost 56 bytes (a third of a node's memory), an allocation and
+    # a second object for the cyclic collector to track; ``Node.parents``
+    # builds the tuple when it is read.
+    __slots__ = ("value", "op", "_x", "_y", "name", "level", "__weakref__")
 
     if TYPE_CHECKING:
         # what the slots hold, for type checkers (Node declares them again as fields)
         value: float
         op: str
-        parents: tuple[Node, ...]
+        _x: Any
+        _y: Any
         name: str
         level: int
+
+
+class _Many:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<more than two parents>"
+
+
+_MANY: Any = _Many()  # the second parent slot of a node of three or more parents
+
+
+def _parent_slots(parents: tuple[Node, ...]) -> tuple[Any, Any]:
+    k = len(parents)
+    if k == 2:
+        return parents
+    if k == 1:
+        return parents[0], None
+    if k:
+        return parents, _MANY
+    return None, None
 
 
 _new = object.__new__
 
 
-def _check_fields(inst: Any, attribute: Any, value: Any) -> None:
-    if attribute.name == "value":
-        if value.__class__ is not float:
-            raise TypeError(f"Node: value must be a float, got {type(value).__name__} {value!r:.60}")
-    elif attribute.name == "op":
-        if not isinstance(value, str) or (value and value not in PRIMITIVES):
-            raise ValueError(f"Node: op must be '' (a leaf) or the name of a primitive, got {value!r:.60}")
-    elif attribute.name == "parents":
-        if not isinstance(value, tuple) or any(p.__class__ is not Node for p in value):
-            raise TypeError("Node: parents must be a tuple of fungrad Nodes")
-    elif attribute.name == "name":
-        if not isinstance(value, str):
-            raise TypeError(f"Node: name must be a str, got {type(value).__name__}")
 
 
-@attrs.frozen(eq=False, slots=True, weakref_slot=False, repr=False)
+@attrs.frozen(eq=False, slots=True, weakref_slot=False, repr=False, init=False)
 class Node(_Slots):
     """One scalar value in an expression graph, and how it was computed.
 
     Nodes compare and hash by identity: two leaves holding the same number
     are two different variables. ``op`` is ``''`` for a leaf, else the name
-    of a primitive in :data:`PRIMITIVES`; ``parents`` are the argument nodes.
-    Make nodes with :func:`var`, :func:`const` and the ops.
+    of a primitive in :data:`PRIMITIVES`; ``parents`` are the argument nodes,
+    a tuple. Make nodes with :func:`var`, :func:`const` and the ops.
 
     >>> import fungrad as fg
     >>> a = fg.var(2.0, name="a")
@@ -782,11 +797,46 @@ class Node(_Slots):
     (4.0, 'mul', True, '', ())
     """
 
-    value: float = attrs.field(validator=_check_fields)
-    op: str = attrs.field(default="", validator=_check_fields)
-    parents: tuple[Node, ...] = attrs.field(default=(), validator=_check_fields)
-    name: str = attrs.field(default="", validator=_check_fields)
-    level: int = 0
+    value: float
+    op: str
+    name: str
+    level: int
+
+    def __init__(self, value: float, op: str = "", parents: tuple[Node, ...] = (), name: str = "", level: int = 0):
+        if value.__class__ is not float:
+            raise TypeError(f"Node: value must be a float, got {type(value).__name__} {value!r:.60}")
+        if not isinstance(op, str) or (op and op not in PRIMITIVES):
+            raise ValueError(f"Node: op must be '' (a leaf) or the name of a primitive, got {op!r:.60}")
+        if not isinstance(parents, tuple) or any(p.__class__ is not Node for p in parents):
+            raise TypeError("Node: parents must be a tuple of fungrad Nodes")
+        if bool(op) != bool(parents):
+            raise ValueError(
+                f"Node: a leaf (op '') has no parents and an op has some; got op {op!r} with {len(parents)} parents"
+                + (" (attrs.evolve cannot copy a node's parents: use fungrad.named to rename one)" if op else "")
+            )
+        if not isinstance(name, str):
+            raise TypeError(f"Node: name must be a str, got {type(name).__name__}")
+        if level.__class__ is not int:
+            raise TypeError(f"Node: level must be an int, got {type(level).__name__}")
+        _set = object.__setattr__
+        _set(self, "value", value)
+        _set(self, "op", op)
+        _set(self, "name", name)
+        _set(self, "level", level)
+        x, y = _parent_slots(parents)
+        _set(self, "_x", x)
+        _set(self, "_y", y)
+
+    @property
+    def parents(self) -> tuple[Node, ...]:
+        """The argument nodes of the op, in order; ``()`` for a leaf."""
+        y = self._y
+        if y is None:
+            x = self._x
+            return () if x is None else (x,)
+        if y is _MANY:
+            return self._x  # type: ignore[no-any-return]
+        return (self._x, y)
 
     __fungrad_leaf__ = True  # a pytree leaf, though it is an attrs class
 
@@ -860,7 +910,8 @@ class Node(_Slots):
         n = _new(_Slots)
         n.value = self.value + other.value
         n.op = "add"
-        n.parents = (self, other)
+        n._x = self
+        n._y = other
         n.name = ""
         n.level = lv
         n.__class__ = Node
@@ -893,7 +944,8 @@ class Node(_Slots):
         n = _new(_Slots)
         n.value = self.value * other.value
         n.op = "mul"
-        n.parents = (self, other)
+        n._x = self
+        n._y = other
         n.name = ""
         n.level = lv
         n.__class__ = Node
@@ -1044,7 +1096,7 @@ def _mk(value: float, op: str, parents: tuple[Node, ...], name: str = "", const:
     n = _new(_Slots)
     n.value = value
     n.op = op
-    n.parents = parents
+    n._x, n._y = _parent_slots(parents)
     n.name = name
     if const:
         # A function of constants is a constant: no grad walks it, so none
@@ -1065,6 +1117,74 @@ def _mk(value: float, op: str, parents: tuple[Node, ...], name: str = "", const:
     if t.tape is not None:
         t.tape.append(n)  # type: ignore[arg-type]
     return n  # type: ignore[return-value]
+
+
+def affine(b: Any, ws: Sequence[Any], xs: Sequence[Any]) -> Any:
+    """``b + ws[0] * xs[0] + ws[1] * xs[1] + ...``, evaluated left to right.
+
+    It builds exactly the nodes that the Python expression builds (a ``mul``
+    and an ``add`` per term, numbers lifted to constants), so values,
+    gradients and drawings are the same, in one call instead of two
+    operator calls per term: a neuron's sum is most of a network's nodes.
+    Terms that are not a node times a node or a float, or that hold a node
+    of another running transform, go through the operators themselves.
+
+    >>> import fungrad as fg
+    >>> w, x = [fg.var(2.0), fg.var(3.0)], [0.5, fg.var(-1.0)]
+    >>> y = fg.expr.affine(fg.var(1.0), w, x)
+    >>> y.value, y.op, y.parents[1].op, fg.expr.affine(1.0, [2.0, 3.0], [0.5, -1.0])
+    (-1.0, 'add', 'mul', -1.0)
+    """
+    t = _get()
+    lv = t.level
+    act = b
+    if act.__class__ is not Node or (act.level > 0 and act.level != lv):
+        for w, x in zip(ws, xs):
+            act = act + w * x
+        return act
+    append = None if t.tape is None else t.tape.append
+    new, slots, node, const = _new, _Slots, Node, CONST
+    for w, x in zip(ws, xs):
+        if w.__class__ is not Node or (w.level > 0 and w.level != lv):
+            act = act + w * x
+            continue
+        if x.__class__ is not Node:
+            if x.__class__ is not float:
+                act = act + w * x
+                continue
+            c = new(slots)  # as _lift makes it
+            c.value = x
+            c.op = ""
+            c._x = c._y = None
+            c.name = ""
+            c.level = const
+            c.__class__ = node
+            x = c
+        elif x.level > 0 and x.level != lv:
+            act = act + w * x
+            continue
+        m = new(slots)
+        m.value = w.value * x.value
+        m.op = "mul"
+        m._x = w
+        m._y = x
+        m.name = ""
+        m.level = lv
+        m.__class__ = node
+        if append is not None:
+            append(m)
+        a = new(slots)
+        a.value = act.value + m.value
+        a.op = "add"
+        a._x = act
+        a._y = m
+        a.name = ""
+        a.level = lv
+        a.__class__ = node
+        if append is not None:
+            append(a)
+        act = a
+    return act
 
 
 # the constant index nodes of picks, shared by every graph (immutable, never
@@ -1139,7 +1259,7 @@ def _lift(x: Any, op: str = "") -> Any:
         n = _new(_Slots)
         n.value = x if c is float else _check_number(x, f"the operator {op}" if op else "fungrad")
         n.op = ""
-        n.parents = ()
+        n._x = n._y = None
         n.name = ""
         n.level = CONST
         n.__class__ = Node

@@ -209,10 +209,7 @@ class Neuron:
 
     def _affine(self, x: Sequence[Scalar]) -> Scalar:
         # b + w0*x0 + w1*x1 + ...: micrograd's order, so its graphs look the same
-        act = self.b
-        for wi, xi in zip(self.w, x):
-            act = act + wi * xi
-        return act
+        return expr.affine(self.b, self.w, x)
 
 
 @attrs.frozen(repr=False)
@@ -302,13 +299,11 @@ class Layer:
         return out[0] if len(out) == 1 else out
 
     def _forward(self, x: Sequence[Scalar]) -> list[Scalar]:
-        # Neuron._affine inlined: this loop is the model's hot path, run every training step
         f = ACTIVATIONS[self.activation]  # type: ignore[index]  # a str once __attrs_post_init__ settles it
+        affine = expr.affine
         out = []
         for n in self.neurons:
-            act = n.b
-            for wi, xi in zip(n.w, x):
-                act = act + wi * xi
+            act = affine(n.b, n.w, x)
             out.append(act if f is _linear else f(act))
         return out
 
