@@ -22,14 +22,15 @@ value used twice gets a register:
 >>> print(fg.jit(f).source(2.0, 3.0))
 def _s0(xs, o, R):
     x0, x1 = xs
-    r0 = _f_tanh((x0 * x1))
-    o[0] = (r0 + 1.0)
-    o[1] = (r0 * r0)
+    r0 = _f_tanh(x0 * x1)
+    o[0] = r0 + 1.0
+    o[1] = r0 * r0
 <BLANKLINE>
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import re
@@ -51,13 +52,22 @@ __all__ = [
 # conditional expressions of their forwards. Every other op calls its
 # primitive's ``fwd``. Each template is checked against its forward on edge
 # values when this module loads (below), and dropped if they ever disagree.
-_INLINE = {
-    "add": "({0} + {1})",
-    "sub": "({0} - {1})",
-    "mul": "({0} * {1})",
-    "neg": "(-{0})",
-    "where": "({1} if {0} > 0.0 else {2})",
-    "relu": "(0.0 if {0} < 0.0 else {0})",
+#
+# Parentheses go only where Python's grammar needs them: they are half of
+# what compile() reads, and compiling is most of jit's first call. A template
+# gives the precedence of its expression and the least precedence each
+# operand may have bare; an operand that binds less loosely than that is
+# parenthesized. The right operand of + - * must bind tighter than the op
+# itself, so ``a + (b + c)`` keeps its parentheses: floats do not associate.
+_COND, _SUM, _TERM, _UNARY, _ATOM = range(5)  # Python's ranks, loosest first
+
+_INLINE: dict[str, tuple[int, str, tuple[int, ...]]] = {
+    "add": (_SUM, "{0} + {1}", (_SUM, _TERM)),
+    "sub": (_SUM, "{0} - {1}", (_SUM, _TERM)),
+    "mul": (_TERM, "{0} * {1}", (_TERM, _UNARY)),
+    "neg": (_UNARY, "-{0}", (_UNARY,)),
+    "where": (_COND, "{1} if {0} > 0.0 else {2}", (_SUM, _SUM, _SUM)),
+    "relu": (_COND, "0.0 if {0} < 0.0 else {0}", (_SUM,)),
 }
 _FWD = expr.FWD  # by op name; user primitives join it when declared
 _SIMPLE = re.compile(r"(r\d+|x\d+|R\[\d+\]|_?[a-z]+|\(?-?[0-9.e+-]+\)?)\Z")  # names and literals
@@ -72,24 +82,31 @@ def _agrees(f: Callable[..., float], g: Callable[..., float], arity: int) -> boo
     return all(_bits(f(*a)) == _bits(g(*a)) for a in itertools.product(_EDGE, repeat=arity))
 
 
-def _checked_templates() -> dict[str, str]:
+def _checked_templates() -> dict[str, tuple[int, str, tuple[int, ...]]]:
     out = {}
-    for op, tpl in _INLINE.items():
+    for op, row in _INLINE.items():
         p = expr.PRIMITIVES[op]
         names = [f"a{i}" for i in range(p.arity)]
-        f = eval(f"lambda {', '.join(names)}: {tpl.format(*names)}")  # noqa: S307 - our own template
+        f = eval(f"lambda {', '.join(names)}: {row[1].format(*names)}")  # noqa: S307 - our own template
         if _agrees(f, p.fwd, p.arity):
-            out[op] = tpl
+            out[op] = row
     return out
 
 
 _INLINE = _checked_templates()
-# a template that reads its argument twice evaluates a folded argument once, into _t
+# a template that reads its argument twice evaluates a folded argument once,
+# into _t; inside ``(_t := ...)`` an operand of any precedence stands bare
 _VIA_TEMP = {
-    op: t.replace("{0}", "\x00", 1).replace("{0}", "_t").replace("\x00", "(_t := {0})")
-    for op, t in _INLINE.items()
+    op: (prec, t.replace("{0}", "\x00", 1).replace("{0}", "_t").replace("\x00", "(_t := {0})"), (_COND,) + least[1:])
+    for op, (prec, t, least) in _INLINE.items()
     if t.count("{0}") > 1
 }
+
+
+def _operands(args: list[str], precs: list[int], least: tuple[int, ...]) -> list[str]:
+    return [a if p >= k else f"({a})" for a, p, k in zip(args, precs, least)]
+
+
 # x * 1.0 is x, bit for bit, for every float x: such products are aliases
 _MUL_ONE_IS_IDENTITY = _agrees(lambda a: _FWD["mul"](a, 1.0), lambda a: a, 1) and _agrees(
     lambda a: _FWD["mul"](1.0, a), lambda a: a, 1
@@ -121,47 +138,48 @@ def prepare(tape: list[Node], inputs: list[Node], outs: list[Any]) -> tuple[list
     exactly, in IEEE arithmetic, for every ``x``), and a ``where`` whose
     condition is a constant. Backward passes make many of these.
     """
-    on_tape = set(tape)
     ins = set(inputs)
+    # the nodes the replay computes: every node on the tape but the leaves
+    # made inside the trace that are not inputs (constants, like the nodes
+    # from outside the trace)
+    live = {n for n in tape if n.op or n in ins}
     alias: dict[Node, Node] = {}
     get = alias.get
-
-    def const(p: Node) -> bool:
-        return p not in on_tape or (not p.parents and p not in ins)
-
     for n in tape:
         op = n.op
-        if op == "link" or op == "stop_gradient":
+        if op == "mul":
+            if _MUL_ONE_IS_IDENTITY:
+                a, b = n.parents
+                a, b = get(a, a), get(b, b)
+                if a not in live and a.value == 1.0:
+                    alias[n] = b
+                elif b not in live and b.value == 1.0:
+                    alias[n] = a
+        elif op == "link" or op == "stop_gradient":
             p = n.parents[0]
             alias[n] = get(p, p)
-        elif op == "mul" and _MUL_ONE_IS_IDENTITY:
-            a, b = n.parents
-            a, b = get(a, a), get(b, b)
-            if const(a) and a.value == 1.0:
-                alias[n] = b
-            elif const(b) and b.value == 1.0:
-                alias[n] = a
         elif op == "where":
-            c = n.parents[0]
+            c, x, y = n.parents
             c = get(c, c)
-            if const(c):
+            if c not in live:
                 # the forward picks one of its arguments: let it pick the node
                 # (on nodes it returns the node it picks)
-                p = _FWD["where"](c.value, n.parents[1], n.parents[2])  # type: ignore[assignment]
-                if p is n.parents[1] or p is n.parents[2]:
+                p = _FWD["where"](c.value, x, y)  # type: ignore[assignment]
+                if p is x or p is y:
                     alias[n] = get(p, p)
     need = set()
     for o in outs:
         if o.__class__ is Node:
             o = get(o, o)
-            if not const(o):
+            if o in live:
                 need.add(o)
+    add = need.add
     for n in reversed(tape):  # users come after producers, so one pass suffices
         if n in need:
             for p in n.parents:
                 p = get(p, p)
-                if not const(p):
-                    need.add(p)
+                if p in live:
+                    add(p)
     return [n for n in tape if n in need], alias
 
 
@@ -175,7 +193,7 @@ class Step:
     """What the generator knows about one node of the replay."""
 
     __slots__ = (
-        "node", "args", "uses", "users", "outs", "input", "folded", "depth", "at", "seg", "last", "spill", "call", "take"
+        "node", "args", "uses", "user", "outs", "input", "folded", "depth", "at", "seg", "last", "spill", "call", "take"
     )
 
     def __init__(self, node: Node, args: list[Any], input_slot: int | None):
@@ -184,8 +202,8 @@ class Step:
         self.node = node
         self.args = args  # per argument: the position of its step, or the constant node
         self.uses = 0  # how many arguments of later steps read this value
-        self.users: list[int] = []  # those steps
-        self.outs: list[int] = []  # the output slots it fills
+        self.user = -1  # the last of those steps (the only one, for a value used once)
+        self.outs: tuple[int, ...] = ()  # the output slots it fills
         self.input = input_slot  # its slot in xs, for an input
         self.folded = input_slot is not None  # read where it is used, no register
         self.depth = 0  # nesting of the expression it folds into
@@ -210,46 +228,39 @@ def plan(order: list[Node], alias: dict[Node, Node], inputs: list[Node], outs: l
     get = alias.get
     steps: list[Step] = []
     for n in order:
-        s = Step(n, _args(n, get, pos), in_slot.get(n))
+        i = len(steps)
+        args: list[Any] = []  # per argument: the position of its step, or the constant node itself
+        for p in n.parents:
+            p = get(p, p)
+            j = pos.get(p)
+            if j is None:
+                args.append(p)
+            else:
+                args.append(j)
+                u = steps[j]
+                u.uses += 1
+                u.user = i
+        s = Step(n, args, in_slot.get(n))
         op = n.op
         if op == "vmap":
             s.call = n.value.map.replay(n.value)  # type: ignore[attr-defined]
         elif op == "vmap_pick":
             s.take = int(n.parents[1].value)
-        pos[n] = len(steps)
-        _add(steps, s)
+        pos[n] = i
+        steps.append(s)
     tmpl: list[Any] = []
     for k, o in enumerate(outs):
         if o.__class__ is Node:
             o = get(o, o)
         j = pos.get(o) if o.__class__ is Node else None
         if j is not None:
-            steps[j].outs.append(k)
+            steps[j].outs += (k,)
             tmpl.append(None)
         else:  # not computed by the replay: a constant, or a static object returned as is
             tmpl.append(o.value if o.__class__ is Node else o)
     _fold(steps)
     _segment(steps)
     return steps, tmpl
-
-
-def _args(n: Node, get: Callable[[Node, Node], Node], pos: dict[Node, int]) -> list[Any]:
-    # per argument: the position of its step, or the constant node itself
-    args = []
-    for p in n.parents:
-        p = get(p, p)
-        j = pos.get(p)
-        args.append(p if j is None else j)
-    return args
-
-
-def _add(steps: list[Step], s: Step) -> None:
-    i = len(steps)
-    steps.append(s)
-    for j in s.args:
-        if j.__class__ is int:
-            steps[j].uses += 1
-            steps[j].users.append(i)
 
 
 def _fold(steps: list[Step]) -> None:
@@ -277,19 +288,21 @@ def _segment(steps: list[Step]) -> None:
             count += 1
     for s in reversed(steps):
         if s.folded and s.input is None:
-            u = steps[s.users[0]]
+            u = steps[s.user]
             s.at, s.seg = u.at, u.seg
     for j, s in enumerate(steps):
         s.last = j
-        if s.folded:
-            continue
-        for i in s.users:
-            u = steps[i]
-            if u.seg == s.seg:
-                if u.at > s.last:
-                    s.last = u.at
-            else:
-                s.spill = True
+    for u in steps:  # each register lives until the last statement of its segment that reads it
+        for j in u.args:
+            if j.__class__ is int:
+                s = steps[j]
+                if s.folded:
+                    continue
+                if u.seg == s.seg:
+                    if u.at > s.last:
+                        s.last = u.at
+                else:
+                    s.spill = True
 
 
 # --------------------------------------------------------------------------
@@ -339,6 +352,7 @@ def emit(steps: list[Step], tmpl: list[Any], ninputs: int | None = None) -> tupl
     """
     names = _Names()
     text: list[str] = [""] * len(steps)
+    prec: list[int] = [_ATOM] * len(steps)  # how tightly each text binds (a name binds tightest)
     slot: dict[int, int] = {}
     segments: list[list[str]] = []
     lines: list[str] = []
@@ -346,44 +360,56 @@ def emit(steps: list[Step], tmpl: list[Any], ninputs: int | None = None) -> tupl
     free: list[str] = []
     nregs = 0
     cur = -1
-    used: dict[int, set[int]] = {}  # per segment, the inputs it reads by name
+    used: collections.defaultdict[int, set[int]] = collections.defaultdict(set)  # per segment, the inputs it reads by name
     for i, s in enumerate(steps):
         if s.input is not None:
             text[i] = f"x{s.input}"
             if s.outs:  # stored into o by the segment being written
-                used.setdefault(max(cur, 0), set()).add(s.input)
+                used[max(cur, 0)].add(s.input)
             for k in s.outs:
                 lines.append(f"o[{k}] = {text[i]}")
             continue
         args = []
+        precs = []  # the precedence of each argument's text
         for j in s.args:
             if j.__class__ is not int:
                 args.append(names.literal(j.value))
+                precs.append(_ATOM)
                 continue
             p = steps[j]
             if p.input is not None and s.call is None:
-                used.setdefault(s.seg, set()).add(p.input)
+                used[s.seg].add(p.input)
             if p.folded and p.input is None:
                 args.append(text[j])
+                precs.append(prec[j])
                 text[j] = ""  # used once: its text now lives in its user's
             elif p.folded or p.seg == s.seg:
                 args.append(text[j])
+                precs.append(prec[j])
             else:
                 args.append(f"R[{slot[j]}]")
+                precs.append(_ATOM)
         op = s.node.op
-        tpl = _INLINE.get(op)
+        row = _INLINE.get(op)
+        pe = _ATOM
         if s.call is not None:
             e = f"{names.function(s.call)}({_arguments_list(s, args, steps, names)})"
         elif s.take >= 0:
-            e = f"{args[0]}[{s.take}]"
-        elif tpl is None:
+            e = f"{_operands(args, precs, (_ATOM,))[0]}[{s.take}]"
+        elif row is None:
             e = f"{names.fwd(op)}({', '.join(args)})"
-        elif op in _VIA_TEMP and not _SIMPLE.match(args[0]):
-            e = _VIA_TEMP[op].format(*args)
         else:
-            e = tpl.format(*args)
+            if op in _VIA_TEMP and not _SIMPLE.match(args[0]):
+                row = _VIA_TEMP[op]
+            pe, tpl, least = row
+            if len(args) == 2:  # written out for the binary ops, the most common by far
+                a, b = args
+                e = tpl.format(a if precs[0] >= least[0] else f"({a})", b if precs[1] >= least[1] else f"({b})")
+            else:
+                e = tpl.format(*_operands(args, precs, least))
         if s.folded:
             text[i] = e
+            prec[i] = pe
             continue
         if s.seg != cur:  # a new segment: every register is free again
             if cur >= 0:

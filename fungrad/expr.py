@@ -781,7 +781,7 @@ _new = object.__new__
 
 
 
-@attrs.frozen(eq=False, slots=True, weakref_slot=False, repr=False, init=False)
+@attrs.frozen(eq=False, slots=True, weakref_slot=False, repr=False, init=False, getstate_setstate=False, match_args=False)
 class Node(_Slots):
     """One scalar value in an expression graph, and how it was computed.
 
@@ -818,6 +818,16 @@ class Node(_Slots):
             raise TypeError(f"Node: name must be a str, got {type(name).__name__}")
         if level.__class__ is not int:
             raise TypeError(f"Node: level must be an int, got {type(level).__name__}")
+        self.__setstate__((value, op, parents, name, level))
+
+    # pattern matching, pickling and copying see the parents as the constructor takes them
+    __match_args__ = ("value", "op", "parents", "name", "level")
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.value, self.op, self.parents, self.name, self.level)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        value, op, parents, name, level = state
         _set = object.__setattr__
         _set(self, "value", value)
         _set(self, "op", op)

@@ -387,7 +387,7 @@ class Jitted:
         >>> print(fg.jit(lambda x, y: fg.tanh(x * y) + 1.0).source(2.0, 3.0))
         def _s0(xs, o, R):
             x0, x1 = xs
-            o[0] = (_f_tanh((x0 * x1)) + 1.0)
+            o[0] = _f_tanh(x0 * x1) + 1.0
         <BLANKLINE>
         """
         dyn, statics, _ = self._partition(args, kwargs)
