@@ -27,7 +27,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from . import autodiff, codegen, expr, tree
 from .expr import Node
@@ -93,26 +93,41 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
             xs.extend(x)
             key.extend([_NUM] * len(x))
             return
-        for v in x:
-            _walk(v, key, xs)
+        _walk_items(x, key, xs)
     elif c is dict:
         key.append((c, tuple(x)))
-        for v in x.values():
-            _walk(v, key, xs)
+        _walk_items(x.values(), key, xs)
     elif c is Node:
         raise _OnNodes
     elif _is_number(x):
         xs.append(expr._check_number(x, "jit"))
         key.append(_NUM)
     else:
-        ch = tree._children(x)
-        if ch is None:
+        e = tree._entry_for(c)
+        if e is None:
             key.append(_typed(x))  # a static leaf, compared by type and value
+        elif e is tree.NONE:
+            key.append((e, None, 0))
         else:
-            kind, aux, children, _ = ch
-            key.append((kind, aux, len(children)))
-            for v in children:
-                _walk(v, key, xs)
+            children, aux = e.flatten(x)
+            key.append((c, aux, len(children)))
+            _walk_items(children, key, xs)
+
+
+def _walk_items(items: Iterable[Any], key: list[Any], xs: list[float]) -> None:
+    # _walk of each item; a float and a row of floats, the most common
+    # items by far, without a call of their own
+    for v in items:
+        c = v.__class__
+        if c is float:
+            xs.append(v)
+            key.append(_NUM)
+        elif (c is list or c is tuple) and v and v[0].__class__ is float and all([u.__class__ is float for u in v]):
+            key.append((c, len(v)))
+            xs.extend(v)
+            key.extend([_NUM] * len(v))
+        else:
+            _walk(v, key, xs)
 
 
 def _typed(v: Any) -> Any:

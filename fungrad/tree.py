@@ -126,13 +126,18 @@ def _attrs_entry(cls: type) -> _Entry:
     keys = [_Attr(n) for n in dyn]
 
     def flat(obj: Any) -> tuple[list[Any], Any]:
-        return [getattr(obj, n) for n in dyn], tuple(_hashable(getattr(obj, n)) for n in stat)
+        return [getattr(obj, n) for n in dyn], tuple([_hashable(getattr(obj, n)) for n in stat]) if stat else ()
+
+    dyn_init = [init_names[n] for n in dyn]
+    stat_init = [init_names[n] for n in stat]
 
     def unflat(aux: Any, children: list[Any]) -> Any:
+        if not no_init:  # the common case, which jit's calls rebuild on every step
+            kw = dict(zip(dyn_init, children))
+            kw.update(zip(stat_init, aux))
+            return cls(**kw)
         kw = dict(zip(dyn, children))
         kw.update(zip(stat, aux))
-        if not no_init:
-            return cls(**{init_names[k]: v for k, v in kw.items()})
         # fields without an init argument are set after construction
         obj = cls(**{init_names[k]: v for k, v in kw.items() if k not in no_init})
         for k in no_init:
