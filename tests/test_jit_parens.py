@@ -405,7 +405,8 @@ def reduce_outputs(outs):
     return s
 
 
-@pytest.mark.parametrize("seed", range(60))
+# ten seeds in the fast run, all sixty in the full one
+@pytest.mark.parametrize("seed", [s if s < 10 else pytest.param(s, marks=pytest.mark.slow) for s in range(60)])
 def test_random_dags_replay_equals_eager_bitwise(seed):
     rng = random.Random(seed)
     n_in = rng.randint(2, 4)
@@ -548,6 +549,7 @@ def test_each_precedence_pair(parent, pos, child):
 GRAND = ["sub", "mul", "neg", "where", "relu"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("outer", list(PARENTS))
 @pytest.mark.parametrize("inner", GRAND)
 def test_two_level_nesting(outer, inner):
@@ -743,6 +745,7 @@ def test_deep_folded_chain_compiles_and_equals_eager(chain):
         assert_bits(jg(*xs), g(*xs), f"grad {chain.__name__}{xs}")
 
 
+@pytest.mark.slow
 def test_very_long_alternating_chain():
     # 5,000 alternating subtractions: many statements of MAX_DEPTH folded levels each
     def f(x, y, z):
