@@ -22,6 +22,7 @@ from .expr import (
     ForeignNodeError,
     Node,
     Primitive,
+    affine,
     const,
     custom_vjp,
     debug_nans,

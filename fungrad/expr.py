@@ -779,8 +779,6 @@ def _parent_slots(parents: tuple[Node, ...]) -> tuple[Any, Any]:
 _new = object.__new__
 
 
-
-
 @attrs.frozen(eq=False, slots=True, weakref_slot=False, repr=False, init=False, getstate_setstate=False, match_args=False)
 class Node(_Slots):
     """One scalar value in an expression graph, and how it was computed.
@@ -1141,8 +1139,8 @@ def affine(b: Any, ws: Sequence[Any], xs: Sequence[Any]) -> Any:
 
     >>> import fungrad as fg
     >>> w, x = [fg.var(2.0), fg.var(3.0)], [0.5, fg.var(-1.0)]
-    >>> y = fg.expr.affine(fg.var(1.0), w, x)
-    >>> y.value, y.op, y.parents[1].op, fg.expr.affine(1.0, [2.0, 3.0], [0.5, -1.0])
+    >>> y = fg.affine(fg.var(1.0), w, x)
+    >>> y.value, y.op, y.parents[1].op, fg.affine(1.0, [2.0, 3.0], [0.5, -1.0])
     (-1.0, 'add', 'mul', -1.0)
     """
     t = _get()
@@ -1173,6 +1171,8 @@ def affine(b: Any, ws: Sequence[Any], xs: Sequence[Any]) -> Any:
         elif x.level > 0 and x.level != lv:
             act = act + w * x
             continue
+        # the two nodes written out as __mul__ and __add__ write theirs: a
+        # call to make each would cost most of what this function saves
         m = new(slots)
         m.value = w.value * x.value
         m.op = "mul"
@@ -1835,6 +1835,7 @@ __all__ = [
     "var",
     "const",
     "named",
+    "affine",
     "is_node",
     "primitive",
     "custom_vjp",
