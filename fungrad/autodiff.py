@@ -307,17 +307,19 @@ def _at_root(out: Node, order: list[Node], floor: int) -> dict[Node, Any]:
 # _outermost; a registration left by a thread that has ended is dropped on
 # the next entry.
 #
-# The young threshold, measured on the eager moons step (bench: 69k nodes,
-# 135k tracked objects allocated per forward pass), median CPU time per step:
-# 700 (Python's default, nothing raised) 132 ms, 10k 113, 50k 98, 200k 82,
-# the collector switched off (the old design) 82. The price is
-# memory: cyclic garbage made meanwhile waits for up to about this many
-# tracked allocations. Three threads training while a fourth made cycles
-# holding 1 kB each, for 4 s: RSS grew 9 MB at 700, 43 MB at 20k, 53 MB at
-# 50k, 221 MB at 200k, and 512 MB (and on, unbounded) with the collector
-# off. 50k keeps most of the speed at a bounded, modest cost.
+# The young threshold, measured on the eager moons step (bench: 65k nodes,
+# each one tracked object, allocated per forward pass), median time per step
+# with micrograd's steps in between: 700 (Python's default) 61.6 ms, 50k
+# 58.1, 100k 54.2, 200k 55.1, the collector switched off 53.9; in another
+# run 50k 68.6, 100k 56.8, off 56.1. Past the size of one step's graph a
+# collection rarely lands inside a step. The price is memory: cyclic garbage
+# made meanwhile waits for up to about this many tracked allocations. Three
+# threads training while a fourth made cycles holding 1 kB each, for 4 s:
+# RSS peaked 28 MB above the start at 700, 89-95 MB at 50k, 109-118 MB at
+# 100k and 205 MB at 200k (the collector off grows without bound). 100k
+# keeps the speed at a bounded, modest cost.
 
-_GC_YOUNG = 50_000
+_GC_YOUNG = 100_000
 
 
 class _Alive:
