@@ -440,13 +440,18 @@ def check_transform_args(f: Any, argnums: Any, fname: str) -> None:
         raise TypeError(f"{fname}: argnums must be an int or a tuple of ints, got {argnums!r:.60}")
 
 
-def _fresh(v: Any, argnum: int, path: tuple[Any, ...], fname: str) -> Node:
+def _fresh(v: Any, argnum: int, arg: Any, i: int, fname: str) -> Node:
+    """The new input node for leaf ``i`` of argument ``argnum`` (``arg``)."""
     c = v.__class__
+    if c is float:
+        return expr.var(v)
     if c is Node:
         return expr.link(v)
-    if expr.real_number(v):
-        return expr.var(expr._check_number(v, f"{fname}: argument {argnum}" + (f" at {tree.keystr(path)}" if path else "")))
+    # Only now is the leaf's path worth finding: every message names it.
+    path = tree.flatten_with_path(arg)[0][i][0]
     where = f"argument {argnum}" + (f" at {tree.keystr(path)}" if path else "")
+    if expr.real_number(v):
+        return expr.var(expr._check_number(v, f"{fname}: {where}"))
     raise TypeError(
         f"{fname}: {where} is {c.__name__} {v!r:.60}; expected a real number (float or int) "
         "or a fungrad Node. Leaves of the differentiated arguments must be numbers; pass other "
@@ -473,8 +478,8 @@ def _run_traced(
     new = list(args)
     r.inputs, r.treedefs = [], []
     for a in nums:
-        pairs, td = tree.flatten_with_path(args[a])
-        xs = [_fresh(v, a, path, fname) for path, v in pairs]
+        leaves, td = tree.flatten(args[a])
+        xs = [_fresh(v, a, args[a], i, fname) for i, v in enumerate(leaves)]
         r.inputs.append(xs)
         r.treedefs.append(td)
         new[a] = tree.unflatten(td, xs)
