@@ -405,8 +405,8 @@ def reduce_outputs(outs):
     return s
 
 
-# ten seeds in the fast run, all sixty in the full one
-@pytest.mark.parametrize("seed", [s if s < 10 else pytest.param(s, marks=pytest.mark.slow) for s in range(60)])
+# five seeds in the fast run, all sixty in the full one
+@pytest.mark.parametrize("seed", [s if s < 5 else pytest.param(s, marks=pytest.mark.slow) for s in range(60)])
 def test_random_dags_replay_equals_eager_bitwise(seed):
     rng = random.Random(seed)
     n_in = rng.randint(2, 4)
