@@ -768,7 +768,7 @@ _MANY: Any = _Many()  # the second parent slot of a node of three or more parent
 def _parent_slots(parents: tuple[Node, ...]) -> tuple[Any, Any]:
     k = len(parents)
     if k == 2:
-        return parents
+        return parents  # type: ignore[return-value]  # two nodes: the pair itself
     if k == 1:
         return parents[0], None
     if k:
@@ -1150,7 +1150,7 @@ def affine(b: Any, ws: Sequence[Any], xs: Sequence[Any]) -> Any:
         for w, x in zip(ws, xs):
             act = act + w * x
         return act
-    append = None if t.tape is None else t.tape.append
+    append: Callable[[Any], None] | None = None if t.tape is None else t.tape.append
     new, slots, node, const = _new, _Slots, Node, CONST
     for w, x in zip(ws, xs):
         if w.__class__ is not Node or (w.level > 0 and w.level != lv):
