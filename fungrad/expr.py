@@ -1376,7 +1376,23 @@ def _apply(p: Primitive, args: tuple[Any, ...]) -> Any:
 
 
 def _unary(p: Primitive, x: Node) -> Node:
-    return _mk(p.fwd(x.value), p.name, (x,), "", x.level == CONST)
+    t = _get()
+    lv = t.level
+    xl = x.level
+    if xl == CONST or (xl > 0 and xl != lv):
+        return _mk(p.fwd(x.value), p.name, (x,), "", xl == CONST)  # a constant, or a node of another level
+    # as _mk makes it, written out: activations are a tenth of a network's nodes
+    n = _new(_Slots)
+    n.value = p.fwd(x.value)
+    n.op = p.name
+    n._x = x
+    n._y = None
+    n.name = ""
+    n.level = lv
+    n.__class__ = Node
+    if t.tape is not None:
+        t.tape.append(n)  # type: ignore[arg-type]
+    return n  # type: ignore[return-value]
 
 
 def _float_op(p: Primitive, args: tuple[float, ...]) -> float:
