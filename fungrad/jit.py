@@ -87,12 +87,18 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
         xs.append(x)
         key.append(_NUM)
     elif c is list or c is tuple:
-        key.append((c, len(x)))
         if x and x[0].__class__ is float and all([v.__class__ is float for v in x]):
-            # a row of floats (a data set's features): the same tokens, without a call per leaf
+            # a row of floats (a data set's features): one token for the
+            # row, and no call per leaf (a row holding an int gets the
+            # tokens of its items, so a cache entry of its own)
             xs.extend(x)
-            key.extend([_NUM] * len(x))
+            key.append((c, len(x), _NUM))
             return
+        if x and _is_number(x[0]) and all([_is_number(v) for v in x]):  # ints among the floats: the same row
+            xs.extend([expr._check_number(v, "jit") for v in x])
+            key.append((c, len(x), _NUM))
+            return
+        key.append((c, len(x)))
         _walk_items(x, key, xs)
     elif c is dict:
         key.append((c, tuple(x)))
@@ -123,9 +129,8 @@ def _walk_items(items: Iterable[Any], key: list[Any], xs: list[float]) -> None:
             xs.append(v)
             key.append(_NUM)
         elif (c is list or c is tuple) and v and v[0].__class__ is float and all([u.__class__ is float for u in v]):
-            key.append((c, len(v)))
             xs.extend(v)
-            key.extend([_NUM] * len(v))
+            key.append((c, len(v), _NUM))
         else:
             _walk(v, key, xs)
 
