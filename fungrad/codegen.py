@@ -56,7 +56,7 @@ __all__ = [
 # Parentheses go only where Python's grammar needs them: they are half of
 # what compile() reads, and compiling is most of jit's first call. A template
 # gives the precedence of its expression and the least precedence each
-# operand may have bare; an operand that binds less loosely than that is
+# operand may have bare; an operand that binds more loosely than that is
 # parenthesized. The right operand of + - * must bind tighter than the op
 # itself, so ``a + (b + c)`` keeps its parentheses: floats do not associate.
 _COND, _SUM, _TERM, _UNARY, _ATOM = range(5)  # Python's ranks, loosest first
