@@ -27,7 +27,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from . import autodiff, codegen, expr, tree
 from .expr import Node
@@ -80,59 +80,48 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
 
     The leaves come in :func:`fungrad.tree.flatten` order (it uses the same
     children), but no ``TreeDef`` is built: on a cache hit, building and
-    hashing one cost more than the whole replay of a small model.
+    hashing one cost more than the whole replay of a small model. An
+    explicit stack, not recursion, so a pytree may nest to any depth.
     """
-    c = x.__class__
-    if c is float:
-        xs.append(x)
-        key.append(_NUM)
-    elif c is list or c is tuple:
-        if x and x[0].__class__ is float and all([v.__class__ is float for v in x]):
-            # a row of floats (a data set's features): one token for the
-            # row, and no call per leaf (a row holding an int gets the
-            # tokens of its items, so a cache entry of its own)
-            xs.extend(x)
-            key.append((c, len(x), _NUM))
-            return
-        if x and _is_number(x[0]) and all([_is_number(v) for v in x]):  # ints among the floats: the same row
-            xs.extend([expr._check_number(v, "jit") for v in x])
-            key.append((c, len(x), _NUM))
-            return
-        key.append((c, len(x)))
-        _walk_items(x, key, xs)
-    elif c is dict:
-        key.append((c, tuple(x)))
-        _walk_items(x.values(), key, xs)
-    elif c is Node:
-        raise _OnNodes
-    elif _is_number(x):
-        xs.append(expr._check_number(x, "jit"))
-        key.append(_NUM)
-    else:
-        e = tree._entry_for(c)
-        if e is None:
-            key.append(_typed(x))  # a static leaf, compared by type and value
-        elif e is tree.NONE:
-            key.append((e, None, 0))
-        else:
-            children, aux = e.flatten(x)
-            key.append((c, aux, len(children)))
-            _walk_items(children, key, xs)
-
-
-def _walk_items(items: Iterable[Any], key: list[Any], xs: list[float]) -> None:
-    # _walk of each item; a float and a row of floats, the most common
-    # items by far, without a call of their own
-    for v in items:
-        c = v.__class__
+    todo = [x]
+    pop = todo.pop
+    while todo:
+        x = pop()
+        c = x.__class__
         if c is float:
-            xs.append(v)
+            xs.append(x)
             key.append(_NUM)
-        elif (c is list or c is tuple) and v and v[0].__class__ is float and all([u.__class__ is float for u in v]):
-            xs.extend(v)
-            key.append((c, len(v), _NUM))
+        elif c is list or c is tuple:
+            if x and x[0].__class__ is float and all([v.__class__ is float for v in x]):
+                # a row of floats (a data set's features): one token, and
+                # no trip through the loop per number
+                xs.extend(x)
+                key.append((c, len(x), _NUM))
+            elif x and _is_number(x[0]) and all([_is_number(v) for v in x]):
+                # ints among the floats: the same row, so the same cache entry
+                xs.extend([expr._check_number(v, "jit") for v in x])
+                key.append((c, len(x), _NUM))
+            else:
+                key.append((c, len(x)))
+                todo.extend(x[::-1])  # the first item is walked first
+        elif c is dict:
+            key.append((c, tuple(x)))
+            todo.extend(reversed(x.values()))
+        elif c is Node:
+            raise _OnNodes
+        elif _is_number(x):
+            xs.append(expr._check_number(x, "jit"))
+            key.append(_NUM)
         else:
-            _walk(v, key, xs)
+            e = tree._entry_for(c)
+            if e is None:
+                key.append(_typed(x))  # a static leaf, compared by type and value
+            elif e is tree.NONE:
+                key.append((e, None, 0))
+            else:
+                children, aux = e.flatten(x)
+                key.append((c, aux, len(children)))
+                todo.extend(children[::-1])
 
 
 def _typed(v: Any) -> Any:

@@ -6,6 +6,7 @@ import gc
 import importlib
 import math
 import random
+import sys
 import threading
 import weakref
 
@@ -521,3 +522,15 @@ def test_jit_replay_and_trace_leave_no_garbage():
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_a_pytree_nested_deeper_than_the_recursion_limit():
+    # the call's walk over its arguments keeps its own stack, as tree.flatten does
+    depth = sys.getrecursionlimit() * 3
+    t: object = [1.5, 2]
+    for _ in range(depth):
+        t = [t, 0.25]
+    f = fg.jit(lambda t: sum(fg.tree.leaves(t)))
+    want = 1.5 + 2 + 0.25 * depth
+    assert f(t) == want
+    assert f(t) == want and f.cache_info().hits == 1  # replayed, not traced again
