@@ -447,10 +447,17 @@ def _fresh(v: Any, argnum: int, arg: Any, i: int, fname: str) -> Node:
         return expr.var(v)
     if c is Node:
         return expr.link(v)
-    # Only now is the leaf's path worth finding: every message names it.
+    number = expr.real_number(v)
+    if number:
+        try:
+            return expr.var(float(v))
+        except OverflowError:
+            pass  # an int too large for a float: said below, with its path
+    # Only now is the leaf's path worth finding (once per bad leaf, not per
+    # leaf): every message names it.
     path = tree.flatten_with_path(arg)[0][i][0]
     where = f"argument {argnum}" + (f" at {tree.keystr(path)}" if path else "")
-    if expr.real_number(v):
+    if number:
         return expr.var(expr._check_number(v, f"{fname}: {where}"))
     raise TypeError(
         f"{fname}: {where} is {c.__name__} {v!r:.60}; expected a real number (float or int) "

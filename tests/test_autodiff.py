@@ -394,3 +394,19 @@ def test_polynomial_derivatives_match_the_power_rule():
         assert fg.grad(fg.grad(p))(x) == pytest.approx(d2, rel=1e-12, abs=1e-12)
 
     check()
+
+
+def test_int_leaves_become_variables_without_a_search_for_their_paths(monkeypatch):
+    # the paths of the leaves are looked for only to name a bad one in a message:
+    # looking them up for every int leaf made grad quadratic in the number of leaves
+    calls = []
+    real = fg.tree.flatten_with_path
+    monkeypatch.setattr(fg.tree, "flatten_with_path", lambda t: calls.append(1) or real(t))
+    xs = list(range(-1000, 1000))
+    g = fg.grad(lambda xs: sum(x * x for x in xs))(xs)
+    assert g == [2.0 * x for x in xs] and calls == []
+    with pytest.raises(ValueError, match=r"^grad: argument 0 at \['b'\]\[1\]: an int of about 401 digits is too large"):
+        fg.grad(lambda p: p["a"])({"a": 1.0, "b": [2, 10**400]})
+    with pytest.raises(TypeError, match=r"^grad: argument 0 at \['b'\]\[0\] is str 'x'"):
+        fg.grad(lambda p: p["a"])({"a": 1.0, "b": ["x"]})
+    assert len(calls) == 2  # once per bad leaf
