@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence, Union
 
 import attrs
 
+from . import tree
+
 _inf = math.inf
 _nan = math.nan
 _isfinite = math.isfinite
@@ -1241,13 +1243,6 @@ def real_number(x: Any) -> bool:
     return c is float or c is int or (c is not bool and isinstance(x, numbers.Real))
 
 
-def _show(x: Any) -> str:
-    if isinstance(x, int) and x.bit_length() > 64:
-        # repr of a huge int is slow, and past 4,300 digits it raises
-        return f"an int of about {int(x.bit_length() * 0.30103) + 1} digits"
-    return f"{type(x).__name__} {x!r:.60}"
-
-
 def _check_number(x: Any, what: str, arg: str = "", nodes: bool = True) -> float:
     if x.__class__ is float:
         return x  # type: ignore[no-any-return]
@@ -1255,11 +1250,11 @@ def _check_number(x: Any, what: str, arg: str = "", nodes: bool = True) -> float
         what = f"{what}: argument {arg}"
     if not real_number(x):
         also = " or a fungrad Node" if nodes else ""
-        raise TypeError(f"{what}: expected a real number (float or int){also}, got {_show(x)}")
+        raise TypeError(f"{what}: expected a real number (float or int){also}, got {tree.describe(x)}")
     try:
         return float(x)
     except OverflowError:
-        raise ValueError(f"{what}: {_show(x)} is too large for a float (at most about 1.8e308)") from None
+        raise ValueError(f"{what}: {tree.describe(x)} is too large for a float (at most about 1.8e308)") from None
 
 
 def _lift(x: Any, op: str = "") -> Any:

@@ -22,10 +22,9 @@ registered types (and the builtin containers) can be written and read back.
 
 from __future__ import annotations
 
-import numbers
-
 import enum
 import itertools
+import numbers
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
 import attrs
