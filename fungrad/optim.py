@@ -103,6 +103,12 @@ def _pair(params: Any, grads: Any, who: str, second: str = "grads") -> tuple[lis
 
 def _hyper(v: Any, who: str, name: str, lo: float = 0.0, hi: float = math.inf, hi_open: bool = True) -> float:
     """A hyper-parameter: a finite real number in [lo, hi) (or [lo, hi]), as a float."""
+    if getattr(v.__class__, "__fungrad_leaf__", False):
+        # only an optimizer's own lr is differentiated (hypergradients); a node here would be read as a float
+        raise TypeError(
+            f"{who}: {name} is a fungrad Node; it must be a plain number here (only the lr given to an "
+            "optimizer may be a node, for hypergradients)"
+        )
     x = tree.number(v, who, name)
     if not (lo <= x < hi if hi_open else lo <= x <= hi) or not math.isfinite(x):
         span = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}{')' if hi_open else ']'}"

@@ -11,6 +11,7 @@ import attrs
 import pytest
 from conftest import require, require_torch
 
+import fungrad as fg
 from fungrad import optim, tree
 
 
@@ -804,3 +805,22 @@ def test_a_schedule_that_overflows_is_an_error_not_infinite_parameters():
     sched = optim.scale_by_schedule(lambda k: math.inf)
     with pytest.raises(ValueError, match="expected a finite number"):
         sched.update([1.0], sched.init([1.0]), [1.0])
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda n: fg.optim.Adam(0.1, b1=n), "Adam: b1"),
+        (lambda n: fg.optim.SGD(0.1, momentum=n), "SGD: momentum"),
+        (lambda n: fg.optim.clip_by_global_norm(n), "clip_by_global_norm: max_norm"),
+        (lambda n: fg.optim.cosine(n, 10), "cosine: lr"),
+    ],
+)
+def test_a_hyper_parameter_that_is_a_node_is_refused_by_name(make, name):
+    # read as a float it would leave the graph; inside grad the error would not name it
+    with pytest.raises(TypeError, match=f"^{name} is a fungrad Node; it must be a plain number"):
+        make(fg.var(0.5))
+    with pytest.raises(TypeError, match=f"^{name} is a fungrad Node"):
+        fg.grad(lambda b: make(b) and 0.0)(0.5)
+    # the lr of an optimizer stays differentiable
+    assert fg.grad(lambda lr: fg.optim.sgd([1.0], [2.0], lr)[0])(0.1) == -2.0
