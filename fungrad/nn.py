@@ -697,17 +697,24 @@ def _class_rows(logits: Any, labels: Any, who: str, name: str = "logits") -> tup
     return rows, ys, k
 
 
-def _pick(shifted: list[Any], y: Any) -> Any:
+def _loss_of(shifted: list[Any], y: Any) -> Any:
+    # -log_softmax(row)[y], for a row shifted by its maximum
+    total = expr.log(_exp_sum(shifted))
     if not expr.is_node(y):
-        return shifted[y]
-    # A traced label cannot index a list, so select by value-free where; it
-    # starts from nan so that a label which is no class index gives a nan
-    # loss instead of a plausible wrong one.
+        return total - shifted[y]
+    # A traced label cannot index a list, so select by value-free where. A
+    # label that is no class index must give nan, the loss and its gradient
+    # both: the selection starts from nan, and the loss is multiplied by a
+    # factor that is 1.0 for a class index (exact: x * 1.0 is x) and nan
+    # otherwise, since the gradient of the selected nan alone would be 0.
     picked: Any = float("nan")
+    ok: Any = float("nan")
     for j, s in enumerate(shifted):
         # s only where y equals j exactly: neither above nor below it
         picked = expr.where(y - j, picked, expr.where(j - y, picked, s))
-    return picked + 0.0 * y  # a nan label matches every class above: make it nan
+        ok = expr.where(y - j, ok, expr.where(j - y, ok, 1.0))
+    nan_if_nan = 0.0 * y  # a nan label matches every class above: make it nan
+    return (total - (picked + nan_if_nan)) * (ok + nan_if_nan)
 
 
 def cross_entropy(logits: Sequence[Sequence[Scalar]], labels: Sequence[int]) -> Scalar:
@@ -719,7 +726,7 @@ def cross_entropy(logits: Sequence[Sequence[Scalar]], labels: Sequence[int]) -> 
     (see :func:`log_softmax`), and the result is their mean. Under
     :func:`fungrad.jit`, labels passed as arguments are traced: the class is
     then selected with ``where`` on its value, and a label that is not a
-    class index gives ``nan``.
+    class index gives ``nan``, as the loss and as every derivative.
 
     >>> import fungrad as fg
     >>> round(fg.nn.cross_entropy([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]], [0, 2]), 6)   # (-log(e^2/(e^2+2)) + log 3) / 2
@@ -735,7 +742,7 @@ def cross_entropy(logits: Sequence[Sequence[Scalar]], labels: Sequence[int]) -> 
     losses = []
     for row, y in zip(rows, ys):
         shifted, _ = _shifted(row)
-        losses.append(expr.log(_exp_sum(shifted)) - _pick(shifted, y))
+        losses.append(_loss_of(shifted, y))
     return _total(losses) / len(losses)
 
 

@@ -316,3 +316,21 @@ def test_a_traced_label_that_is_no_class_index_gives_nan_not_a_nearby_class():
         assert step(z, y) == fg.nn.cross_entropy([z], [y])
     for y in (0.4, 0.6, 1.5, -1.0, 3.0, float("nan")):
         assert math.isnan(step(z, y)), y
+
+
+def test_a_traced_label_that_is_no_class_index_gives_nan_gradients_too():
+    # a nan loss with a finite gradient would still move the parameters in training
+    vg = fg.value_and_grad(lambda z, y: fg.nn.cross_entropy([z], [y]))
+    z = [0.3, -1.0, 2.0]
+    jitted = fg.jit(vg)
+    batched = fg.vmap(vg, in_axes=(None, 0))
+    for y in range(3):
+        assert jitted(z, y) == vg(z, y)  # bit for bit for every class
+    assert batched(z, [0, 1, 2]) == [vg(z, y) for y in range(3)]  # one (value, grad) per example
+    for y in (0.4, 2.5, -1.0, 3.0, float("nan")):
+        value, grad = jitted(z, y)
+        assert math.isnan(value) and len(grad) == 3 and all(math.isnan(g) for g in grad), (y, value, grad)
+    good, *bad = batched(z, [1, 7, float("nan")])
+    assert good == vg(z, 1) and len(bad) == 2
+    for value, grad in bad:
+        assert math.isnan(value) and len(grad) == 3 and all(math.isnan(g) for g in grad)
