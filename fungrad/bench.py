@@ -114,6 +114,37 @@ def require_micrograd() -> tuple[Any, Any]:
     return engine, mnn
 
 
+def require_numpy() -> Any:
+    """NumPy, which the digits case's array replay needs; ``ImportError`` naming the extra when it is missing.
+
+    >>> from fungrad.bench import require_numpy
+    >>> require_numpy().__name__
+    'numpy'
+    """
+    try:
+        import numpy
+    except ImportError:
+        raise ImportError(
+            'fungrad bench times vmap\'s NumPy replay on digits, and NumPy is not installed: pip install "fungrad[bench]"'
+        ) from None
+    return numpy
+
+
+def failed_checks(report: dict[str, Any]) -> list[str]:
+    """The checks of a :func:`run` report that did not hold (equal results, agreeing values).
+
+    >>> from fungrad.bench import failed_checks
+    >>> failed_checks({"moons": {"checks": {"jit equals eager": True, "fungrad loss": 0.5}}})
+    []
+    """
+    return [
+        f"{case}: {name}"
+        for case in ("moons", "digits")
+        for name, ok in report.get(case, {}).get("checks", {}).items()
+        if ok is False
+    ]
+
+
 def _check_count(who: str, name: str, value: Any, least: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ValueError(f"{who}: {name} must be an int >= {least}, got {value!r}")
@@ -342,7 +373,7 @@ def moons_case(
             mem_fns[name] = lambda call=call: call(params)  # type: ignore[misc]
     if JIT in libraries:
         steps[REFERENCE], flat = straight_line(fs["train_step"], params, fs["xs"], fs["ys"])
-        checks["straight-line equals jit"] = flat == tree.leaves(eager_step)
+        checks["straight-line equals eager"] = flat == tree.leaves(eager_step)
     result["nodes"] = result.get("first_call", {}).get(JIT, {}).get("traced")
     result["step_gc_on"], result["step_gc_off"] = _alternate(steps, repeats)
     result["memory"] = {k: _peak_bytes(fn) for k, fn in mem_fns.items()}
@@ -891,7 +922,12 @@ def _digits_example(params: Any, x: Any, y: Any) -> Any:
 def _digits_vmap(backend: str | None) -> Callable[..., Any]:
     from .batch import vmap
 
-    per = vmap(_digits_example, in_axes=(None, 0, 0), backend=backend)
+    def example(params: Any, x: Any, y: Any) -> Any:
+        return _digits_example(params, x, y)
+
+    # a new function each time: vmap keeps its traced bodies with the
+    # function, and each first call measured must trace its own
+    per = vmap(example, in_axes=(None, 0, 0), backend=backend)
 
     def loss(params: Any, xs: Any, ys: Any) -> Any:
         outs = per(params, xs, ys)
@@ -997,11 +1033,11 @@ def digits_case(batch: int = 1437, repeats: int = 5, slice_size: int = 100,
     v_np, g_np = jitted["numpy"](model, xs, ys)
     v_py, g_py = jitted["python"](model, xs, ys)
     e_np = numpy_vmap(model, xs, ys)
+    gap = max(abs(a - b) for a, b in zip(tree.leaves(g_np), tree.leaves(g_py), strict=True))
     checks: dict[str, Any] = {
         "jit(vmap) numpy equals its eager run": (v_np, g_np) == e_np,
-        "numpy and python replays, largest gradient difference": max(
-            abs(a - b) for a, b in zip(tree.leaves(g_np), tree.leaves(g_py))
-        ),
+        "numpy and python replays, largest gradient difference": gap,
+        "numpy and python replays agree (1e-12)": gap <= 1e-12 and abs(v_np - v_py) <= 1e-12,
     }
     if torch_step is not None:
         t_loss, t_grads = torch_step()
@@ -1010,7 +1046,10 @@ def digits_case(batch: int = 1437, repeats: int = 5, slice_size: int = 100,
         flat_t = [v for t in t_grads for v in t.flatten().tolist()]
         flat_o = [*[x for row in ours[0] for x in row], *ours_b[0], *[x for row in ours[1] for x in row], *ours_b[1]]
         checks["PyTorch loss difference"] = abs(t_loss.item() - v_np)
-        checks["PyTorch largest gradient difference"] = max(abs(a - b) for a, b in zip(flat_t, flat_o))
+        checks["PyTorch largest gradient difference"] = max(abs(a - b) for a, b in zip(flat_t, flat_o, strict=True))
+        checks["PyTorch agrees (1e-12)"] = (
+            checks["PyTorch loss difference"] <= 1e-12 and checks["PyTorch largest gradient difference"] <= 1e-12
+        )
     return {
         "case": f"digits, MLP(64, [32, 10]) tanh, softmax cross-entropy, one value_and_grad on {batch} examples",
         "batch": batch,

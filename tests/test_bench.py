@@ -27,7 +27,7 @@ def test_moons_case_checks_agree():
     r = bench.moons_case(points=3, repeats=1)
     assert set(r["step_gc_on"]) == {*bench.LIBRARIES, bench.REFERENCE}
     assert set(r["memory"]) == set(bench.LIBRARIES) - {bench.JIT}
-    assert r["checks"]["straight-line equals jit"] is True
+    assert r["checks"]["straight-line equals eager"] is True
     assert 0 < r["memory"][bench.EAGER] < r["memory"][bench.MICROGRAD]
     assert r["checks"]["losses agree (rel 1e-12)"]
     assert r["checks"]["jit equals eager"] is True and r["checks"]["tape equals eager"] is True
@@ -149,3 +149,33 @@ def test_cli_only_digits_reports_every_path_and_checks_them():
     assert report["targets"] == []  # set on the full training split only
     code, out, err = run("--only-digits", "--only-scaling")
     assert code == 2 and "choose one" in err
+
+
+def test_missing_numpy_is_said_before_any_measuring(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    with pytest.raises(ImportError, match=r'NumPy is not installed: pip install "fungrad\[bench\]"'):
+        bench.require_numpy()
+    code, out, err = run("--only-digits", "--repeats", 1)
+    assert (code, out) == (1, "")
+    assert "NumPy is not installed" in err and err.count("\n") == 1
+
+
+def test_options_are_honoured_or_refused(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(bench, "run", lambda **kw: seen.update(kw) or {"machine": bench.machine(), "targets": []})
+    assert run("--quick", "--only-digits", "--digits", 50)[0] == 0
+    assert seen["digits"] == 50  # an explicit size wins over --quick's, as --chain's does
+    assert run("--quick", "--only-digits")[0] == 0 and seen["digits"] == 200
+    code, out, err = run("--only-digits", "--scaling")
+    assert code == 2 and "--only-digits and --scaling: choose one" in err
+
+
+def test_a_failed_check_is_exit_status_1(monkeypatch):
+    report = {"machine": bench.machine(), "targets": [],
+              "digits": {"checks": {"jit(vmap) numpy equals its eager run": False, "PyTorch loss difference": 0.5}}}
+    assert bench.failed_checks(report) == ["digits: jit(vmap) numpy equals its eager run"]
+    monkeypatch.setattr(bench, "run", lambda **kw: report)
+    monkeypatch.setattr(bench, "format_report", lambda r: "the table")
+    code, out, err = run("--only-digits")
+    assert (code, out) == (1, "the table\n")
+    assert err == "fungrad bench: checks failed: digits: jit(vmap) numpy equals its eager run\n"
