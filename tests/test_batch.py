@@ -163,14 +163,25 @@ def test_export_covers_every_public_primitive():
     np = require("numpy", 'pip install "fungrad[fast]"')
     public = [name for name, p in fg.PRIMITIVES.items() if p.public]
     assert len(public) >= 30
+    # points on both sides of every kink (abs, relu, sign, step at 0; where's
+    # condition; which of two is larger), so a wrong branch cannot pass
+    points = {
+        1: [(v,) for v in (-1.5, -0.2, 0.0, 0.3, 0.7, 2.0)],
+        2: [(0.3, 0.7), (0.7, 0.3), (-0.2, 0.5), (0.5, -0.2), (1.0, 1.0), (-1.5, -0.4)],
+        3: [(0.3, 0.7, -0.2), (-0.3, 0.7, -0.2), (0.0, 0.7, -0.2), (2.0, -1.0, 5.0)],
+    }
+    checked = 0
     for name in public:
         p = fg.PRIMITIVES[name]
         f = getattr(fg, name)
-        args = [0.3, 0.7, -0.2][: p.arity]
-        g = fg.export(lambda *a: f(*a), *args, xp=np)
-        got = float(g(*[np.float64(a) for a in args]))
-        want = f(*args)
-        assert got == pytest.approx(want, rel=1e-14, abs=1e-300) or (math.isnan(got) and math.isnan(want)), name
+        g = fg.export(lambda *a: f(*a), *points[p.arity][0], xp=np)
+        for args in points[p.arity]:
+            with np.errstate(all="ignore"):
+                got = float(g(*[np.float64(a) for a in args]))
+            want = f(*args)
+            assert got == pytest.approx(want, rel=1e-14, abs=1e-300) or (math.isnan(got) and math.isnan(want)), (name, args)
+            checked += 1
+    assert checked >= 4 * len(public)
 
 
 def test_export_errors():

@@ -504,9 +504,6 @@ PAIR_INPUTS = pair_inputs()
 PAIRS = [(p, k, c) for p, (arity, _) in PARENTS.items() for k in range(arity) for c in CHILDREN]
 
 
-# the full suite runs every pair; the fast run keeps the exact texts, the
-# deep chains and five random graphs, which fail on the same mistakes
-@pytest.mark.slow
 @pytest.mark.parametrize("parent,pos,child", PAIRS, ids=[f"{p}[{k}]<-{c}" for p, k, c in PAIRS])
 def test_each_precedence_pair(parent, pos, child):
     arity, pf = PARENTS[parent]

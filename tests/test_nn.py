@@ -563,18 +563,25 @@ def test_l2_checks_leaves_with_their_path_and_alpha():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: nn.MLP.init(10**400, [4, 1], seed=0), r"^MLP.init: nin must be at most fungrad.nn.MAX_PARAMETERS = 10,000,000, got an int of about 401 digits$"),
-        (lambda: nn.MLP.init(2, [4, 10**400], seed=0), r"^MLP.init: nouts\[1\] must be at most .*about 401 digits$"),
-        (lambda: nn.MLP.init(2, range(10**400), seed=0), r"^MLP.init: nouts has more layers than fungrad.nn.MAX_PARAMETERS"),
-        (lambda: nn.MLP.init(10**6, [10**6, 1], seed=0), r"^MLP.init: sizes \[1000000, 1000000, 1\] make 1,000,002,000,001 parameters, more than"),
-        (lambda: nn.Layer.init(10**4, 10**4, seed=0), r"^Layer.init: sizes \[10000, 10000\] make 100,010,000 parameters"),
-        (lambda: nn.Neuron.init(10**7, seed=0), r"^Neuron.init: sizes \[10000000, 1\] make 10,000,001 parameters"),
-        (lambda: nn.Layer.init(2, 10**400, seed=0), r"^Layer.init: nout must be at most"),
-        (lambda: nn.MLP.init(-(10**400), [1], seed=0), r"^MLP.init: nin must be a positive int, got an int of about 401 digits$"),
+        (lambda seed: nn.MLP.init(10**400, [4, 1], seed=seed), r"^MLP.init: nin must be at most fungrad.nn.MAX_PARAMETERS = 10,000,000, got an int of about 401 digits$"),
+        (lambda seed: nn.MLP.init(2, [4, 10**400], seed=seed), r"^MLP.init: nouts\[1\] must be at most .*about 401 digits$"),
+        (lambda seed: nn.MLP.init(2, range(10**400), seed=seed), r"^MLP.init: nouts has more layers than fungrad.nn.MAX_PARAMETERS"),
+        (lambda seed: nn.MLP.init(10**6, [10**6, 1], seed=seed), r"^MLP.init: sizes \[1000000, 1000000, 1\] make 1,000,002,000,001 parameters, more than"),
+        (lambda seed: nn.Layer.init(10**4, 10**4, seed=seed), r"^Layer.init: sizes \[10000, 10000\] make 100,010,000 parameters"),
+        (lambda seed: nn.Neuron.init(10**7, seed=seed), r"^Neuron.init: sizes \[10000000, 1\] make 10,000,001 parameters"),
+        (lambda seed: nn.Layer.init(2, 10**400, seed=seed), r"^Layer.init: nout must be at most"),
+        (lambda seed: nn.MLP.init(-(10**400), [1], seed=seed), r"^MLP.init: nin must be a positive int, got an int of about 401 digits$"),
     ],
 )
 def test_sizes_are_checked_before_anything_is_allocated(make, match):
-    t = time.perf_counter()
+    class Counting(random.Random):
+        draws = 0
+
+        def random(self) -> float:
+            Counting.draws += 1
+            return super().random()
+
     with pytest.raises(ValueError, match=match):
-        make()
-    assert time.perf_counter() - t < 1.0  # drawing ten million weights takes many seconds
+        make(Counting(0))
+    assert Counting.draws == 0  # refused before a single weight was drawn
+    assert nn.Neuron.init(3, seed=Counting(0)) and Counting.draws == 4  # the counter counts
