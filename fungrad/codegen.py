@@ -313,11 +313,14 @@ class _Names:
     """Constants and functions that the generated code reads as globals."""
 
     def __init__(self) -> None:
-        self.glob: dict[str, Any] = {"_inf": math.inf, "_ninf": -math.inf, "_nan": math.nan, "_nz": -0.0}
+        self.glob: dict[str, Any] = {"_inf": math.inf, "_ninf": -math.inf, "_nz": -0.0}
 
     def literal(self, v: float) -> str:
         if v != v:
-            return "_nan"
+            # the very float: a nan's sign and payload are kept, as eager keeps them
+            name = f"_nan{len(self.glob)}"
+            self.glob[name] = v
+            return name
         if v == math.inf:
             return "_inf"
         if v == -math.inf:

@@ -826,7 +826,11 @@ class Node(_Slots):
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.value, self.op, self.parents, self.name, self.level)
 
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
+    def __setstate__(self, state: Any) -> None:
+        if state.__class__ is dict:  # pickled when parents was an attrs field: {field: value}
+            state = tuple(state.get(k, d) for k, d in (("value", None), ("op", ""), ("parents", ()), ("name", ""), ("level", 0)))
+        if state.__class__ is not tuple or len(state) != 5:
+            raise TypeError(f"Node: cannot restore a node from {type(state).__name__} {state!r:.60}")
         value, op, parents, name, level = state
         _set = object.__setattr__
         _set(self, "value", value)

@@ -83,15 +83,20 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
     hashing one cost more than the whole replay of a small model. An
     explicit stack, not recursion, so a pytree may nest to any depth.
     """
+    top = x
     todo = [x]
     pop = todo.pop
+    check_at: float = tree._CYCLE_CHECK_AT
     while todo:
         x = pop()
         c = x.__class__
         if c is float:
             xs.append(x)
             key.append(_NUM)
-        elif c is list or c is tuple:
+            continue
+        if len(key) >= check_at:
+            check_at = tree._check_acyclic(top)
+        if c is list or c is tuple:
             if x and x[0].__class__ is float and all([v.__class__ is float for v in x]):
                 # a row of floats (a data set's features): one token, and
                 # no trip through the loop per number
@@ -105,7 +110,8 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
                 key.append((c, len(x)))
                 todo.extend(x[::-1])  # the first item is walked first
         elif c is dict:
-            key.append((c, tuple(x)))
+            keys = tuple(x)
+            key.append((c, keys if all([k.__class__ is str for k in keys]) else tree._typed(keys)))
             todo.extend(reversed(x.values()))
         elif c is Node:
             raise _OnNodes
@@ -115,21 +121,13 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
         else:
             e = tree._entry_for(c)
             if e is None:
-                key.append(_typed(x))  # a static leaf, compared by type and value
+                key.append(tree._typed(x))  # a static leaf, compared by type and value
             elif e is tree.NONE:
                 key.append((e, None, 0))
             else:
                 children, aux = e.flatten(x)
-                key.append((c, aux, len(children)))
+                key.append((c, tree._typed(aux) if aux else aux, len(children)))
                 todo.extend(children[::-1])
-
-
-def _typed(v: Any) -> Any:
-    """A cache key for a static value: equal values of different types (1, 1.0, True) differ."""
-    c = v.__class__
-    if isinstance(v, tuple) or c is frozenset:  # namedtuples too: P(1) and P(True) are equal
-        return (c, tuple(_typed(x) for x in v))
-    return (c, v)
 
 
 class CacheInfo(list):  # type: ignore[type-arg]
@@ -294,7 +292,7 @@ class Jitted:
                 statics[k] = v
             else:
                 dyn_kw[k] = v
-        key = tuple(sorted(((k, _typed(v)) for k, v in statics.items()), key=lambda kv: (isinstance(kv[0], str), kv[0])))
+        key = tuple(sorted(((k, tree._typed(v)) for k, v in statics.items()), key=lambda kv: (isinstance(kv[0], str), kv[0])))
         try:
             hash(key)
         except TypeError:

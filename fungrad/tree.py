@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 import numbers
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
@@ -155,6 +156,18 @@ def _namedtuple_entry(cls: type) -> _Entry:
         lambda obj, aux, ch: keys,
         (list(fields), []),
     )
+
+
+def _typed(v: Any) -> Any:
+    """A static value as a key: equal values of other types (1, 1.0, True) or signs (0.0, -0.0) differ."""
+    c = v.__class__
+    if c is float:
+        return (c, repr(v))  # exact, and -0.0 is not 0.0
+    if isinstance(v, tuple):  # namedtuples too: P(1) and P(True) are equal
+        return (c, tuple([_typed(x) for x in v]))
+    if c is frozenset:
+        return (c, frozenset([_typed(x) for x in v]))
+    return (c, v)
 
 
 def _hashable(v: Any) -> Any:
@@ -452,7 +465,10 @@ class TreeDef:
             return NotImplemented
         if self is other:
             return True
-        return self._hi - self._lo == other._hi - other._lo and self._span() == other._span()
+        if self._hi - self._lo != other._hi - other._lo or self._span() != other._span():
+            return False
+        # equal by ==, but static values True and 1, or 0.0 and -0.0, may give a function other results
+        return [_typed(r[1]) for r in self._span()] == [_typed(r[1]) for r in other._span()]
 
     def __ne__(self, other: object) -> bool:
         eq = self.__eq__(other)
@@ -596,6 +612,32 @@ def children(x: Any) -> Children | None:
     return Children(kind, aux, list(ch), keys())
 
 
+# A container that holds itself (a = [1.0]; a.append(a)) would make a walk
+# run until memory is gone. Looking for that costs a set per walk, so it is
+# done only once a walk has gone past this many records, once per walk.
+_CYCLE_CHECK_AT = 1 << 20
+
+
+def _check_acyclic(tree: Any) -> float:
+    """Raise ``ValueError`` if a container of ``tree`` holds itself; the next record count to check at."""
+    open_ids: set[int] = set()
+    todo: list[tuple[Any, bool]] = [(tree, False)]
+    while todo:
+        x, done = todo.pop()
+        if done:
+            open_ids.discard(id(x))
+            continue
+        c = _children(x)
+        if c is None or not c[2]:
+            continue
+        if id(x) in open_ids:
+            raise ValueError(f"a pytree holds itself: a {type(x).__name__} is one of its own descendants")
+        open_ids.add(id(x))
+        todo.append((x, True))
+        todo.extend([(ch, False) for ch in c[2]])
+    return math.inf
+
+
 def flatten(tree: Any) -> tuple[list[Any], TreeDef]:
     """The leaves of ``tree`` in order, and its structure.
 
@@ -609,6 +651,7 @@ def flatten(tree: Any) -> tuple[list[Any], TreeDef]:
     kinds = _kinds
     todo = [tree]
     pop, push = todo.pop, todo.extend
+    check_at: float = _CYCLE_CHECK_AT
     # children go on the stack in reverse, so they come off in order
     while todo:
         x = pop()
@@ -623,7 +666,10 @@ def flatten(tree: Any) -> tuple[list[Any], TreeDef]:
         if e is None:
             leaf(x)
             rec(_LEAF_REC)
-        elif e is LIST or e is TUPLE:
+            continue
+        if len(recs) >= check_at:
+            check_at = _check_acyclic(tree)
+        if e is LIST or e is TUPLE:
             n = len(x)
             rec(_SEQ_RECS[e][n] if n < 32 else (e, None, n))
             push(x[::-1])
@@ -653,8 +699,11 @@ def flatten_with_path(tree: Any) -> tuple[list[tuple[Path, Any]], TreeDef]:
     # a path is built as a linked list (parent link, key) and turned into a
     # tuple only at a leaf: copying the tuple at every level is quadratic in depth
     todo: list[tuple[Any, Any]] = [(tree, None)]
+    check_at: float = _CYCLE_CHECK_AT >> 6  # sooner: a path costs its depth, so a cycle costs its square
     while todo:
         x, link = todo.pop()
+        if len(recs) >= check_at:
+            check_at = _check_acyclic(tree)
         c = _children(x)
         if c is None:
             keys: list[Any] = []

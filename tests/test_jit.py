@@ -10,6 +10,7 @@ import sys
 import threading
 import weakref
 
+import attrs
 import pytest
 
 import fungrad as fg
@@ -534,3 +535,29 @@ def test_a_pytree_nested_deeper_than_the_recursion_limit():
     want = 1.5 + 2 + 0.25 * depth
     assert f(t) == want
     assert f(t) == want and f.cache_info().hits == 1  # replayed, not traced again
+
+
+def test_static_values_equal_by_eq_but_not_the_same_get_their_own_trace():
+    # True == 1 and 0.0 == -0.0, but a function may tell them apart: a shared trace would be a wrong number
+    @attrs.frozen
+    class Opt:
+        w: float
+        nesterov: object = fg.tree.static(default=False)
+
+    g = lambda o: o.w * (2.0 if o.nesterov is True else 3.0)  # noqa: E731
+    jg, vg = fg.jit(g), fg.vmap(g)
+    assert (jg(Opt(1.0, True)), jg(Opt(1.0, 1))) == (2.0, 3.0)
+    assert (vg([Opt(1.0, True)]), vg([Opt(1.0, 1)])) == ([2.0], [3.0])
+    f = fg.jit(lambda x, k: x * math.copysign(1.0, k), static_argnums=1)
+    assert (f(2.0, 0.0), f(2.0, -0.0)) == (2.0, -2.0)
+    h = fg.jit(lambda d: sum(v * math.copysign(1.0, k) for k, v in d.items()))
+    assert (h({0.0: 2.0}), h({-0.0: 2.0})) == (2.0, -2.0)
+    assert f(2.0, 0.0) == 2.0 and f.cache_info().hits == 1  # equal statics still share a trace
+
+
+def test_a_nan_constant_keeps_its_sign_in_the_replay():
+    import struct
+
+    f = lambda x: x * 2.0 + (-math.nan)  # noqa: E731
+    bits = lambda v: struct.pack("<d", v)  # noqa: E731
+    assert bits(fg.jit(f)(1.0)) == bits(f(fg.var(1.0)).value) == bits(-math.nan)

@@ -101,7 +101,7 @@ class Syms:
         return f"{key[0]}(" + ", ".join(self.show(a, depth - 1) for a in key[1:]) + ")"
 
 
-_GLOBAL_CONSTS = {"_inf": inf, "_ninf": -inf, "_nan": nan, "_nz": -0.0}
+_GLOBAL_CONSTS = {"_inf": inf, "_ninf": -inf, "_nz": -0.0}
 _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul"}
 
 
@@ -118,6 +118,8 @@ def read_source(src: str, S: Syms) -> dict[int, int]:
             if isinstance(e, ast.Name):
                 if e.id in env:
                     return env[e.id]
+                if re.fullmatch(r"_nan\d+", e.id):  # a nan constant, kept as the very float
+                    return S.const(nan)
                 assert e.id in _GLOBAL_CONSTS, f"unknown name {e.id} in\n{src}"
                 return S.const(_GLOBAL_CONSTS[e.id])
             if isinstance(e, ast.Constant):

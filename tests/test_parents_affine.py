@@ -998,3 +998,14 @@ def test_neuron_and_layer_calls_equal_the_operator_loop():
     same_tree(fg.grad(lambda m: m(xi))(n), fg.grad(lambda w: fg.tanh(ops_affine(w.b, w.w, xi)))(n))
     # with nodes as inputs, a neuron's weights are floats: the sum is the operators'
     same_tree(fg.grad(lambda xs: n(xs))(x), fg.grad(lambda xs: fg.tanh(ops_affine(n.b, n.w, xs)))(x))
+
+
+def test_a_node_pickled_with_parents_as_a_field_still_loads():
+    # the state attrs wrote when parents was a field: a dict of the fields
+    a = fg.var(2.0, name="a")
+    n = Node.__new__(Node)
+    n.__setstate__({"value": 4.0, "op": "mul", "parents": (a, a), "name": "", "level": 0})
+    assert (n.value, n.op, n.parents, n.name, n.level) == (4.0, "mul", (a, a), "", 0)
+    assert fg.gradients(n)[a] == 4.0
+    with pytest.raises(TypeError, match=r"^Node: cannot restore a node from tuple \('x',\)"):
+        Node.__new__(Node).__setstate__(("x",))

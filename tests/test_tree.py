@@ -284,3 +284,32 @@ def test_static_lists_become_tuples_at_any_depth_without_recursion():
     loop.append(loop)
     with pytest.raises(ValueError, match="a static field holds a list that contains itself"):
         tree.flatten(_Shaped(1.0, loop))
+
+
+@pytest.mark.parametrize(
+    "walk",
+    [fg.tree.flatten, fg.tree.flatten_with_path, fg.jit(lambda v: v[0]), fg.grad(lambda v: v[0]), fg.vmap(lambda v: v)],
+    ids=["flatten", "flatten_with_path", "jit", "grad", "vmap"],
+)
+def test_a_pytree_that_holds_itself_is_an_error_not_a_walk_without_end(walk, monkeypatch):
+    monkeypatch.setattr(tree, "_CYCLE_CHECK_AT", 1 << 10)  # found sooner; the default 2^20 only costs time
+    a = [1.0]
+    a.append(a)
+    with pytest.raises(ValueError, match="^a pytree holds itself: a list is one of its own descendants$"):
+        walk(a)
+    shared = [1.0, 2.0]
+    deep = [shared, [shared, shared]]  # one list in several places is no cycle
+    for _ in range(1200):
+        deep = [deep, shared]
+    assert len(fg.tree.flatten(deep)[0]) == 2 * (3 + 1200)
+
+
+def test_treedefs_differ_in_statics_equal_by_eq_only():
+    @attrs.frozen
+    class S:
+        w: float
+        flag: object = tree.static(default=None)
+
+    st = fg.tree.structure
+    assert st(S(1.0, True)) != st(S(1.0, 1)) and st(S(1.0, 0.0)) != st(S(1.0, -0.0))
+    assert st(S(1.0, 2)) == st(S(5.0, 2)) and hash(st(S(1.0, 2))) == hash(st(S(5.0, 2)))
