@@ -247,13 +247,16 @@ class _Map:
         if t.debug:
             return self.unrolled(args, size)  # every op is checked as it runs
         parents = tuple(a if a.__class__ is Node else expr._lift(a) for a in args)
+        const = all(p.level == expr.CONST for p in parents)
         # Under a jit trace the values are never read (jit returns its
         # replay's results, and branching on them raises), so NumPy computes
         # them whatever the replay's backend: the first call does not grow
-        # with the batch at the speed of Python
-        via = "numpy" if t.jit_level is not None else None
+        # with the batch at the speed of Python. A map of constants is the
+        # exception: its values are the replay's constants, so the backend
+        # asked for computes them.
+        via = "numpy" if t.jit_level is not None and not const else None
         batch = self.forward([p.value for p in parents], size, backend, via)
-        return expr.map_node(batch, parents, all(p.level == expr.CONST for p in parents))
+        return expr.map_node(batch, parents, const)
 
     # -- derivatives --------------------------------------------------------
 
@@ -580,6 +583,12 @@ def vmap(
             except expr.ForeignNodeError:
                 entry = _UNROLLED  # f reads a node of a running transform: traced, it would be a constant
             entry = cache.bodies.setdefault(key, entry)
+        elif entry is not _UNROLLED and expr.current().active and _reads_open_nodes(entry[0]):
+            # Traced before, f may read a node of the transform now running
+            # (a helper, a method, a global that holds one): the cached trace
+            # has a number there, and the derivative would be lost. Tracing f
+            # once more, at its own level, is the only sure way to tell.
+            return unrolled()
         if entry is _UNROLLED:
             return unrolled()
         body, out_td = entry
@@ -609,6 +618,15 @@ def vmap(
 #: otherwise: below it, NumPy's cost per call (about a microsecond an op)
 #: exceeds the Python loop's cost per example.
 NUMPY_FROM = 64
+
+
+def _reads_open_nodes(body: _Map) -> bool:
+    """Whether tracing ``body``'s function again, at a level of its own, reads a node of a running transform."""
+    try:
+        _in_root(body._trace_at_a_level)
+    except expr.ForeignNodeError:
+        return True
+    return False
 
 
 def _backend(asked: str | None, body: _Map, size: int) -> str:

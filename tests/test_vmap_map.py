@@ -527,3 +527,43 @@ def test_a_node_held_deeper_in_a_closure_or_a_global_is_seen():
         return sum(vg([1.0, 2.0]))
 
     assert fg.grad(loss2)(3.0) == 3.0
+
+
+def test_a_node_reached_after_the_trace_through_a_helper_a_method_or_a_global_keeps_its_derivative():
+    # traced once outside any transform (an evaluation before training), then
+    # called inside grad where the same function now reads the grad's node
+    box = [1.0]
+
+    def helper(x):
+        return box[0] * x
+
+    class Scaled:
+        s = 1.0
+
+        def __call__(self, x):
+            return self.s * x
+
+    m = Scaled()
+    by_helper, by_method = fg.vmap(lambda x: helper(x)), fg.vmap(m)
+    xs = [1.0, 2.0, 3.0]
+    assert by_helper(xs) == by_method(xs) == xs  # traced with the numbers 1.0
+
+    def loss_helper(w):
+        box[0] = w
+        return sum(by_helper(xs))
+
+    def loss_method(w):
+        m.s = w
+        return sum(by_method(xs))
+
+    for loss in (loss_helper, loss_method):
+        assert fg.value_and_grad(loss)(2.0) == (12.0, 6.0)
+        assert fg.jit(fg.value_and_grad(loss))(2.0) == (12.0, 6.0)
+        assert fg.jvp(loss, (2.0,), (1.0,)) == (12.0, 6.0)
+
+
+def test_a_map_of_constants_under_jit_is_computed_by_the_backend_asked_for():
+    xs = [0.001 * k for k in range(300)]
+    f = lambda a, x: fg.tanh(a * x) + fg.exp(x)  # noqa: E731
+    j = fg.jit(lambda a: [a + v for v in fg.vmap(f, (None, 0), backend="python")(fg.const(0.3), xs)])
+    assert j(0.0) == [f(0.3, x) + 0.0 for x in xs]  # bit for bit, as the Python replay promises
