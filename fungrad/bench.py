@@ -1026,6 +1026,7 @@ def digits_case(batch: int = 1437, repeats: int = 5, slice_size: int = 100,
     # line table, which is slow in the long functions of a Python replay:
     # the memory of vmap is measured on the NumPy replay
     numpy_vmap = value_and_grad(_digits_vmap("numpy"))
+    numpy_vmap(model, xs, ys)  # traced and compiled before: the memory of a step, not of a first call
     memory = {
         "per-example graphs": _peak_bytes(lambda: value_and_grad(_digits_loop)(model, xs[:part], ys[:part])) * scale,
         "vmap eager": _peak_bytes(lambda: numpy_vmap(model, xs, ys)),
