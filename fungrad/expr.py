@@ -33,6 +33,7 @@ import itertools
 import math
 import numbers
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence, Union
 
 import attrs
@@ -780,6 +781,61 @@ def _parent_slots(parents: tuple[Node, ...]) -> tuple[Any, Any]:
 
 _new = object.__new__
 
+# Graphs up to this depth are pickled and deep-copied node within node; a
+# deeper one is listed first (Node.__reduce_ex__). At about five Python
+# frames per level in copy.deepcopy, 64 levels stay far from the limit.
+_SAVE_DEPTH = 64
+
+
+class _Saving(threading.local):
+    def __init__(self) -> None:
+        # the nodes below the last node saved: each is saved plainly (a deep
+        # node has listed them first; a shallow one is shallow below too)
+        self.ids: dict[int, weakref.ref[Node]] = {}
+
+
+_saving = _Saving()
+
+
+class _Saved:
+    # saved right after the list of nodes: from here on a node is saved as the deep node it is
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        _saving.ids = {}
+        return (tuple, ())
+
+
+def _restore(order: list[Node], done: Any, state: tuple[Any, ...]) -> Node:
+    n = _new(Node)
+    n.__setstate__(state)
+    return n
+
+
+def _save_order(out: Node, limit: int) -> tuple[list[Node], bool]:
+    """The nodes ``out`` depends on in topological order (``out`` left out), and whether a path is longer than ``limit``."""
+    depth: dict[Node, int] = {}
+    order: list[Node] = []
+    stack: list[tuple[Node, bool]] = [(out, False)]
+    push = stack.append
+    deepest = 0
+    while stack:
+        n, done = stack.pop()
+        if done:
+            d = 1 + max([depth[p] for p in n.parents], default=-1)
+            depth[n] = d
+            if d > deepest:
+                deepest = d
+            order.append(n)
+        elif n not in depth:
+            depth[n] = -1  # expanded: finished before any node that uses it, as a waiting node lower in the stack is
+            push((n, True))
+            for p in n.parents:
+                if p not in depth:
+                    push((p, False))
+    order.pop()
+    return order, deepest > limit
+
 
 @attrs.frozen(eq=False, slots=True, weakref_slot=False, repr=False, init=False, getstate_setstate=False, match_args=False)
 class Node(_Slots):
@@ -825,6 +881,30 @@ class Node(_Slots):
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.value, self.op, self.parents, self.name, self.level)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # pickle and copy.deepcopy save a node's parents inside the node, so
+        # they recurse one level per parent and stop at the recursion limit
+        # a few hundred levels down. A deeper graph is saved as its nodes in
+        # topological order first: each one finds its parents already in the
+        # memo, so nothing recurses more than one level, and shared nodes
+        # stay shared (one object, as in the original).
+        plain = super().__reduce_ex__(protocol)
+        if self._x is None:
+            return plain
+        r = _saving.ids.get(id(self))
+        if r is not None and r() is self:
+            return plain  # below a node being saved, which walked the graph already
+        order, deep = _save_order(self, _SAVE_DEPTH)
+        _saving.ids = {id(n): weakref.ref(n) for n in order}
+        if not deep:
+            return plain
+        return (_restore, (order, _Saved(), self.__getstate__()))
+
+    def __copy__(self) -> Node:
+        n = _new(Node)
+        n.__setstate__(self.__getstate__())
+        return n
 
     def __setstate__(self, state: Any) -> None:
         if state.__class__ is dict:  # pickled when parents was an attrs field: {field: value}

@@ -488,6 +488,92 @@ def test_a_shallow_copy_shares_the_parents():
     assert w2.parents == (x, y, x)
 
 
+def _deep_graph(levels):
+    """A DAG ``levels`` deep in which every level reads the leaf ``x`` and the level two below."""
+    x, w = fg.var(0.5, name="x"), fg.var(-0.25, name="w")
+    a, b = x, x * w
+    mids = []
+    for i in range(levels):
+        a, b = b, fg.tanh(b * 0.9 + a * w) + x * 0.01
+        if i % 97 == 0:
+            mids.append(b)
+    return x, w, b, mids
+
+
+def _copies(how, obj):
+    return pickle.loads(pickle.dumps(obj)) if how == "pickle" else copy.deepcopy(obj)
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_a_graph_thousands_of_levels_deep_pickles_and_deep_copies(how):
+    x, w, out, _ = _deep_graph(800)
+    assert fg.graph_stats(out).depth > 3000  # past any recursion limit, were it walked node within node
+    out2 = _copies(how, out)
+    seen = _same_values(out, out2)  # same ops, values and names, and shared nodes still shared
+    x2, w2 = seen[id(x)], seen[id(w)]
+    assert (x2.name, w2.name) == ("x", "w")
+    g, g2 = fg.gradients(out, wrt=[x, w]), fg.gradients(out2, wrt=[x2, w2])
+    assert g2[x2] == g[x] and g2[w2] == g[w] and math.isfinite(g[x])
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_nodes_of_one_deep_graph_saved_together_stay_one_graph(how):
+    x, w, out, mids = _deep_graph(900)
+    x2, mids2, out2 = _copies(how, (x, mids, out))
+    seen = _same_values(out, out2)
+    assert seen[id(x)] is x2  # the leaf saved on its own is the one inside the graph
+    for m, m2 in zip(mids, mids2):
+        assert seen[id(m)] is m2
+    # so a gradient with respect to the loaded leaf sees every use of it
+    assert fg.gradients(out2, wrt=[x2])[x2] == fg.gradients(out, wrt=[x])[x]
+    assert fg.gradients(mids2[1], wrt=[x2])[x2] == fg.gradients(mids[1], wrt=[x])[x]
+
+
+@pytest.mark.slow
+def test_a_shallow_graph_pickles_as_before_and_a_deep_one_in_a_fresh_process(tmp_path):
+    import subprocess
+    import sys
+
+    x, y = fg.var(2.0, name="x"), fg.var(3.0, name="y")
+    assert b"_restore" not in pickle.dumps(x * y + x)  # node within node, the format of earlier versions
+    x, w, out, _ = _deep_graph(800)
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(pickle.dumps((x, out)))
+    code = (
+        "import pickle, sys, fungrad as fg\n"
+        f"x, out = pickle.loads(open({str(path)!r}, 'rb').read())\n"
+        "print(repr(out.value), repr(fg.gradients(out, wrt=[x])[x]), fg.graph_stats(out).depth)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    value, gx, depth = run.stdout.split()
+    assert float(value) == out.value and float(gx) == fg.gradients(out, wrt=[x])[x]
+    assert int(depth) == fg.graph_stats(out).depth
+
+
+@pytest.mark.slow
+def test_deep_graphs_pickled_in_threads_at_once():
+    graphs = [_deep_graph(700 + 50 * k) for k in range(4)]
+    results: list = [None] * 4
+    errors: list = []
+
+    def work(k):
+        try:
+            for _ in range(2):
+                results[k] = pickle.loads(pickle.dumps(graphs[k][2]))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for (x, w, out, _), out2 in zip(graphs, results):
+        _same_values(out, out2)
+
+
 def test_weak_references_to_nodes():
     x, y = fg.var(2.0), fg.var(3.0)
     m = x * y
