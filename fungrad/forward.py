@@ -68,12 +68,14 @@ def _derivatives(nodes: Sequence[Node], floor: int, nested: bool) -> list[tuple[
     return out
 
 
-def _push(lin: list[tuple[Node, list[tuple[Node, Any]]]], tangents: dict[Node, Any], debug: bool) -> dict[Node, Any]:
+def _push(
+    lin: list[tuple[Node, list[tuple[Node, Any]]]], tangents: dict[Node, Any], debug: bool, nested: bool
+) -> dict[Node, Any]:
     """Tangents along the linearized graph; a node whose arguments have none gets none."""
     get = tangents.get
     for n, parts in lin:
         if parts.__class__ is functools.partial:
-            tot = parts(get)  # type: ignore[operator]
+            tot = parts(get, nested=nested)  # type: ignore[operator]
             if tot is not None:
                 tangents[n] = tot
             continue
@@ -212,8 +214,10 @@ def _check_pair(primals: Any, tangents: Any, fname: str, what: str = "tangents")
     return out
 
 
-def _outputs(r: _Traced, result: Any, tangents: dict[Node, Any], fname: str) -> tuple[Any, Any]:
+def _outputs(r: _Traced, result: Any, tangents: dict[Node, Any], fname: str, nested: bool | None = None) -> tuple[Any, Any]:
     leaves, td = tree.flatten(result)
+    if nested is None:
+        nested = r.nested
     level = r.trace.level
     ps, ts = [], []
     for i, o in enumerate(leaves):
@@ -227,7 +231,7 @@ def _outputs(r: _Traced, result: Any, tangents: dict[Node, Any], fname: str) -> 
             raise TypeError(f"{fname}: output leaf {i} of f is {type(o).__name__} {o!r:.60}; expected a number or Node")
         if t is None:
             t = 0.0
-        elif t.__class__ is Node and not r.nested:
+        elif t.__class__ is Node and not nested:
             t = t.value
         ts.append(t)
     return tree.unflatten(td, ps), tree.unflatten(td, ts)
@@ -298,7 +302,10 @@ def _linearize(f: Callable[..., Any], primals: tuple[Any, ...]) -> tuple[Any, Ca
 
     def f_jvp(*tangents: Any) -> Any:
         tls = _check_pair(primals, tangents, "linearize's f_jvp")
-        return _outputs(r, result, _push(lin, _seeds(r, tls), debug), "linearize")[1]
+        # inside a transform begun after f ran (grad of f_jvp), the tangents
+        # are that transform's nodes: they are pushed and returned as nodes
+        nested = r.nested or expr.current().active
+        return _outputs(r, result, _push(lin, _seeds(r, tls), debug, nested), "linearize", nested)[1]
 
     return primals_out, f_jvp
 
@@ -396,7 +403,7 @@ def _jacfwd(f: Callable[..., Any], argnums: int | Sequence[int], has_aux: bool, 
         inputs = [x for xs in r.inputs for x in xs]
         cols = []  # cols[j][i]: d out_i / d input_j
         for x in inputs:
-            tan = _push(lin, {x: 1.0}, r.trace.debug)
+            tan = _push(lin, {x: 1.0}, r.trace.debug, r.nested)
             col = []
             for o in outs:
                 t = tan.get(o, 0.0) if o.__class__ is Node and o.level >= r.trace.level else 0.0

@@ -217,6 +217,44 @@ def test_linearize_and_vjp_inside_grad_are_differentiated():
     assert fg.grad(lambda x: fg.vjp(f, x)[1](1.0)[0])(2.0) == 12.0
 
 
+def _closures_of(kind, f, x):
+    """``f``'s derivative at ``x`` as a function of a direction: linearize's f_jvp or vjp's vjp_fn."""
+    if kind == "linearize":
+        return fg.linearize(f, x)[1]
+    _, vjp_fn = fg.vjp(f, x)
+    return lambda c: vjp_fn(c)[0]
+
+
+@pytest.mark.parametrize("kind", ["linearize", "vjp"])
+def test_a_derivative_function_made_earlier_is_transformed_as_the_linear_map_it_is(kind):
+    # f_jvp(t) = f'(2) t: made outside, then differentiated, compiled, batched
+    f = lambda x: fg.sin(x) * x  # noqa: E731
+    d = math.cos(2.0) * 2.0 + math.sin(2.0)
+    lin = _closures_of(kind, f, 2.0)
+    assert lin(1.0) == pytest.approx(d, rel=1e-15)
+    assert fg.grad(lin)(1.5) == pytest.approx(d, rel=1e-15)
+    assert fg.grad(lin)(-7.0) == fg.grad(lin)(1.5)
+    assert fg.jvp(lin, (1.5,), (1.0,))[1] == pytest.approx(d, rel=1e-15)
+    assert fg.jacfwd(lin)(0.3) == pytest.approx(d, rel=1e-15) and fg.jacrev(lin)(0.3) == pytest.approx(d, rel=1e-15)
+    assert fg.hessian(lambda t: lin(t) * lin(t))(1.0) == pytest.approx(2 * d * d, rel=1e-14)
+    jl = fg.jit(lin)
+    assert [jl(1.5), jl(3.0), jl(-2.0)] == [lin(1.5), lin(3.0), lin(-2.0)]  # a new input is not the first one's
+    assert fg.vmap(lin)([1.5, 2.0, -1.0]) == [lin(1.5), lin(2.0), lin(-1.0)]
+    assert fg.jit(fg.grad(lin))(4.0) == fg.grad(lin)(4.0)
+
+
+def test_a_linearized_map_over_a_batch_is_transformed_too():
+    h = lambda a: fg.tanh(a) * a  # noqa: E731
+    d0, d1 = fg.grad(h)(0.5), fg.grad(h)(1.5)
+    _, lin = fg.linearize(lambda v: fg.vmap(h)(v), [0.5, 1.5])
+    assert lin([1.0, 0.0]) == [d0, 0.0] and lin([0.0, 1.0]) == [0.0, d1]
+    both = lambda t: lin([t, 2.0 * t])  # noqa: E731
+    assert fg.grad(lambda t: both(t)[0] + both(t)[1])(0.7) == pytest.approx(d0 + 2 * d1, rel=1e-15)
+    assert fg.vmap(lambda t: lin([t, t])[1])([1.0, 2.0]) == [lin([1.0, 1.0])[1], lin([2.0, 2.0])[1]]
+    jb = fg.jit(both)
+    assert jb(1.0) == both(1.0) and jb(2.0) == both(2.0) and jb(2.0) != jb(1.0)
+
+
 def test_hessian_has_aux_and_jacfwd_has_aux():
     f = lambda v: (v[0] ** 2 * v[1], {"note": "aux"})  # noqa: E731
     h, aux = fg.hessian(f, has_aux=True)([3.0, 2.0])
