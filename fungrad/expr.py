@@ -789,8 +789,9 @@ _SAVE_DEPTH = 64
 
 class _Saving(threading.local):
     def __init__(self) -> None:
-        # the nodes below the last node saved: each is saved plainly (a deep
-        # node has listed them first; a shallow one is shallow below too)
+        # the nodes below the node being saved: they are saved plainly, as
+        # parents (a deep node has listed them first, and a shallow node's
+        # graph is shallow below it too)
         self.ids: dict[int, weakref.ref[Node]] = {}
 
 
@@ -798,7 +799,7 @@ _saving = _Saving()
 
 
 class _Saved:
-    # saved right after the list of nodes: from here on a node is saved as the deep node it is
+    # saved after the node's parents: the nodes below it are done
     __slots__ = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -806,7 +807,7 @@ class _Saved:
         return (tuple, ())
 
 
-def _restore(order: list[Node], done: Any, state: tuple[Any, ...]) -> Node:
+def _restore(order: list[Node], state: tuple[Any, ...], done: Any) -> Node:
     n = _new(Node)
     n.__setstate__(state)
     return n
@@ -885,21 +886,19 @@ class Node(_Slots):
     def __reduce_ex__(self, protocol: Any) -> Any:
         # pickle and copy.deepcopy save a node's parents inside the node, so
         # they recurse one level per parent and stop at the recursion limit
-        # a few hundred levels down. A deeper graph is saved as its nodes in
-        # topological order first: each one finds its parents already in the
-        # memo, so nothing recurses more than one level, and shared nodes
-        # stay shared (one object, as in the original).
-        plain = super().__reduce_ex__(protocol)
+        # a few hundred levels down. The node being saved walks its graph
+        # once (each node below it is then saved plainly); if the graph is
+        # deeper than _SAVE_DEPTH, the nodes below are saved first, in
+        # topological order, so each one finds its parents in the memo:
+        # nothing recurses more than one level, and shared nodes stay shared.
         if self._x is None:
-            return plain
+            return super().__reduce_ex__(protocol)
         r = _saving.ids.get(id(self))
         if r is not None and r() is self:
-            return plain  # below a node being saved, which walked the graph already
+            return super().__reduce_ex__(protocol)
         order, deep = _save_order(self, _SAVE_DEPTH)
         _saving.ids = {id(n): weakref.ref(n) for n in order}
-        if not deep:
-            return plain
-        return (_restore, (order, _Saved(), self.__getstate__()))
+        return (_restore, (order if deep else [], self.__getstate__(), _Saved()))
 
     def __copy__(self) -> Node:
         n = _new(Node)
