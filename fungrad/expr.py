@@ -807,6 +807,15 @@ class _Saved:
         return (tuple, ())
 
 
+def _not_running(n: Node, what: str) -> None:
+    if n.level > 0 and n.level in _open:
+        raise TypeError(
+            f"{what} of a node of a running fungrad transform: the copy is a new variable, which the "
+            "transform does not differentiate, so its derivative would be lost without a word. Nodes "
+            "never change, so use the node itself where a copy was meant."
+        )
+
+
 def _restore(order: list[Node], state: tuple[Any, ...], done: Any) -> Node:
     n = _new(Node)
     n.__setstate__(state)
@@ -891,6 +900,7 @@ class Node(_Slots):
         # deeper than _SAVE_DEPTH, the nodes below are saved first, in
         # topological order, so each one finds its parents in the memo:
         # nothing recurses more than one level, and shared nodes stay shared.
+        _not_running(self, "a copy (copy.deepcopy, pickle)")
         if self._x is None:
             return super().__reduce_ex__(protocol)
         r = _saving.ids.get(id(self))
@@ -901,6 +911,7 @@ class Node(_Slots):
         return (_restore, (order if deep else [], self.__getstate__(), _Saved()))
 
     def __copy__(self) -> Node:
+        _not_running(self, "a copy (copy.copy)")
         n = _new(Node)
         n.__setstate__(self.__getstate__())
         return n
@@ -946,6 +957,20 @@ class Node(_Slots):
     # Comparisons read values, so Python control flow works in eager code
     # (inside grad too: a branch does not lose a derivative). Under jit a
     # value cannot be read at replay time, so they raise there.
+    def __eq__(self, other: Any) -> Any:
+        # identity, as ever; but under jit a number argument is a node, so
+        # ``n == 1`` would be False where the call without jit says True
+        if other.__class__ is not Node and isinstance(other, numbers.Number):
+            _value_of(self, "==")
+        return self is other or NotImplemented
+
+    def __ne__(self, other: Any) -> Any:
+        if other.__class__ is not Node and isinstance(other, numbers.Number):
+            _value_of(self, "!=")
+        return self is not other if other.__class__ is Node else NotImplemented
+
+    __hash__ = object.__hash__  # by identity, as the class would have it without __eq__
+
     def __lt__(self, other: Any) -> bool:
         return _value_of(self, "<") < _value_of(other, "<")
 
@@ -1394,7 +1419,9 @@ def named(x: Node, name: str) -> Node:
 
     Nothing is mutated: ``x`` keeps its own (empty or old) name, and the new
     node is a new value in the graph. Use it where the name should show in
-    drawings and tables.
+    drawings and tables. A leaf outside any transform gives a new leaf (a
+    new variable); an input of a running transform gives a ``link`` node
+    to it, so that its derivative still flows.
 
     >>> import fungrad as fg
     >>> a, b = fg.var(2.0, name="a"), fg.var(-3.0, name="b")
@@ -1406,6 +1433,11 @@ def named(x: Node, name: str) -> Node:
         raise TypeError(f"named: expected a fungrad Node, got {type(x).__name__}")
     if not isinstance(name, str):
         raise TypeError(f"named: name must be a str, got {type(name).__name__}")
+    if x.op == "link" or not x.parents and x.level > 0 and x.level in _open:
+        # an input of a running transform (a leaf, or in a nested one a
+        # link to the outer node): a new leaf, or a link that skips it,
+        # would be cut off from it; a link to it passes the derivative on
+        return _mk(x.value, "link", (x,), name)
     if not x.parents:
         if x.level == CONST:
             return const(x.value, name)

@@ -217,3 +217,68 @@ def test_pow_gradient_at_a_nan_exponent_is_nan_not_zero():
 def test_a_user_rule_dividing_by_zero_gives_inf_in_eager_grad_as_under_jit():
     op = fg.primitive("tr_sqrt", math.sqrt, vjp=(lambda g, ans, x: g / (2.0 * ans),))
     assert fg.grad(op)(0.0) == math.inf == fg.jit(fg.grad(op))(0.0)
+
+
+# --------------------------------------------------------------------------
+# A transform's input named, copied, or compared with a number
+
+
+def test_naming_a_transforms_input_keeps_it_in_the_graph():
+    sq = lambda x: x.named("x") ** 2  # noqa: E731
+    assert fg.grad(sq)(3.0) == 6.0
+    assert fg.grad(fg.grad(sq))(3.0) == 2.0
+    assert fg.jvp(lambda x: fg.named(x, "x") * 2.0, (3.0,), (1.0,)) == (6.0, 2.0)
+    j = fg.jit(lambda x: fg.named(x, "x") * 2.0)
+    assert (j(3.0), j(5.0)) == (6.0, 10.0)
+    assert fg.vmap(lambda x: fg.named(x, "x") * 2.0)([1.0, 2.0]) == [2.0, 4.0]
+    seen = []
+    fg.grad(lambda x: seen.append(x.named("x")) or x * 1.0)(3.0)
+    assert seen[0].name == "x" and seen[0].value == 3.0
+    # outside a transform a named leaf is a new variable, as documented
+    a = fg.var(2.0)
+    b = a.named("b")
+    assert b is not a and b.parents == () and b.name == "b"
+
+
+@pytest.mark.parametrize("how", ["copy", "deepcopy", "pickle"])
+@pytest.mark.parametrize("transform", ["grad", "jit", "vmap", "jvp"])
+def test_copying_a_running_transforms_node_is_an_error_not_a_lost_derivative(how, transform):
+    import copy
+    import pickle
+
+    dup = {"copy": copy.copy, "deepcopy": copy.deepcopy, "pickle": lambda n: pickle.loads(pickle.dumps(n))}[how]
+    f = lambda x: dup(x * 1.0) * x  # noqa: E731
+    run = {
+        "grad": lambda: fg.grad(f)(3.0),
+        "jit": lambda: fg.jit(f)(3.0),
+        "vmap": lambda: fg.vmap(f)([1.0, 2.0]),
+        "jvp": lambda: fg.jvp(f, (3.0,), (1.0,)),
+    }[transform]
+    with pytest.raises(TypeError, match="running fungrad transform.*derivative would be lost"):
+        run()
+    if how == "copy":  # a shallow copy of a dict shares its nodes: the derivative is there
+        assert fg.grad(lambda p: dup(p)["w"] * 2.0)({"w": 3.0}) == {"w": 2.0}
+    else:
+        with pytest.raises(TypeError, match="running fungrad transform"):
+            fg.grad(lambda p: dup(p)["w"] * 2.0)({"w": 3.0})  # the parameters themselves
+    # nodes from outside the transform are constants there: copying them is fine
+    c = fg.var(2.0)
+    assert fg.grad(lambda x: dup(c) * x)(3.0) == 2.0
+    assert dup(fg.var(1.5) * 2.0).value == 3.0  # and outside any transform
+
+
+def test_a_traced_number_compared_with_eq_under_jit_is_an_error():
+    f = lambda x, n: x * 2.0 if n == 1 else x * 3.0  # noqa: E731
+    assert f(1.0, 1) == 2.0
+    for g in (f, lambda x, n: x * 2.0 if 1 == n else x, lambda x, n: x if n != 1 else x * 2.0):
+        with pytest.raises(TypeError, match="== of a traced node under fungrad.jit|!= of a traced node"):
+            fg.jit(g)(1.0, 1)
+    with pytest.raises(TypeError, match="under fungrad.jit"):
+        fg.jit(lambda x: x * 10.0 if x in (1.0, 2.0) else x)(1.0)
+    # static, it is a plain int again
+    assert fg.jit(f, static_argnums=1)(1.0, 1) == 2.0
+    # outside jit, == stays identity (documented): False, and no error
+    assert fg.grad(lambda x: x * (2.0 if x == 3.0 else 1.0))(3.0) == 1.0
+    x = fg.var(0.0)
+    assert (x == 0.0, x != 0.0, x == x, x != x, 0.0 in [x]) == (False, True, True, False, False)
+    assert len({x: 1, fg.var(0.0): 2}) == 2  # hashed by identity
