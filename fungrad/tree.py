@@ -26,6 +26,7 @@ import enum
 import itertools
 import math
 import numbers
+import struct
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
 import attrs
@@ -162,7 +163,15 @@ def _typed(v: Any) -> Any:
     """A static value as a key: equal values of other types (1, 1.0, True) or signs (0.0, -0.0) differ."""
     c = v.__class__
     if c is float:
-        return (c, repr(v))  # exact, and -0.0 is not 0.0
+        return (c, struct.pack("<d", v))  # exact: -0.0 is not 0.0, nor -nan nan
+    if isinstance(v, numbers.Number) and not isinstance(v, numbers.Integral):
+        # other real and complex numbers (NumPy's, Decimal, complex) by their
+        # floats' bits too, where they convert: == cannot tell -0.0 from 0.0
+        try:
+            z = complex(v)
+        except (TypeError, ValueError, OverflowError):
+            return (c, v)
+        return (c, struct.pack("<dd", z.real, z.imag), repr(v))
     if isinstance(v, tuple):  # namedtuples too: P(1) and P(True) are equal
         return (c, tuple([_typed(x) for x in v]))
     if c is frozenset:

@@ -282,3 +282,25 @@ def test_a_traced_number_compared_with_eq_under_jit_is_an_error():
     x = fg.var(0.0)
     assert (x == 0.0, x != 0.0, x == x, x != x, 0.0 in [x]) == (False, True, True, False, False)
     assert len({x: 1, fg.var(0.0): 2}) == 2  # hashed by identity
+
+
+def test_static_numbers_equal_by_eq_but_not_in_their_bits_get_their_own_trace():
+    import decimal
+    import struct
+
+    f = fg.jit(lambda x, s: x / s, static_argnums=1)
+    assert (f(1.0, 0.0), f(1.0, -0.0)) == (math.inf, -math.inf)
+    assert (f(1.0, complex(0.0, 0.0).real), f(1.0, -0.0)) == (math.inf, -math.inf)
+    g = fg.jit(lambda x, s: x * float(s), static_argnums=1)
+    assert (g(1.0, decimal.Decimal("0")), g(-1.0, decimal.Decimal("-0"))) == (0.0, 0.0)
+    assert math.copysign(1.0, g(1.0, decimal.Decimal("-0"))) == -1.0
+    h = fg.jit(lambda x, s: x * s, static_argnums=1)
+    nan, neg_nan = math.nan, -math.nan
+    assert struct.pack("<d", h(1.0, nan)) == struct.pack("<d", (fg.var(1.0) * nan).value)
+    assert struct.pack("<d", h(1.0, neg_nan)) == struct.pack("<d", (fg.var(1.0) * neg_nan).value)
+    assert struct.pack("<d", h(1.0, neg_nan)) != struct.pack("<d", h(1.0, nan))
+    from conftest import require
+
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    assert (f(1.0, np.float64(0.0)), f(1.0, np.float64(-0.0))) == (math.inf, -math.inf)
+    assert (f(1.0, np.float32(0.0)), f(1.0, np.float32(-0.0))) == (math.inf, -math.inf)
