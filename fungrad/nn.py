@@ -96,7 +96,9 @@ def _validate_activation(inst: Any, attribute: Any, value: Any) -> None:
 
 
 def _val(v: Any) -> float:
-    return v.value if expr.is_node(v) else float(v)  # type: ignore[no-any-return]
+    # a measurement reads values: fine inside grad (as aux), but under jit
+    # and vmap a traced value is a placeholder of the trace, so it raises
+    return expr._value_of(v, "nn.accuracy") if expr.is_node(v) else float(v)  # type: ignore[no-any-return]
 
 
 def _scalars(xs: list[Any], who: str, name: str) -> list[Any]:
@@ -564,7 +566,10 @@ def accuracy(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> float:
 
     A score predicts positive when it is ``> 0`` (as in micrograd's demo);
     a label is positive when it is ``> 0``, so ``{-1, +1}`` and ``{0, 1}``
-    labels both work. Scores may be nodes: their values are read.
+    labels both work. Scores may be nodes: their values are read (inside
+    ``grad`` too, as an aux output). Under ``jit`` and ``vmap`` those values
+    are not known until the replay runs, so there it raises: measure the
+    accuracy outside, on the outputs.
 
     With many classes, each score is a list of logits (one per class) and
     each label an int class index: the prediction is the class of the
@@ -580,7 +585,6 @@ def accuracy(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> float:
     if isinstance(ss[0], Sequence):
         return _logits_accuracy(ss, ys)
     ss, ys = _scalars(ss, "accuracy", "scores"), _scalars(ys, "accuracy", "labels")
-    # values, not float(): accuracy is a measurement, fine inside a transform (as aux)
     right = sum(1 for s, y in zip(ss, ys) if (_val(s) > 0.0) == (_val(y) > 0.0))
     return right / len(ss)
 

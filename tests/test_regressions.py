@@ -304,3 +304,21 @@ def test_static_numbers_equal_by_eq_but_not_in_their_bits_get_their_own_trace():
     np = require("numpy", 'pip install "fungrad[fast]"')
     assert (f(1.0, np.float64(0.0)), f(1.0, np.float64(-0.0))) == (math.inf, -math.inf)
     assert (f(1.0, np.float32(0.0)), f(1.0, np.float32(-0.0))) == (math.inf, -math.inf)
+
+
+def test_accuracy_reads_values_so_it_raises_under_jit_and_vmap_and_works_in_grad():
+    def loss(w, xs, ys):
+        s = [w * x for x in xs]
+        return fg.nn.hinge(s, ys), fg.nn.accuracy(s, ys)
+
+    xs, ys = [1.0, 2.0, -1.0], [1.0, 1.0, -1.0]
+    (_, acc_pos), _ = fg.value_and_grad(loss, has_aux=True)(1.0, xs, ys)
+    (_, acc_neg), _ = fg.value_and_grad(loss, has_aux=True)(-1.0, xs, ys)
+    assert (acc_pos, acc_neg) == (1.0, 0.0)
+    with pytest.raises(TypeError, match="nn.accuracy of a traced node"):
+        fg.jit(fg.value_and_grad(loss, has_aux=True))(1.0, xs, ys)
+    with pytest.raises(TypeError, match="nn.accuracy of a traced node"):
+        fg.vmap(lambda s, y: fg.nn.accuracy([s], [y]))([1.0, -1.0], [1.0, 1.0])
+    with pytest.raises(TypeError, match="nn.accuracy of a traced node"):
+        fg.jit(lambda a, b: fg.nn.accuracy([[a, b]], [1]))(0.0, 1.0)
+    assert fg.nn.accuracy([[0.0, 1.0]], [1]) == 1.0
