@@ -124,9 +124,14 @@ class _Map:
         inputs = [expr.var(0.5) for _ in range(self.nb + self.ne)]
         per, summed = self.fn(inputs[: self.nb], inputs[self.nb :])
         outs = []
+        t = expr.current()
         for i, o in enumerate([*per, *summed]):
             if not (o.__class__ is Node or expr.real_number(o)):
                 raise TypeError(f"vmap: output leaf {i} of {self.name} is {type(o).__name__}; expected a number")
+            if o.__class__ is Node:
+                # a node of a running transform returned as it is (no op read
+                # it, so no op raised): like a read, it is foreign to this trace
+                expr._foreign((o,), t)
             outs.append(o if o.__class__ is Node else expr._check_number(o, "vmap"))
         return inputs, outs[: len(per)], outs[len(per) :]
 

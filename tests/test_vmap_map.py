@@ -562,6 +562,33 @@ def test_a_node_reached_after_the_trace_through_a_helper_a_method_or_a_global_ke
         assert fg.jvp(loss, (2.0,), (1.0,)) == (12.0, 6.0)
 
 
+def test_a_node_of_the_running_transform_returned_as_it_is_keeps_its_derivative():
+    # no op reads the node (it is returned unchanged, through a bound method),
+    # so only the outputs of the trace can show that it is not the body's own
+    class M:
+        def __init__(self, w):
+            self.w = w
+
+        def f(self, x):
+            return [self.w, 2.0 * x]
+
+    F = lambda w: sum(sum(fg.vmap(M(w).f)([1.0, 2.0, 3.0]), []))  # noqa: E731  # 3 w + 12
+    assert fg.value_and_grad(F)(3.0) == (21.0, 3.0)
+    assert fg.jvp(F, (3.0,), (1.0,)) == (21.0, 3.0)
+    J = fg.jit(F)
+    assert (J(3.0), J(5.0)) == (21.0, 27.0)
+    m = M(1.0)
+    vm = fg.vmap(m.f)
+    assert vm([1.0]) == [[1.0, 2.0]]  # traced outside any transform first
+
+    def G(w):
+        m.w = w
+        return sum(sum(vm([1.0, 2.0, 3.0]), []))
+
+    assert fg.value_and_grad(G)(3.0) == (21.0, 3.0)
+    assert fg.vmap(lambda x: [x, 1.0])([4.0, 5.0]) == [[4.0, 1.0], [5.0, 1.0]]  # its own input: a map as before
+
+
 def test_a_map_of_constants_under_jit_is_computed_by_the_backend_asked_for():
     xs = [0.001 * k for k in range(300)]
     f = lambda a, x: fg.tanh(a * x) + fg.exp(x)  # noqa: E731
