@@ -564,7 +564,8 @@ def compile_graph(tape: list[Node], inputs: list[Node], outs: list[Any], *, comp
 
 # How each primitive is written for an array namespace ``xp`` (NumPy, torch,
 # jax.numpy): elementwise, on arrays or numbers, with the IEEE meaning of the
-# primitives' forwards. The ``0.0 * x`` terms give constants the shape of x.
+# primitives' forwards. ``_like(c, x)`` gives a number the shape and dtype
+# of x (``xp.full_like``; ``c + 0.0 * x`` would turn an infinite x into nan).
 ARRAY = {
     "add": "({0} + {1})",
     "sub": "({0} - {1})",
@@ -575,7 +576,7 @@ ARRAY = {
     "exp": "xp.exp({0})",
     "log": "xp.log({0})",
     "tanh": "xp.tanh({0})",
-    "relu": "xp.where({0} < 0.0, 0.0 * {0}, {0})",
+    "relu": "xp.where({0} < 0.0, _like(0.0, {0}), {0})",
     "sigmoid": "(1.0 / (1.0 + xp.exp(-{0})))",
     "sqrt": "xp.sqrt({0})",
     "sin": "xp.sin({0})",
@@ -592,14 +593,14 @@ ARRAY = {
     "abs": "xp.abs({0})",
     "maximum": "xp.maximum({0}, {1})",
     "minimum": "xp.minimum({0}, {1})",
-    "sign": "xp.sign({0})",
-    "step": "xp.where({0} > 0.0, 1.0 + 0.0 * {0}, 0.0 * {0})",
-    "where": "xp.where({0} > 0.0, {1} + 0.0 * {0}, {2} + 0.0 * {0})",
-    "softplus": "xp.where({0} > 20.0, {0}, xp.log1p(xp.exp(xp.where({0} > 20.0, 0.0 * {0}, {0}))))",
+    "sign": "xp.where({0} > 0.0, _like(1.0, {0}), xp.where({0} < 0.0, _like(-1.0, {0}), _like(0.0, {0})))",
+    "step": "xp.where({0} > 0.0, _like(1.0, {0}), _like(0.0, {0}))",
+    "where": "xp.where({0} > 0.0, _like({1}, {0}), _like({2}, {0}))",
+    "softplus": "xp.where({0} > 20.0, {0}, xp.log1p(xp.exp(xp.where({0} > 20.0, _like(0.0, {0}), {0}))))",
     "stop_gradient": "{0}",
     "link": "{0}",
     "erf": "_erf({0})",
-    "share": "xp.where({0} < {1}, 0.0 * {0}, xp.where({0} == {1}, 0.5 + 0.0 * {0}, 1.0 + 0.0 * {0}))",
+    "share": "xp.where({0} < {1}, _like(0.0, {0}), xp.where({0} == {1}, _like(0.5, {0}), _like(1.0, {0})))",
 }
 
 # NumPy, for vmap's array backend: the forwards' exact results wherever
@@ -676,6 +677,15 @@ def _pow_for(xp: Any) -> Callable[[Any, Any], Any]:
         return xp.power(a, b)
 
     return pw
+
+
+def _like_for(xp: Any) -> Callable[[Any, Any], Any]:
+    full_like = xp.full_like
+
+    def _like(c: Any, x: Any) -> Any:
+        return full_like(x, c) if isinstance(c, (int, float)) else c  # an array stays as it is
+
+    return _like
 
 
 def _erf_for(xp: Any) -> Callable[[Any], Any]:
@@ -766,6 +776,8 @@ def array_function(
     src = f"def {name}({params}):\n    " + "\n    ".join(lines + [f"return [{', '.join(rets)}]"]) + "\n"
     if "_erf(" in src:
         glob["_erf"] = _erf_for(xp)
+    if "_like(" in src:
+        glob["_like"] = _like_for(xp)
     if "_pow(" in src:
         glob["_pow"] = _pow_for(xp)
     exec(compile(src, "<fungrad array code>", "exec"), glob)  # noqa: S102 - our own generated code

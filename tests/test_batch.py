@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -182,6 +183,26 @@ def test_export_covers_every_public_primitive():
             assert got == pytest.approx(want, rel=1e-14, abs=1e-300) or (math.isnan(got) and math.isnan(want)), (name, args)
             checked += 1
     assert checked >= 4 * len(public)
+
+
+def test_export_equals_eager_at_infinities_nan_and_signed_zeros():
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    edge = [-math.inf, -2.0, -0.0, 0.0, 0.5, 3.0, 25.0, math.inf, math.nan]
+    for name, p in fg.PRIMITIVES.items():
+        if not p.public:
+            continue
+        f = getattr(fg, name)
+        grid = list(itertools.product(edge, repeat=p.arity)) if p.arity < 3 else list(itertools.product(edge, [1.5, -math.inf], [math.nan, -0.5]))
+        cols = [np.array(c, dtype=np.float64) for c in zip(*grid)]
+        g = fg.export(lambda *a: f(*a), *[0.7] * p.arity, xp=np)
+        with np.errstate(all="ignore"):
+            got = g(*cols).tolist()
+        for args, v in zip(grid, got):
+            want = f(*args)
+            if math.isnan(want) or math.isinf(want) or want == 0.0:
+                assert v == want or (math.isnan(v) and math.isnan(want)), (name, args, v, want)
+            else:
+                assert v == pytest.approx(want, rel=1e-14), (name, args, v, want)
 
 
 def test_export_errors():
