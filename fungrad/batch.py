@@ -18,9 +18,10 @@ The replay runs the body's generated code in Python, example by example, or
 with NumPy on arrays holding every example's value (``backend="numpy"``,
 chosen by itself from :data:`fungrad.batch.NUMPY_FROM` examples on when
 NumPy is installed and the body uses only built-in primitives). NumPy gives
-``+ - * /`` and the selections bit for bit, its transcendental functions
-within 4 ulp of Python's ``math``, and it sums over the batch in its own
-order.
+``+ - * /`` and the selections bit for bit (but for the sign of a ``nan``
+that an operation makes, as ``0/0`` or ``sqrt(-1)`` do: the processor's is
+negative), its transcendental functions within 4 ulp of Python's ``math``,
+and it sums over the batch in its own order.
 
 >>> import fungrad as fg
 >>> f = lambda w, x: fg.tanh(w * x)
