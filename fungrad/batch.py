@@ -10,8 +10,10 @@ million, and ``jit``'s generated code calls the body once for the batch.
 
 The map's derivatives are maps too, each traced once per body: its VJP maps
 the body's VJP over the batch and sums the broadcast arguments' cotangents
-inside it (from the last example to the first, the order of a backward pass
-over a loop); its JVP maps the body's JVP. ``grad``, ``jit``, forward mode,
+inside it (each example's sum, from the last example to the first; a
+backward pass over a loop adds each use of the argument on its own, so the
+last bits of such a gradient may differ from the loop's); its JVP maps the
+body's JVP. ``grad``, ``jit``, forward mode,
 higher orders and nested ``vmap`` compose with it.
 
 The replay runs the body's generated code in Python, example by example, or
@@ -70,8 +72,8 @@ class Batch(list):  # type: ignore[type-arg]
 
 
 def _sum_rows(rows: list[Any]) -> list[Any]:
-    # from the last example to the first: the order in which a backward pass
-    # over a Python loop of the examples adds their contributions
+    # from the last example to the first, the order in which a backward pass
+    # over a Python loop of the examples meets them
     if not rows:
         return []
     sums = list(rows[-1])
