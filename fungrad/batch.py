@@ -36,8 +36,6 @@ True
 from __future__ import annotations
 
 import contextvars
-import itertools
-import types
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
@@ -665,37 +663,16 @@ def _captures_open_nodes(f: Any, budget: int = 10_000) -> bool:
     of plain objects, up to ``budget`` values (a closure over a data set stops
     there: its numbers are not nodes).
     """
-    stack: list[Any] = []
+    roots: list[Any] = []
     for cell in getattr(f, "__closure__", None) or ():
         try:
-            stack.append(cell.cell_contents)
+            roots.append(cell.cell_contents)
         except ValueError:  # an empty cell
             pass
     code, glob = getattr(f, "__code__", None), getattr(f, "__globals__", None)
     if code is not None and glob is not None:
-        stack += [glob[n] for n in code.co_names if n in glob]
-    while stack and budget > 0:
-        x = stack.pop()
-        budget -= 1
-        c = x.__class__
-        if c is Node:
-            if x.level > 0 and expr.is_open(x.level):
-                return True
-        elif c is float or c is int or c is str or x is None:
-            continue
-        elif c is list or c is tuple:
-            stack.extend(itertools.islice(x, budget))
-        elif c is dict:
-            stack.extend(itertools.islice(x.values(), budget))
-        elif isinstance(x, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)):
-            continue
-        else:
-            ch = tree.children(x)
-            if ch is not None:
-                stack.extend(itertools.islice(ch.children, budget))
-            elif hasattr(x, "__dict__"):
-                stack.extend(itertools.islice(vars(x).values(), budget))
-    return False
+        roots += [glob[n] for n in code.co_names if n in glob]
+    return tree._reaches(roots, lambda x: x.__class__ is Node and x.level > 0 and expr.is_open(x.level), budget)
 
 
 def _example_numbers(

@@ -352,6 +352,15 @@ class Jitted:
         t = expr.new_level(debug=False, jit=True)
         tape: list[Node] = t.tape  # type: ignore[assignment]
         inputs, result = expr.run_level(t, self._run, td, leaves, statics, xs)
+        level = t.level
+        for i, o in enumerate(tree.leaves(result)):
+            if o.__class__ is not Node and not _is_number(o) and tree._reaches([o], lambda x: x.__class__ is Node and x.level == level):
+                raise TypeError(
+                    f"jit: output leaf {i} of {getattr(self.fun, '__qualname__', self.fun)!r} is a "
+                    f"{type(o).__name__} that holds traced nodes. jit returns a leaf that is not a number as "
+                    "it was when traced, so every call would return these nodes of the first trace. Make "
+                    "its class a pytree (an attrs class, or fungrad.tree.register), or return the numbers."
+                )
         return tape, inputs, result
 
     def _run(self, td: tree.TreeDef, leaves: list[Any], statics: dict[Any, Any], xs: list[float]) -> tuple[list[Node], Any]:

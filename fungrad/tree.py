@@ -27,6 +27,7 @@ import itertools
 import math
 import numbers
 import struct
+import types
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
 import attrs
@@ -833,6 +834,33 @@ def map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
             )
         others.append(rl)
     return unflatten(td, [fn(*xs) for xs in zip(ls, *others)])
+
+
+def _reaches(roots: Iterable[Any], found: Callable[[Any], bool], budget: int = 10_000) -> bool:
+    """Whether a value ``found`` accepts is inside ``roots``: through lists, tuples, dicts, pytrees
+    and the attributes of plain objects, up to ``budget`` values (a data set of numbers stops there)."""
+    stack = list(roots)
+    while stack and budget > 0:
+        x = stack.pop()
+        budget -= 1
+        if found(x):
+            return True
+        c = x.__class__
+        if c is float or c is int or c is str or x is None:
+            continue
+        if c is list or c is tuple:
+            stack.extend(itertools.islice(x, budget))
+        elif c is dict:
+            stack.extend(itertools.islice(x.values(), budget))
+        elif isinstance(x, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)):
+            continue
+        else:
+            ch = children(x)
+            if ch is not None:
+                stack.extend(itertools.islice(ch.children, budget))
+            elif hasattr(x, "__dict__"):
+                stack.extend(itertools.islice(vars(x).values(), budget))
+    return False
 
 
 def describe(v: Any) -> str:

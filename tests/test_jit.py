@@ -561,3 +561,22 @@ def test_a_nan_constant_keeps_its_sign_in_the_replay():
     f = lambda x: x * 2.0 + (-math.nan)  # noqa: E731
     bits = lambda v: struct.pack("<d", v)  # noqa: E731
     assert bits(fg.jit(f)(1.0)) == bits(f(fg.var(1.0)).value) == bits(-math.nan)
+
+
+def test_an_output_object_holding_traced_nodes_is_an_error_not_the_first_trace_again():
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Pair:
+        u: object
+        v: object
+
+    f = lambda x: Pair(x, x * 2)  # noqa: E731
+    with pytest.raises(TypeError, match="output leaf 0 .* Pair that holds traced nodes"):
+        fg.jit(f)(1.0)
+    with pytest.raises(TypeError, match="holds traced nodes"):
+        fg.jit(lambda x: [x, {"p": Pair([x], 1.0)}])(1.0)
+    # objects without the trace's nodes come back as they were, as documented
+    tag = Pair("a", 1)
+    j = fg.jit(lambda x: (x * 2, tag))
+    assert j(1.0) == (2.0, tag) and j(5.0) == (10.0, tag)
