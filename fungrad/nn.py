@@ -659,7 +659,7 @@ def softmax(xs: Sequence[Scalar]) -> list[Scalar]:
     shifted, _ = _shifted(_logit_list(xs, "softmax", "xs"))
     es = [expr.exp(s) for s in shifted]
     total = _total(es)
-    return [e / total for e in es]
+    return [expr.div(e, total) for e in es]  # on floats too: 0 / 0 is nan, as on nodes, not an error
 
 
 def log_softmax(xs: Sequence[Scalar]) -> list[Scalar]:

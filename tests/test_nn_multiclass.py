@@ -196,6 +196,9 @@ def test_infinite_logits_follow_torch(torch):
     inf = math.inf
     for row in ([inf, 1.0], [-inf, -inf], [-inf, 0.0], [inf, -inf]):
         assert close(nn.logsumexp(row), torch.logsumexp(torch.tensor(row), 0).item()), row
+        # on floats as on nodes (it raised ZeroDivisionError on floats for [-inf, -inf])
+        assert close(nn.softmax(row), [n.value for n in nn.softmax([fg.var(v) for v in row])]), row
+    assert all(math.isnan(p) for p in nn.softmax([-inf, -inf]))  # as torch.softmax gives
 
 
 def test_works_under_jit_and_replays_with_the_max_elsewhere(torch):
