@@ -111,6 +111,7 @@ class _Map:
         self._outs = per + summed
         self._run: Callable[[list[float]], list[Any]] | None = None
         self._array: Any = None  # the NumPy replay: None until asked, False where it cannot be written
+        self._array_why = ""  # and why it cannot
         self._order: list[Node] | None = None  # the nodes replay_ops runs, found when first needed
         self._maps: dict[Any, _Map] = {}  # its VJP and JVP maps, by kind and the inputs they differentiate
 
@@ -171,8 +172,12 @@ class _Map:
                     self._tape, self._inputs, self._outs, numpy, codegen.NUMPY, summed=self.k_sum, arrays_from=self.nb,
                     reuse=True,
                 )
-            except (ImportError, TypeError):
+            except ImportError:
                 self._array = False
+                self._array_why = "NumPy is not installed (pip install 'fungrad[fast]')"
+            except TypeError as e:
+                self._array = False
+                self._array_why = str(e)
         return self._array is not False
 
     def forward(self, vals: Sequence[float], size: int, backend: str, via: str | None = None) -> Batch:
@@ -642,7 +647,7 @@ def _backend(asked: str | None, body: _Map, size: int) -> str:
         if not body.array_ok():
             raise TypeError(
                 f"vmap: backend='numpy' needs NumPy (pip install 'fungrad[fast]') and a body made of "
-                f"fungrad's built-in primitives; {body.name} cannot be replayed with NumPy"
+                f"fungrad's built-in primitives; {body.name} cannot be replayed with NumPy: {body._array_why}"
             )
         return "numpy"
     return "numpy" if size >= NUMPY_FROM and body.array_ok() else "python"
