@@ -594,3 +594,12 @@ def test_a_map_of_constants_under_jit_is_computed_by_the_backend_asked_for():
     f = lambda a, x: fg.tanh(a * x) + fg.exp(x)  # noqa: E731
     j = fg.jit(lambda a: [a + v for v in fg.vmap(f, (None, 0), backend="python")(fg.const(0.3), xs)])
     assert j(0.0) == [f(0.3, x) + 0.0 for x in xs]  # bit for bit, as the Python replay promises
+
+
+def test_backend_numpy_refused_says_which_op_stops_it():
+    require("numpy", 'pip install "fungrad[fast]"')
+    inner = fg.vmap(lambda a, b: a * b, in_axes=(None, 0))
+    outer = fg.vmap(lambda a, bs: sum(inner(a, bs)), in_axes=(0, None), backend="numpy")
+    with pytest.raises(TypeError, match="cannot be replayed with NumPy: the op 'vmap' has no array form"):
+        outer([1.0, 2.0], [3.0, 4.0])
+    assert fg.vmap(lambda a, bs: sum(inner(a, bs)), in_axes=(0, None))([1.0, 2.0], [3.0, 4.0]) == [7.0, 14.0]
