@@ -359,7 +359,7 @@ class Jitted:
                     f"jit: output leaf {i} of {getattr(self.fun, '__qualname__', self.fun)!r} is a "
                     f"{type(o).__name__} that holds traced nodes. jit returns a leaf that is not a number as "
                     "it was when traced, so every call would return these nodes of the first trace. Make "
-                    "its class a pytree (an attrs class, or fungrad.tree.register), or return the numbers."
+                    "its class a pytree (an attrs class, or a class registered as in fungrad.tree), or return the numbers."
                 )
         return tape, inputs, result
 
