@@ -97,7 +97,10 @@ def _pair(params: Any, grads: Any, who: str, second: str = "grads") -> tuple[lis
     ps, td = _leaves(params, who, "params")
     gs, gtd = _leaves(grads, who, second)
     if gtd != td:
-        raise ValueError(f"{who}: {second} must have the structure of params; params are {td!r} but {second} are {gtd!r}")
+        raise ValueError(
+            f"{who}: {second} must have the structure of params; params are {td!r:.300} but {second} are "
+            f"{gtd!r:.300}; they differ{tree._first_difference(td, gtd)} (params first, then {second})"
+        )
     return ps, gs, td
 
 
@@ -505,10 +508,15 @@ tree.register(AdamState)
 _STATES = (ChainState, CountState, SGDState, AdamState)
 
 
-def _moments(state_tree: Any, n: int, who: str, what: str) -> list[Any]:
-    vs = tree.leaves(state_tree)
-    if len(vs) != n:
-        raise ValueError(f"{who}: the state's {what} {len(vs)} leaves, params have {n}")
+def _moments(state_tree: Any, td: tree.TreeDef, who: str, what: str) -> list[Any]:
+    # matched by structure, not only by count: a velocity made for params
+    # whose keys came in another order would move the wrong weights
+    vs, std = tree.flatten(state_tree)
+    if std != td:
+        raise ValueError(
+            f"{who}: the state's {what} not shaped like params; they differ{tree._first_difference(td, std)} "
+            "(params first, then the state). Make the state with init(params) for these params"
+        )
     return vs
 
 
@@ -561,7 +569,7 @@ class SGD(_Stepper):
             r = _rate(lr, k, who)
             if not m:
                 return [-r * g for g in gs], SGDState(k + 1, None)
-            vs = _moments(state.velocity, len(gs), who, "velocity has")
+            vs = _moments(state.velocity, td, who, "velocity is")
             vs = [m * v + g for v, g in zip(vs, gs)]
             steps = [g + m * v for g, v in zip(gs, vs)] if nesterov else vs
             return [-r * s for s in steps], SGDState(k + 1, tree.unflatten(td, vs))
@@ -609,8 +617,8 @@ class Adam(_Stepper):
 
         def step(gs: list, state: Any, ps: list, td: tree.TreeDef) -> tuple[list, AdamState]:
             k = _state(state, AdamState, who).step
-            ms = _moments(state.mu, len(gs), who, "moments have")
-            vs = _moments(state.nu, len(gs), who, "moments have")
+            ms = _moments(state.mu, td, who, "moments are")
+            vs = _moments(state.nu, td, who, "moments are")
             t = k + 1
             size = _rate(lr, k, who) / (1.0 - b1**t)
             c2 = math.sqrt(1.0 - b2**t)

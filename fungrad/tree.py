@@ -836,6 +836,29 @@ def map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     return unflatten(td, [fn(*xs) for xs in zip(ls, *others)])
 
 
+def _shape(td: TreeDef) -> str:
+    k = td.kind
+    if k is LEAF:
+        return "a leaf"
+    if k is DICT:
+        return f"a dict with keys {list(td.aux)!r:.200}"
+    name = k.value if isinstance(k, Kind) else getattr(k, "__name__", repr(k))
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name} of {len(td.children)}"
+
+
+def _first_difference(a: TreeDef, b: TreeDef) -> str:
+    """Where two structures first differ, in words for an error message (``''`` when they are equal)."""
+    stack: list[tuple[tuple[Any, ...], TreeDef, TreeDef]] = [((), a, b)]
+    while stack:
+        path, x, y = stack.pop()
+        if x.kind != y.kind or len(x.children) != len(y.children) or _typed(x.aux) != _typed(y.aux):
+            where = f" at {keystr(path)}" if path else ""
+            return f"{where}: {_shape(x)} against {_shape(y)}" + ("" if _shape(x) != _shape(y) else " (other static values)")
+        keys = list(x.aux) if x.kind is DICT else range(len(x.children))
+        stack.extend((path + (k,), cx, cy) for k, cx, cy in reversed(list(zip(keys, x.children, y.children))))
+    return "" if a == b else ": other static values"
+
+
 def _reaches(roots: Iterable[Any], found: Callable[[Any], bool], budget: int = 10_000) -> bool:
     """Whether a value ``found`` accepts is inside ``roots``: through lists, tuples, dicts, pytrees
     and the attributes of plain objects, up to ``budget`` values (a data set of numbers stops there)."""
