@@ -455,6 +455,19 @@ def _check_labels(ys: list[Any], allowed: tuple[float, ...], who: str, text: str
             raise ValueError(f"{who}: labels[{i}] is {y!r}; expected {text}")
 
 
+def _if_label(term: Any, y: Any, allowed: tuple[float, ...]) -> Any:
+    # A traced label (under jit) cannot be checked by value, so an invalid
+    # one makes the sample's loss nan, and its gradient: the term is
+    # multiplied by 1.0 (exact: x * 1.0 is x) where y is an allowed value
+    # and by nan elsewhere (0.0 * y is nan for a nan or infinite label)
+    if y.__class__ is not Node:
+        return term
+    ok: Any = float("nan")
+    for a in allowed:
+        ok = expr.where(y - a, ok, expr.where(a - y, ok, 1.0))
+    return term * (ok + 0.0 * y)
+
+
 def _total(terms: list[Any]) -> Any:
     total = terms[0]
     for t in terms[1:]:
@@ -502,7 +515,7 @@ def hinge(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> Scalar:
     ss, ys = _pairs(scores, labels, "hinge", ("scores", "labels"))
     ss, ys = _scalars(ss, "hinge", "scores"), _scalars(ys, "hinge", "labels")
     _check_labels(ys, (-1.0, 1.0), "hinge", "-1 or +1")
-    return _total([expr.relu(1.0 - y * s) for s, y in zip(ss, ys)]) / len(ss)
+    return _total([_if_label(expr.relu(1.0 - y * s), y, (-1.0, 1.0)) for s, y in zip(ss, ys)]) / len(ss)
 
 
 def _softplus(u: Scalar) -> Scalar:
@@ -536,7 +549,7 @@ def binary_cross_entropy(logits: Sequence[Scalar], labels: Sequence[Scalar]) -> 
     zs, ys = _scalars(zs, "binary_cross_entropy", "logits"), _scalars(ys, "binary_cross_entropy", "labels")
     _check_labels(ys, (-1.0, 0.0, 1.0), "binary_cross_entropy", "1 (positive), or -1 or 0 (negative)")
     # where(y, 1, -1) maps both label conventions to t = ±1 without reading a value
-    return _total([_softplus(-expr.where(y, 1.0, -1.0) * z) for z, y in zip(zs, ys)]) / len(zs)
+    return _total([_if_label(_softplus(-expr.where(y, 1.0, -1.0) * z), y, (-1.0, 0.0, 1.0)) for z, y in zip(zs, ys)]) / len(zs)
 
 
 def l2(params: Any, alpha: float) -> Scalar:
@@ -566,7 +579,8 @@ def accuracy(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> float:
 
     A score predicts positive when it is ``> 0`` (as in micrograd's demo);
     a label is positive when it is ``> 0``, so ``{-1, +1}`` and ``{0, 1}``
-    labels both work. Scores may be nodes: their values are read (inside
+    labels both work. A ``nan`` score is never right. Scores may be nodes:
+    their values are read (inside
     ``grad`` too, as an aux output). Under ``jit`` and ``vmap`` those values
     are not known until the replay runs, so there it raises: measure the
     accuracy outside, on the outputs.
@@ -585,7 +599,8 @@ def accuracy(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> float:
     if isinstance(ss[0], Sequence):
         return _logits_accuracy(ss, ys)
     ss, ys = _scalars(ss, "accuracy", "scores"), _scalars(ys, "accuracy", "labels")
-    right = sum(1 for s, y in zip(ss, ys) if (_val(s) > 0.0) == (_val(y) > 0.0))
+    # a nan score has no sign: it predicts nothing, as a nan logit does
+    right = sum(1 for s, y in zip(ss, ys) if (v := _val(s)) == v and (v > 0.0) == (_val(y) > 0.0))
     return right / len(ss)
 
 

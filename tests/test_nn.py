@@ -585,3 +585,30 @@ def test_sizes_are_checked_before_anything_is_allocated(make, match):
         make(Counting(0))
     assert Counting.draws == 0  # refused before a single weight was drawn
     assert nn.Neuron.init(3, seed=Counting(0)) and Counting.draws == 4  # the counter counts
+
+
+@pytest.mark.parametrize("loss, good, bad", [
+    (nn.hinge, [1.0, -1.0, 1.0], [1.0, 0.0, 1.0]),
+    (nn.binary_cross_entropy, [1.0, 0.0, -1.0], [1.0, 0.5, 1.0]),
+    (nn.binary_cross_entropy, [1.0, 0.0, -1.0], [1.0, 2.0, 1.0]),
+    (nn.binary_cross_entropy, [1.0, 0.0, -1.0], [1.0, float("nan"), 1.0]),
+    (nn.hinge, [1.0, -1.0, 1.0], [1.0, float("inf"), 1.0]),
+])
+def test_labels_that_eager_refuses_give_nan_under_jit_not_a_silent_loss(loss, good, bad):
+    scores = [0.7, -0.2, 2.0]
+    vg = fg.jit(fg.value_and_grad(lambda s, y: loss(s, y)))
+    v, g = vg(scores, good)
+    assert (v, g) == fg.value_and_grad(lambda s: loss(s, good))(scores)  # valid labels: bit for bit as eager
+    with pytest.raises(ValueError, match="labels\\[1\\]"):
+        loss(scores, bad)
+    v, g = vg(scores, bad)
+    assert math.isnan(v) and math.isnan(g[1])  # the bad sample's loss and gradient
+    assert g[0] == fg.grad(lambda s: loss(s, good))(scores)[0]  # the other samples keep theirs
+
+
+def test_a_nan_score_is_never_a_right_prediction():
+    nan = float("nan")
+    assert nn.accuracy([nan, nan], [-1.0, -1.0]) == 0.0
+    assert nn.accuracy([nan, -2.0, 3.0, nan], [-1.0, -1.0, 1.0, 1.0]) == 0.5
+    assert nn.accuracy([[nan, 1.0], [0.0, 1.0]], [1, 1]) == 0.5  # as a nan logit row, which predicts nothing
+    assert nn.accuracy([fg.var(nan)], [0.0]) == 0.0
