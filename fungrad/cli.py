@@ -526,13 +526,32 @@ def _load_model(
 
 
 def _start_model(args: argparse.Namespace) -> tuple[Any, int]:
-    """The model to train (new, or from --resume) and the steps it already has."""
+    """The model to train (new, or from --resume) and the steps it already has; sets ``args.seed``."""
     su = SETUPS[args.dataset]
     if args.resume:
         model, meta = _load_model(args.resume, su.nin, args.hidden, su.act, su.final, su.nout)
+        args.seed = _resume_seed(args, meta)
         return model, _steps_done(args.resume, meta)
+    if args.seed is None:
+        args.seed = 0
     hidden = args.hidden if args.hidden is not None else su.hidden
     return fg.nn.MLP.init(su.nin, [*hidden, su.nout], seed=args.seed, activation=su.act, final_activation=su.final), 0
+
+
+def _resume_seed(args: argparse.Namespace, meta: dict[str, Any]) -> int:
+    """The data seed of a resumed run: the checkpoint's, so that a held-out split stays held out."""
+    seed = meta.get("data_seed", meta.get("seed")) if meta.get("dataset") == args.dataset else None
+    if seed.__class__ is not int or seed < 0:  # type: ignore[operator]
+        seed = None  # a checkpoint of another data set, or of no seed: nothing to keep
+    if args.seed is None:
+        return seed if seed is not None else 0
+    if seed is not None and args.seed != seed and args.dataset in MULTICLASS:
+        raise UsageError(
+            f"--resume: {args.resume} was trained on {args.dataset} with --seed {seed}, whose held-out split "
+            f"this run must keep (--seed {args.seed} would test on images it trained on); leave out --seed "
+            f"or give --seed {seed}"
+        )
+    return args.seed
 
 
 def _steps_done(path: str, meta: dict[str, Any]) -> int:
@@ -771,8 +790,9 @@ def _add_train(sub: Any) -> None:
         help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
     add("--optimizer", choices=("sgd", "momentum", "adam"), default=None,
         help=f"sgd, sgd with momentum {MOMENTUM}, or adam (default: sgd; adam for spirals and digits)")
-    add("--seed", type=int, default=0, metavar="S",
-        help="seed of the initial weights, the moons sample and the minibatch order (default: %(default)s)")
+    add("--seed", type=int, default=None, metavar="S",
+        help="seed of the initial weights, the data (its sample or its held-out split) and the minibatch "
+        "order (default: 0, or the checkpoint's with --resume)")
     add("--batch-size", type=_positive_int, default=None, metavar="N",
         help="minibatch size (default: the whole data set; 16 for spirals, 8 for digits)")
     add("--out", metavar="DIR", default="fungrad-train", help="directory for the files (default: %(default)s)")

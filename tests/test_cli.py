@@ -528,3 +528,20 @@ def test_main_leaves_the_sigint_handler_as_it_found_it():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert run("train", "--steps", "0")[0] == 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_checkpoints_held_out_split(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run("train", "--dataset", "spirals", "--seed", 3, "--steps", 2, "--out", a, "--no-progress")[0] == 0
+    _, meta = fg.checkpoint.load_with_metadata(a / "model.json")
+    code, out, err = run("train", "--dataset", "spirals", "--steps", 1, "--lr", "1e-300", "--out", b, "--resume", a / "model.json", "--no-progress")
+    assert code == 0, err
+    _, meta2 = fg.checkpoint.load_with_metadata(b / "model.json")
+    # the split of seed 3 again: the same model (a step of lr 1e-300) tests the same
+    assert meta2["seed"] == 3 and meta2["test_accuracy"] == meta["test_accuracy"]
+    assert_one_line_error(
+        *run("train", "--dataset", "spirals", "--seed", 0, "--out", tmp_path / "c", "--resume", a / "model.json"),
+        "with --seed 3", "leave out --seed or give --seed 3",
+    )
+    assert run("train", "--dataset", "spirals", "--seed", 3, "--steps", 1, "--out", tmp_path / "d", "--resume", a / "model.json", "--no-progress")[0] == 0
