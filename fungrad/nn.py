@@ -468,6 +468,11 @@ def _if_label(term: Any, y: Any, allowed: tuple[float, ...]) -> Any:
     return term * (ok + 0.0 * y)
 
 
+def _square(d: Any) -> Any:
+    # on floats Python's ** raises OverflowError past 1e154; the primitive gives inf, as on nodes
+    return d**2 if d.__class__ is Node else expr.pow(d, 2)
+
+
 def _total(terms: list[Any]) -> Any:
     total = terms[0]
     for t in terms[1:]:
@@ -484,7 +489,7 @@ def sum_squares(predictions: Sequence[Scalar], targets: Sequence[Scalar]) -> Sca
     """
     ps, ts = _pairs(predictions, targets, "sum_squares", ("predictions", "targets"))
     ps, ts = _scalars(ps, "sum_squares", "predictions"), _scalars(ts, "sum_squares", "targets")
-    return _total([(p - t) ** 2 for p, t in zip(ps, ts)])
+    return _total([_square(p - t) for p, t in zip(ps, ts)])
 
 
 def mse(predictions: Sequence[Scalar], targets: Sequence[Scalar]) -> Scalar:
@@ -498,7 +503,7 @@ def mse(predictions: Sequence[Scalar], targets: Sequence[Scalar]) -> Scalar:
     """
     ps, ts = _pairs(predictions, targets, "mse", ("predictions", "targets"))
     ps, ts = _scalars(ps, "mse", "predictions"), _scalars(ts, "mse", "targets")
-    return _total([(p - t) ** 2 for p, t in zip(ps, ts)]) / len(ps)
+    return _total([_square(p - t) for p, t in zip(ps, ts)]) / len(ps)
 
 
 def hinge(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> Scalar:

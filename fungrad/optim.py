@@ -508,6 +508,16 @@ tree.register(AdamState)
 _STATES = (ChainState, CountState, SGDState, AdamState)
 
 
+def _div(a: Any, b: Any) -> Any:
+    # a / b by IEEE-754, as PyTorch divides: with eps = 0 a zero moment over
+    # a zero denominator is nan, not a ZeroDivisionError (nodes divide so)
+    if b.__class__ is float and b == 0.0 and a.__class__ is float:
+        if a == 0.0 or a != a:
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+    return a / b
+
+
 def _moments(state_tree: Any, td: tree.TreeDef, who: str, what: str) -> list[Any]:
     # matched by structure, not only by count: a velocity made for params
     # whose keys came in another order would move the wrong weights
@@ -625,7 +635,7 @@ class Adam(_Stepper):
             ms = [b1 * m + (1.0 - b1) * g for m, g in zip(ms, gs)]
             # v ** 0.5 rather than math.sqrt: leaves may be engine nodes, not floats
             vs = [b2 * v + (1.0 - b2) * g * g for v, g in zip(vs, gs)]
-            us = [-(size * (m / (v**0.5 / c2 + eps))) for m, v in zip(ms, vs)]
+            us = [-(size * _div(m, v**0.5 / c2 + eps)) for m, v in zip(ms, vs)]
             return us, AdamState(t, tree.unflatten(td, ms), tree.unflatten(td, vs))
 
         return Transform(init, step, repr(self))

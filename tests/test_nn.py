@@ -612,3 +612,9 @@ def test_a_nan_score_is_never_a_right_prediction():
     assert nn.accuracy([nan, -2.0, 3.0, nan], [-1.0, -1.0, 1.0, 1.0]) == 0.5
     assert nn.accuracy([[nan, 1.0], [0.0, 1.0]], [1, 1]) == 0.5  # as a nan logit row, which predicts nothing
     assert nn.accuracy([fg.var(nan)], [0.0]) == 0.0
+
+
+def test_squared_losses_on_floats_overflow_to_inf_as_on_nodes():
+    for loss in (nn.mse, nn.sum_squares):
+        assert loss([1e200], [0.0]) == math.inf == fg.value_and_grad(lambda p: loss(p, [0.0]))([1e200])[0]
+        assert loss([0.5, -1.0], [1.0, 1.0]) == fg.value_and_grad(lambda p: loss(p, [1.0, 1.0]))([0.5, -1.0])[0]

@@ -841,3 +841,13 @@ def test_a_state_made_for_params_of_another_order_or_model_is_refused_not_applie
     with pytest.raises(ValueError, match="differ at") as e:
         opt.update(big, tree.map(lambda v: 0.0, other), opt.init(big))
     assert len(str(e.value)) < 1000
+
+
+def test_adam_with_eps_0_divides_as_ieee_and_pytorch_do(torch):
+    opt = optim.Adam(0.1, eps=0.0)
+    p, s = opt.update([1.0, 2.0], [0.0, 1.0], opt.init([1.0, 2.0]))
+    t = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    o = torch.optim.Adam([t], lr=0.1, eps=0.0)
+    t.grad = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    o.step()
+    assert math.isnan(p[0]) and math.isnan(t[0].item()) and p[1] == pytest.approx(t[1].item(), rel=1e-15)
