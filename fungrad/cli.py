@@ -787,7 +787,8 @@ def _add_train(sub: Any) -> None:
     add("--steps", type=_positive_int, default=None, metavar="N",
         help="optimizer steps (default: 100 for tiny and moons, 1500 for spirals and digits)")
     add("--lr", type=_positive_float, default=None, metavar="LR",
-        help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+        help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
+        + "".join(f"; {d} with {su.optimizer} {su.lr:g}" for d, su in SETUPS.items() if su.lr is not None) + ")")
     add("--optimizer", choices=("sgd", "momentum", "adam"), default=None,
         help=f"sgd, sgd with momentum {MOMENTUM}, or adam (default: sgd; adam for spirals and digits)")
     add("--seed", type=int, default=None, metavar="S",

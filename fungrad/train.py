@@ -124,6 +124,13 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _optimizer(optimizer: Any) -> Any:
+    if isinstance(optimizer, type) or optimizer is optim.sgd:
+        # callable, but not a schedule: the class of an optimizer, or the plain step
+        raise TypeError(
+            f"fit: optimizer must be a learning rate (a number or a schedule) or an optimizer instance, got "
+            f"{getattr(optimizer, '__qualname__', optimizer)}; write fg.optim.Adam(0.01), or a number such as 0.1 "
+            "for plain gradient descent (fg.optim.sgd's step)"
+        )
     if hasattr(optimizer, "init") and hasattr(optimizer, "update"):
         return optimizer
     if isinstance(optimizer, bool):

@@ -254,3 +254,9 @@ def test_ctrl_c_before_any_step_hands_back_the_params_passed_in():
     with pytest.raises(train.Interrupted) as caught:
         train.fit(loss, model, steps=5, jit=False, progress=False)
     assert caught.value.params is model and caught.value.steps == 0 and caught.value.history == train.History()
+
+
+@pytest.mark.parametrize("wrong", [fg.optim.Adam, fg.optim.SGD, fg.optim.sgd])
+def test_an_optimizer_class_or_the_plain_step_instead_of_an_optimizer_is_named(wrong):
+    with pytest.raises(TypeError, match=r"optimizer instance, got (Adam|SGD|sgd); write fg.optim.Adam\(0.01\)"):
+        fg.train.fit(lambda p, b: p * p, 1.0, [[1.0]], wrong, steps=1, progress=False)
