@@ -286,9 +286,10 @@ def _write_atomic(path: str, data: bytes) -> None:
                 os.unlink(tmp)
             except OSError:
                 pass
-        if isinstance(e, OSError) and e.errno is not None:
+        if isinstance(e, OSError) and e.errno is not None and e.filename != path:
             # the user knows the checkpoint's name, not the temporary file's
-            e.filename, e.filename2 = path, None
+            # (a new error: one made with two names prints both, whatever they become)
+            raise type(e)(e.errno, e.strerror, path) from None
         raise
     _sync_dir(directory)
 

@@ -554,3 +554,12 @@ def test_every_fungrad_module_that_registers_types_is_in_the_table():
     names = [tree.type_name(c) for c in tree._registry if c.__module__.startswith("fungrad.")]
     assert "fungrad.nn.MLP" in names and "fungrad.optim.AdamState" in names
     assert all(n.rsplit(".", 1)[0] in checkpoint._PROVIDERS for n in names)
+
+
+def test_a_save_that_cannot_write_names_the_checkpoint_once(tmp_path):
+    d = tmp_path / "a_directory"
+    d.mkdir()
+    with pytest.raises(IsADirectoryError) as e:
+        checkpoint.save(d, {"w": 1.0})
+    assert str(e.value) == f"[Errno 21] Is a directory: {str(d)!r}" and e.value.filename == str(d)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".fungrad-")]  # no temporary file left
