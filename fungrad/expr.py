@@ -781,30 +781,71 @@ def _parent_slots(parents: tuple[Node, ...]) -> tuple[Any, Any]:
 
 _new = object.__new__
 
-# Graphs up to this depth are pickled and deep-copied node within node; a
-# deeper one is listed first (Node.__reduce_ex__). At about five Python
-# frames per level in copy.deepcopy, 64 levels stay far from the limit.
-_SAVE_DEPTH = 64
+# Pickling and copy.deepcopy save an object's parts inside it, so a node
+# saved plainly recurses once per level of its graph, and a graph a few
+# hundred levels deep hits the recursion limit. So a node's nodes below are
+# listed first, in topological order (``_Below``): each one then finds its
+# parents in the memo, nothing recurses more than one level, and shared
+# nodes stay shared. A thread's nodes listed in the current save are marked
+# in ``_saving.ids``: saved plainly, and where a later walk stops, so that
+# saving the nodes of one graph one after another stays linear.
+#
+# Which save is current is told by a token that every node's save carries:
+# the memo of a pickle (or a deepcopy) saves the token once, so its reduce
+# runs at the start of each save and clears the marks of the one before,
+# also one cut short by an error or an interrupt, or one still running
+# below (a pickle inside a pickle, which then only walks more).
 
 
 class _Saving(threading.local):
     def __init__(self) -> None:
-        # the nodes below the node being saved: they are saved plainly, as
-        # parents (a deep node has listed them first, and a shallow node's
-        # graph is shallow below it too)
-        self.ids: dict[int, weakref.ref[Node]] = {}
+        self.ids: dict[int, weakref.ref[Node]] = {}  # the nodes listed in the current save
+        self.token = _SaveToken()
+
+
+class _SaveToken:
+    __slots__ = ("__weakref__",)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        _saving.ids = {}  # a new save: the marks of another are not in its memo
+        return (tuple, ())
 
 
 _saving = _Saving()
 
 
-class _Saved:
-    # saved after the node's parents: the nodes below it are done
-    __slots__ = ()
+class _Below:
+    # the nodes below ``node`` that the current save has not listed, listed when saved
+    __slots__ = ("node",)
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
 
     def __reduce__(self) -> tuple[Any, ...]:
-        _saving.ids = {}
-        return (tuple, ())
+        ids = _saving.ids
+        order: list[Node] = []
+        stack: list[tuple[Node, bool]] = [(self.node, False)]
+        push = stack.append
+        seen: set[int] = set()
+        while stack:
+            n, done = stack.pop()
+            if done:
+                order.append(n)
+                ids[id(n)] = weakref.ref(n)
+                continue
+            k = id(n)
+            if k in seen:
+                continue
+            r = ids.get(k)
+            if r is not None and r() is n:
+                continue  # listed before in this save: in the memo already
+            # expanded here: finished before any node that uses it, as a waiting node lower in the stack is
+            seen.add(k)
+            push((n, True))
+            for p in n.parents:
+                push((p, False))
+        order.pop()  # the node itself: saved by its own reduce, right after this list
+        return (list, (order,))
 
 
 def _not_running(n: Node, what: str) -> None:
@@ -816,35 +857,10 @@ def _not_running(n: Node, what: str) -> None:
         )
 
 
-def _restore(order: list[Node], state: tuple[Any, ...], done: Any) -> Node:
+def _rebuild(token: Any, below: Any, state: tuple[Any, ...]) -> Node:
     n = _new(Node)
     n.__setstate__(state)
     return n
-
-
-def _save_order(out: Node, limit: int) -> tuple[list[Node], bool]:
-    """The nodes ``out`` depends on in topological order (``out`` left out), and whether a path is longer than ``limit``."""
-    depth: dict[Node, int] = {}
-    order: list[Node] = []
-    stack: list[tuple[Node, bool]] = [(out, False)]
-    push = stack.append
-    deepest = 0
-    while stack:
-        n, done = stack.pop()
-        if done:
-            d = 1 + max([depth[p] for p in n.parents], default=-1)
-            depth[n] = d
-            if d > deepest:
-                deepest = d
-            order.append(n)
-        elif n not in depth:
-            depth[n] = -1  # expanded: finished before any node that uses it, as a waiting node lower in the stack is
-            push((n, True))
-            for p in n.parents:
-                if p not in depth:
-                    push((p, False))
-    order.pop()
-    return order, deepest > limit
 
 
 @attrs.frozen(eq=False, slots=True, weakref_slot=False, repr=False, init=False, getstate_setstate=False, match_args=False)
@@ -893,22 +909,14 @@ class Node(_Slots):
         return (self.value, self.op, self.parents, self.name, self.level)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        # pickle and copy.deepcopy save a node's parents inside the node, so
-        # they recurse one level per parent and stop at the recursion limit
-        # a few hundred levels down. The node being saved walks its graph
-        # once (each node below it is then saved plainly); if the graph is
-        # deeper than _SAVE_DEPTH, the nodes below are saved first, in
-        # topological order, so each one finds its parents in the memo:
-        # nothing recurses more than one level, and shared nodes stay shared.
+        # see _Below: a node listed in this save is saved with its parents
+        # (in the memo); any other first lists the nodes below it
         _not_running(self, "a copy (copy.deepcopy, pickle)")
         if self._x is None:
             return super().__reduce_ex__(protocol)
         r = _saving.ids.get(id(self))
-        if r is not None and r() is self:
-            return super().__reduce_ex__(protocol)
-        order, deep = _save_order(self, _SAVE_DEPTH)
-        _saving.ids = {id(n): weakref.ref(n) for n in order}
-        return (_restore, (order if deep else [], self.__getstate__(), _Saved()))
+        below = None if r is not None and r() is self else _Below(self)
+        return (_rebuild, (_saving.token, below, self.__getstate__()))
 
     def __copy__(self) -> Node:
         _not_running(self, "a copy (copy.copy)")

@@ -529,6 +529,31 @@ def test_nodes_of_one_deep_graph_saved_together_stay_one_graph(how):
     assert fg.gradients(mids2[1], wrt=[x2])[x2] == fg.gradients(mids[1], wrt=[x])[x]
 
 
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_the_nodes_of_a_deep_graph_saved_one_after_another_stay_one_graph(how):
+    # each node's parents were saved before it: every node is saved with them
+    x, w, out, _ = _deep_graph(500)
+    nodes = fg.toposort(out)
+    nodes2 = _copies(how, nodes)
+    seen = _same_values(out, nodes2[-1])
+    assert [seen[id(n)] for n in nodes] == nodes2  # the listed nodes are the graph's own
+    assert fg.gradients(nodes2[-1], wrt=[seen[id(x)]])[seen[id(x)]] == fg.gradients(out, wrt=[x])[x]
+
+
+def test_a_save_that_failed_halfway_does_not_spoil_the_next():
+    w = fg.var(0.5, name="w")
+    y = w
+    for i in range(600):
+        y = fg.tanh(y) * 0.5 + w
+        if i == 450:
+            mid = y
+    top = y + fg.vmap(lambda a, b: fg.tanh(a * b), in_axes=(None, 0))(w, [1.0, 2.0])[0]
+    with pytest.raises(Exception, match="[Pp]ickle"):  # a vmap node holds the function it maps
+        pickle.dumps(top)
+    for how in ("pickle", "deepcopy"):
+        _same_values(mid, _copies(how, mid))
+
+
 @pytest.mark.slow
 def test_a_shallow_graph_pickles_node_within_node_and_a_deep_one_loads_in_a_fresh_process(tmp_path):
     import subprocess
