@@ -1795,12 +1795,13 @@ class custom_vjp:
                 return m[1]  # type: ignore[no-any-return]
             try:
                 cts = fwd_bwd(g, args)
-            except AttributeError:
+            except (AttributeError, ZeroDivisionError, OverflowError):
                 if g.__class__ is Node or any(a.__class__ is Node for a in args):
                     raise
                 # f_fwd or f_bwd uses Node methods (x.tanh()), which floats
-                # lack: on the floats of a first-order pass, run them on
-                # constant nodes, as a nested pass would
+                # lack, or Python's / or ** where IEEE gives inf or nan: on
+                # the floats of a first-order pass, run them on constant
+                # nodes, as a nested pass (or jit's trace) would
                 cts = fwd_bwd(_lift(g), tuple(_lift(a) for a in args))
                 if isinstance(cts, (tuple, list)):
                     cts = tuple(c.value if c.__class__ is Node else c for c in cts)
@@ -1811,20 +1812,25 @@ class custom_vjp:
                     + (f" of {len(cts)}" if isinstance(cts, (tuple, list)) else "")
                 )
             res = tuple(0.0 if c is None else c for c in cts)
+            on_floats = g.__class__ is not Node and all(a.__class__ is not Node for a in args)
             for i, c in enumerate(res):
                 if not (c.__class__ is Node or real_number(c)):
                     raise TypeError(f"custom_vjp {qual}: bwd's cotangent {i} is {type(c).__name__}; expected a number")
+                if on_floats and c.__class__ is Node:
+                    _closes_over(c, qual, "bwd")
             memo[0] = (key, res)
             return res
 
         def forward(*xs: float) -> float:
             try:
                 v = fun(*xs)
-            except AttributeError:
-                # f uses Node methods (x.tanh()), which floats lack: on constant nodes
+            except (AttributeError, ZeroDivisionError, OverflowError):
+                # f uses Node methods (x.tanh()), which floats lack, or Python's
+                # / or ** where IEEE gives inf or nan: on constant nodes
                 v = fun(*[_lift(x) for x in xs])
             if v.__class__ is not float:
                 if v.__class__ is Node:
+                    _closes_over(v, qual, "f")
                     v = v.value
                 elif not real_number(v):
                     raise TypeError(f"custom_vjp {qual}: f must return one scalar, got {type(v).__name__}")
@@ -1851,6 +1857,31 @@ class custom_vjp:
 
     def __get__(self, obj: Any, cls: Any = None) -> Any:
         return self if obj is None else functools.partial(self, obj)
+
+
+def _closes_over(v: Node, qual: str, which: str) -> None:
+    # f runs on the floats of its arguments (or on constant nodes of them), so
+    # a variable of a running transform below its result was read from
+    # elsewhere (a closure, a global): its derivative would be lost
+    stack, seen = [v], set()
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n._x is None:
+            if n.level > 0 and n.level in _open:
+                break
+        else:
+            stack.extend(n.parents)
+    else:
+        return
+    raise TypeError(
+        f"custom_vjp {qual}: {which} reads a node of a running transform that is not one of its arguments "
+        "(a closure or a global): the custom derivative covers only the arguments, so the derivative "
+        "through that node would be lost. Pass it as an argument of the function (its cotangent from "
+        "bwd, or None)"
+    )
 
 
 def _joint_rule(joint: Rule, i: int) -> Rule:

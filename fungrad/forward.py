@@ -38,6 +38,30 @@ __all__ = ["jvp", "linearize", "vjp", "jacfwd", "hessian", "hvp"]
 _RULES = expr.RULES
 
 
+def _joint_partials(joint: Callable[..., Any], op: str, ans: Any, args: Sequence[Any]) -> tuple[Any, ...]:
+    """The partial derivatives a joint rule (a custom_vjp's backward) gives at a cotangent of 1.
+
+    Forward mode reads a VJP at g = 1 as the row of partial derivatives,
+    which is only right when the VJP is linear in g. A backward that clips
+    or shifts g defines no JVP, so it is asked at g = 2 too (doubling is
+    exact in floats): a rule that does not double is an error, not a number
+    that is neither derivative.
+    """
+    d1 = joint(1.0, ans, *args)
+    d2 = joint(2.0, ans, *args)
+    for a, b in zip(d1, d2):
+        va = a.value if a.__class__ is Node else a
+        vb = b.value if b.__class__ is Node else b
+        if not (vb == 2.0 * va or (va != va and vb != vb)):
+            name = op.split(":", 1)[-1]
+            raise TypeError(
+                f"forward mode (jvp, jacfwd, linearize, hessian) of custom_vjp {name!r}: its backward is not "
+                f"linear in the cotangent g (at g = 1 it gives {va!r}, at g = 2 {vb!r}), so it defines no "
+                "derivative to push forward; use reverse mode (grad, vjp, jacrev) for this function"
+            )
+    return d1  # type: ignore[no-any-return]
+
+
 def _derivatives(nodes: Sequence[Node], floor: int, nested: bool) -> list[tuple[Node, list[tuple[Node, Any]]]]:
     """For each node, its partial derivatives with respect to its parents of level >= ``floor``."""
     out: list[tuple[Node, list[tuple[Node, Any]]]] = []
@@ -57,7 +81,7 @@ def _derivatives(nodes: Sequence[Node], floor: int, nested: bool) -> list[tuple[
         parts = []
         joint = expr.JOINT.get(n.op)
         if joint is not None:
-            for p, d in zip(ps, joint(1.0, ans, *args)):
+            for p, d in zip(ps, _joint_partials(joint, n.op, ans, args)):
                 if p.level >= floor:
                     parts.append((p, d))
         for p, r in zip(ps, _RULES[n.op]) if joint is None else ():
@@ -157,7 +181,7 @@ def _sweep(r: _Traced, seeds: dict[Node, Any]) -> dict[Node, Any]:
                 if joint is not None:
                     # a rule that gives every argument's derivative at once
                     if ds is None:
-                        ds = joint(1.0, n, *ps) if nested else joint(1.0, n.value, *[q.value for q in ps])
+                        ds = _joint_partials(joint, op, n, ps) if nested else _joint_partials(joint, op, n.value, [q.value for q in ps])
                     d = ds[i]
                 elif nested:
                     d = rules[i](1.0, n, *ps)  # type: ignore[misc]  # not None: checked above

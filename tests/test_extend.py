@@ -412,3 +412,70 @@ def test_jit_does_not_bake_a_stopped_gradient_in():
     # reading .value instead is what bakes a value in: the contrast the docs draw
     baked = fg.jit(lambda x: x * x.value)
     assert baked(2.0) == 4.0 and baked(3.0) == 6.0
+
+
+def test_a_custom_vjp_that_reads_a_node_of_the_running_transform_is_an_error():
+    # the custom derivative covers the arguments only: d/dw through the closure would be lost
+    def outer(w, power):
+        @fg.custom_vjp
+        def scale(x):
+            return x * w
+
+        scale.defvjp(lambda x: (scale(x), None), lambda res, g: (g * w,))
+        return scale(3.0) * w ** (power - 1)
+
+    for run in (lambda: fg.grad(outer)(2.0, 1), lambda: fg.grad(outer)(2.0, 2), lambda: fg.jvp(lambda w: outer(w, 1), (3.0,), (1.0,)),
+                lambda: fg.jit(fg.grad(outer), static_argnums=1)(2.0, 1)):
+        with pytest.raises(TypeError, match="reads a node of a running transform that is not one of its arguments"):
+            run()
+
+    # passed as an argument, it is differentiated: d/dw (3 w) = 3, d/dw (3 w^2) = 12 at w = 2
+    @fg.custom_vjp
+    def scale2(x, w):
+        return x * w
+
+    scale2.defvjp(lambda x, w: (x * w, (x, w)), lambda res, g: (g * res[1], g * res[0]))
+    assert fg.grad(lambda w: scale2(3.0, w))(2.0) == 3.0
+    assert fg.grad(lambda w: scale2(3.0, w) * w)(2.0) == 12.0
+    c = fg.var(5.0)  # a variable of no running transform is a constant there: fine
+
+    @fg.custom_vjp
+    def by_c(x):
+        return x * c
+
+    by_c.defvjp(lambda x: (by_c(x), None), lambda res, g: (g * c.value,))
+    assert fg.grad(by_c)(2.0) == 5.0
+
+
+def test_forward_mode_of_a_custom_vjp_whose_backward_is_not_linear_in_g_is_an_error():
+    @fg.custom_vjp
+    def clip_gradient(x):
+        return x
+
+    clip_gradient.defvjp(lambda x: (x, None), lambda res, g: (fg.maximum(-0.5, fg.minimum(0.5, g)),))
+    loss = lambda w: 10.0 * clip_gradient(w) ** 2  # noqa: E731
+    assert fg.grad(loss)(3.0) == 0.5  # reverse mode: the clipped gradient, as asked
+    for run in (lambda: fg.jvp(loss, (3.0,), (1.0,)), lambda: fg.jacfwd(loss)(3.0), lambda: fg.linearize(loss, 3.0),
+                lambda: fg.hessian(loss)(3.0)):
+        with pytest.raises(TypeError, match="not linear in the cotangent g .at g = 1 it gives 0.5, at g = 2 0.5"):
+            run()
+
+    # a backward linear in g is its own forward rule: the true derivative sigmoid(x)
+    @fg.custom_vjp
+    def softplus(x):
+        return fg.maximum(x, 0.0) + fg.log1p(fg.exp(-fg.abs(x)))
+
+    softplus.defvjp(lambda x: (softplus(x), x), lambda x, g: (g * fg.sigmoid(x),))
+    assert fg.jvp(softplus, (0.3,), (2.0,))[1] == 2.0 * fg.sigmoid(0.3)
+    assert fg.hessian(softplus)(0.0) == 0.25
+
+
+def test_a_custom_vjp_that_divides_by_zero_follows_ieee_in_every_mode():
+    @fg.custom_vjp
+    def f(x):
+        return 1.0 / x
+
+    f.defvjp(lambda x: (1.0 / x, x), lambda r, g: (-g / (r * r),))
+    assert f(0.0) == math.inf and f(-0.0) == -math.inf  # as the nodes give it, not ZeroDivisionError
+    assert fg.grad(f)(0.0) == -math.inf == fg.jit(fg.grad(f))(0.0) == fg.vjp(f, 0.0)[1](1.0)[0]
+    assert fg.grad(f)(2.0) == -0.25 == fg.jit(fg.grad(f))(2.0)
