@@ -1187,7 +1187,10 @@ def _value_of(x: Any, what: str) -> Any:
 
 def _plain(x: Node, what: str) -> float:
     v = _value_of(x, what)
-    if x.level > 0 and x.level in _open:
+    # a node of a running transform, or any traced node while one runs here:
+    # a derivative rule differentiated again (grad of grad) gets nodes of an
+    # inner level that has ended, whose derivative still flows to the outer
+    if x.level > 0 and (x.level in _open or _get().active):
         raise TypeError(
             f"{what} of a traced node inside a fungrad transform: a plain float leaves the graph, "
             "so its derivative would be lost without a word. Use fungrad's functions (fg.sin, "

@@ -479,3 +479,13 @@ def test_a_custom_vjp_that_divides_by_zero_follows_ieee_in_every_mode():
     assert f(0.0) == math.inf and f(-0.0) == -math.inf  # as the nodes give it, not ZeroDivisionError
     assert fg.grad(f)(0.0) == -math.inf == fg.jit(fg.grad(f))(0.0) == fg.vjp(f, 0.0)[1](1.0)[0]
     assert fg.grad(f)(2.0) == -0.25 == fg.jit(fg.grad(f))(2.0)
+
+
+def test_a_rule_written_with_math_raises_at_second_order_instead_of_giving_zero():
+    msin = fg.primitive("extend_test_msin", math.sin, vjp=(lambda g, ans, x: g * math.cos(x),))
+    assert fg.grad(msin)(1.0) == math.cos(1.0)  # first order: the rule runs on floats
+    for run in (lambda: fg.grad(fg.grad(msin))(1.0), lambda: fg.hessian(msin)(1.0), lambda: fg.jit(fg.grad(msin))(1.0)):
+        with pytest.raises(TypeError, match=r"float\(\) of a traced node"):
+            run()
+    good = fg.primitive("extend_test_gsin", math.sin, vjp=(lambda g, ans, x: g * fg.cos(x),))
+    assert fg.grad(fg.grad(good))(1.0) == -math.sin(1.0)
