@@ -966,16 +966,28 @@ class Node(_Slots):
     # (inside grad too: a branch does not lose a derivative). Under jit a
     # value cannot be read at replay time, so they raise there.
     def __eq__(self, other: Any) -> Any:
-        # identity, as ever; but under jit a number argument is a node, so
-        # ``n == 1`` would be False where the call without jit says True
-        if other.__class__ is not Node and isinstance(other, numbers.Number):
+        # identity, as ever; but under jit number arguments are nodes, so
+        # ``n == 1`` or ``a == b`` would be False where the call without jit
+        # compares numbers: there it raises, as < does
+        if self is other:
+            return True
+        if other.__class__ is Node:
             _value_of(self, "==")
-        return self is other or NotImplemented
+            _value_of(other, "==")
+        elif isinstance(other, numbers.Number):
+            _value_of(self, "==")
+        return NotImplemented
 
     def __ne__(self, other: Any) -> Any:
-        if other.__class__ is not Node and isinstance(other, numbers.Number):
+        if self is other:
+            return False
+        if other.__class__ is Node:
             _value_of(self, "!=")
-        return self is not other if other.__class__ is Node else NotImplemented
+            _value_of(other, "!=")
+            return True
+        if isinstance(other, numbers.Number):
+            _value_of(self, "!=")
+        return NotImplemented
 
     __hash__ = object.__hash__  # by identity, as the class would have it without __eq__
 
