@@ -967,24 +967,22 @@ class Node(_Slots):
     # value cannot be read at replay time, so they raise there.
     def __eq__(self, other: Any) -> Any:
         # identity, as ever; but under jit number arguments are nodes, so
-        # ``n == 1`` or ``a == b`` would be False where the call without jit
-        # compares numbers: there it raises, as < does
-        if self is other:
-            return True
+        # ``n == 1``, ``a == b`` or ``x != x`` (nan) would not say what the
+        # call without jit says of the numbers: there it raises, as < does
+        # (containers test identity first: ``x in [x]`` never gets here)
         if other.__class__ is Node:
             _value_of(self, "==")
             _value_of(other, "==")
-        elif isinstance(other, numbers.Number):
+            return self is other
+        if isinstance(other, numbers.Number):
             _value_of(self, "==")
         return NotImplemented
 
     def __ne__(self, other: Any) -> Any:
-        if self is other:
-            return False
         if other.__class__ is Node:
             _value_of(self, "!=")
             _value_of(other, "!=")
-            return True
+            return self is not other
         if isinstance(other, numbers.Number):
             _value_of(self, "!=")
         return NotImplemented

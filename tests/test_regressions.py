@@ -282,7 +282,9 @@ def test_a_traced_number_compared_with_eq_under_jit_is_an_error():
         fg.jit(g)(1.0, 1.0)
     with pytest.raises(TypeError, match="under fungrad.jit"):
         fg.jit(lambda a, b: a if a in [b] else b)(1.0, 1.0)
-    assert fg.jit(lambda a: a * 2.0 if a == a else a)(3.0) == 6.0  # a node is itself
+    with pytest.raises(TypeError, match="!= of a traced node under fungrad.jit"):
+        fg.jit(lambda a: a * 2.0 if a != a else a)(math.nan)  # the nan test: True without jit
+    assert fg.jit(lambda a: [a, a][[a, a].index(a)] * 2.0)(3.0) == 6.0  # containers find a node by identity
     # static, it is a plain int again
     assert fg.jit(f, static_argnums=1)(1.0, 1) == 2.0
     # outside jit, == stays identity (documented): False, and no error
