@@ -165,6 +165,12 @@ def _typed(v: Any) -> Any:
     c = v.__class__
     if c is float:
         return (c, struct.pack("<d", v))  # exact: -0.0 is not 0.0, nor -nan nan
+    if c is str or v is None or c is int or c is bool:
+        return (c, v)
+    if isinstance(v, tuple):  # namedtuples too: P(1) and P(True) are equal
+        return (c, tuple([_typed(x) for x in v]))
+    if c is frozenset:
+        return (c, frozenset([_typed(x) for x in v]))
     if isinstance(v, numbers.Number) and not isinstance(v, numbers.Integral):
         # other real and complex numbers (NumPy's, Decimal, complex) by their
         # floats' bits too, where they convert: == cannot tell -0.0 from 0.0
@@ -173,10 +179,6 @@ def _typed(v: Any) -> Any:
         except (TypeError, ValueError, OverflowError):
             return (c, v)
         return (c, struct.pack("<dd", z.real, z.imag), repr(v))
-    if isinstance(v, tuple):  # namedtuples too: P(1) and P(True) are equal
-        return (c, tuple([_typed(x) for x in v]))
-    if c is frozenset:
-        return (c, frozenset([_typed(x) for x in v]))
     return (c, v)
 
 
@@ -478,7 +480,11 @@ class TreeDef:
         if self._hi - self._lo != other._hi - other._lo or self._span() != other._span():
             return False
         # equal by ==, but static values True and 1, or 0.0 and -0.0, may give a function other results
-        return [_typed(r[1]) for r in self._span()] == [_typed(r[1]) for r in other._span()]
+        for a, b in zip(self._span(), other._span()):
+            x, y = a[1], b[1]
+            if x is not y and _typed(x) != _typed(y):  # one object is of one type and value
+                return False
+        return True
 
     def __ne__(self, other: object) -> bool:
         eq = self.__eq__(other)
