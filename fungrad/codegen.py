@@ -683,7 +683,8 @@ def _like_for(xp: Any) -> Callable[[Any, Any], Any]:
     full_like = xp.full_like
 
     def _like(c: Any, x: Any) -> Any:
-        return full_like(x, c) if isinstance(c, (int, float)) else c  # an array stays as it is
+        # x + 0.0: the float type an int array would have in c + 0.0 * x, and no nan from inf
+        return full_like(x + 0.0, c) if isinstance(c, (int, float)) else c  # an array stays as it is
 
     return _like
 

@@ -27,6 +27,7 @@ True
 from __future__ import annotations
 
 import contextvars
+import copyreg
 import functools
 import inspect
 import itertools
@@ -780,6 +781,7 @@ def _parent_slots(parents: tuple[Node, ...]) -> tuple[Any, Any]:
 
 
 _new = object.__new__
+_newobj = copyreg.__newobj__  # type: ignore[attr-defined]
 
 # Pickling and copy.deepcopy save an object's parts inside it, so a node
 # saved plainly recurses once per level of its graph, and a graph a few
@@ -849,7 +851,7 @@ class _Below:
 
 
 def _not_running(n: Node, what: str) -> None:
-    if n.level > 0 and n.level in _open:
+    if n.level > 0 and n.level in _open:  # noqa: SIM102 - also the callers' test
         raise TypeError(
             f"{what} of a node of a running fungrad transform: the copy is a new variable, which the "
             "transform does not differentiate, so its derivative would be lost without a word. Nodes "
@@ -857,10 +859,6 @@ def _not_running(n: Node, what: str) -> None:
         )
 
 
-def _rebuild(token: Any, below: Any, state: tuple[Any, ...]) -> Node:
-    n = _new(Node)
-    n.__setstate__(state)
-    return n
 
 
 @attrs.frozen(eq=False, slots=True, weakref_slot=False, repr=False, init=False, getstate_setstate=False, match_args=False)
@@ -911,12 +909,18 @@ class Node(_Slots):
     def __reduce_ex__(self, protocol: Any) -> Any:
         # see _Below: a node listed in this save is saved with its parents
         # (in the memo); any other first lists the nodes below it
-        _not_running(self, "a copy (copy.deepcopy, pickle)")
-        if self._x is None:
+        level = self.level
+        if level > 0 and level in _open:
+            _not_running(self, "a copy (copy.deepcopy, pickle)")
+        x = self._x
+        if x is None:
             return super().__reduce_ex__(protocol)
+        y = self._y
+        parents = (x,) if y is None else x if y is _MANY else (x, y)
         r = _saving.ids.get(id(self))
-        below = None if r is not None and r() is self else _Below(self)
-        return (_rebuild, (_saving.token, below, self.__getstate__()))
+        if r is not None and r() is self:
+            return (_newobj, (Node,), (_saving.token, self.value, self.op, parents, self.name, level))
+        return (_newobj, (Node,), (_saving.token, _Below(self), self.value, self.op, parents, self.name, level))
 
     def __copy__(self) -> Node:
         _not_running(self, "a copy (copy.copy)")
@@ -927,6 +931,8 @@ class Node(_Slots):
     def __setstate__(self, state: Any) -> None:
         if state.__class__ is dict:  # pickled when parents was an attrs field: {field: value}
             state = tuple(state.get(k, d) for k, d in (("value", None), ("op", ""), ("parents", ()), ("name", ""), ("level", 0)))
+        if state.__class__ is tuple and len(state) in (6, 7):
+            state = state[-5:]  # saved with the token of its save (and the nodes below): see _Below
         if state.__class__ is not tuple or len(state) != 5:
             raise TypeError(f"Node: cannot restore a node from {type(state).__name__} {state!r:.60}")
         value, op, parents, name, level = state
@@ -966,25 +972,26 @@ class Node(_Slots):
     # (inside grad too: a branch does not lose a derivative). Under jit a
     # value cannot be read at replay time, so they raise there.
     def __eq__(self, other: Any) -> Any:
-        # identity, as ever; but under jit number arguments are nodes, so
-        # ``n == 1``, ``a == b`` or ``x != x`` (nan) would not say what the
-        # call without jit says of the numbers: there it raises, as < does
-        # (containers test identity first: ``x in [x]`` never gets here)
+        # identity, as ever; but jit's (and vmap's) trace makes nodes of the
+        # numbers it is called with, so ``n == 1``, ``a == b`` or ``x != x``
+        # (nan) on them would not say what the call without jit says of the
+        # numbers: there it raises, as < does. A set or dict finds a node by
+        # its hash, by identity, and a list tests identity first.
         if other.__class__ is Node:
-            _value_of(self, "==")
-            _value_of(other, "==")
+            if self.level == other.level:  # two numbers without jit, or two nodes
+                _jit_number(self, "==")
             return self is other
         if isinstance(other, numbers.Number):
-            _value_of(self, "==")
+            _jit_number(self, "==")
         return NotImplemented
 
     def __ne__(self, other: Any) -> Any:
         if other.__class__ is Node:
-            _value_of(self, "!=")
-            _value_of(other, "!=")
+            if self.level == other.level:
+                _jit_number(self, "!=")
             return self is not other
         if isinstance(other, numbers.Number):
-            _value_of(self, "!=")
+            _jit_number(self, "!=")
         return NotImplemented
 
     __hash__ = object.__hash__  # by identity, as the class would have it without __eq__
@@ -1195,12 +1202,22 @@ def _value_of(x: Any, what: str) -> Any:
     return x.value
 
 
+def _jit_number(x: Node, what: str) -> None:
+    # a node of the jit (or vmap) trace itself, which the call without jit
+    # would have as a number; the nodes of a grad inside it are nodes there too
+    if x.level == _get().jit_level:
+        _value_of(x, what)
+
+
 def _plain(x: Node, what: str) -> float:
     v = _value_of(x, what)
-    # a node of a running transform, or any traced node while one runs here:
-    # a derivative rule differentiated again (grad of grad) gets nodes of an
-    # inner level that has ended, whose derivative still flows to the outer
-    if x.level > 0 and (x.level in _open or _get().active):
+    # a node of a running transform, or of one that ended inside the
+    # transforms running here: a derivative rule differentiated again (grad
+    # of grad) gets nodes of an inner level whose derivative still flows to
+    # the outer. A node of a transform that ended before them (kept from an
+    # earlier step) is a constant here: its float is fine.
+    t = _get()
+    if x.level > 0 and (x.level in _open or t.active and x.level >= min(t.chain, default=t.level)):
         raise TypeError(
             f"{what} of a traced node inside a fungrad transform: a plain float leaves the graph, "
             "so its derivative would be lost without a word. Use fungrad's functions (fg.sin, "
@@ -1879,11 +1896,11 @@ def _closes_over(v: Node, qual: str, which: str) -> None:
     stack, seen = [v], set()
     while stack:
         n = stack.pop()
-        if n in seen:
-            continue
+        if n in seen or n.level <= 0:
+            continue  # a node made outside every transform depends on none
         seen.add(n)
         if n._x is None:
-            if n.level > 0 and n.level in _open:
+            if n.level in _open:
                 break
         else:
             stack.extend(n.parents)

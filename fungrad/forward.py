@@ -43,23 +43,31 @@ def _joint_partials(joint: Callable[..., Any], op: str, ans: Any, args: Sequence
 
     Forward mode reads a VJP at g = 1 as the row of partial derivatives,
     which is only right when the VJP is linear in g. A backward that clips
-    or shifts g defines no JVP, so it is asked at g = 2 too (doubling is
-    exact in floats): a rule that does not double is an error, not a number
-    that is neither derivative.
+    or shifts g defines no JVP, so it is asked at a few more cotangents (see
+    _LINEAR_AT): a rule that does not scale with g is an error, not a number
+    that is neither derivative. (A sample cannot prove linearity; it catches
+    the usual clips, signs and shifts.)
     """
     d1 = joint(1.0, ans, *args)
-    d2 = joint(2.0, ans, *args)
-    for a, b in zip(d1, d2):
-        va = a.value if a.__class__ is Node else a
-        vb = b.value if b.__class__ is Node else b
-        if not (vb == 2.0 * va or (va != va and vb != vb)):
-            name = op.split(":", 1)[-1]
-            raise TypeError(
-                f"forward mode (jvp, jacfwd, linearize, hessian) of custom_vjp {name!r}: its backward is not "
-                f"linear in the cotangent g (at g = 1 it gives {va!r}, at g = 2 {vb!r}), so it defines no "
-                "derivative to push forward; use reverse mode (grad, vjp, jacrev) for this function"
-            )
+    for k in _LINEAR_AT:
+        dk = joint(k, ans, *args)
+        for a, b in zip(d1, dk):
+            va = a.value if a.__class__ is Node else a
+            vb = b.value if b.__class__ is Node else b
+            if not (vb == k * va or (va != va and vb != vb)):
+                name = op.split(":", 1)[-1].split("#", 1)[0]
+                raise TypeError(
+                    f"forward mode (jvp, jacfwd, linearize, hessian) of custom_vjp {name!r}: its backward is "
+                    f"not linear in the cotangent g (at g = 1 it gives {va!r}, at g = {k:g} {vb!r}), so it "
+                    "defines no derivative to push forward; use reverse mode (grad, vjp, jacrev) for this function"
+                )
     return d1  # type: ignore[no-any-return]
+
+
+# the cotangents at which a backward must be k times its value at 1 (powers
+# of two and -1 scale floats exactly): a sign test catches abs and relu of
+# g, the far ones a clip of it
+_LINEAR_AT = (2.0, -1.0, 2.0**20, 2.0**-20)
 
 
 def _derivatives(nodes: Sequence[Node], floor: int, nested: bool) -> list[tuple[Node, list[tuple[Node, Any]]]]:

@@ -469,8 +469,11 @@ def _if_label(term: Any, y: Any, allowed: tuple[float, ...]) -> Any:
 
 
 def _square(d: Any) -> Any:
-    # on floats Python's ** raises OverflowError past 1e154; the primitive gives inf, as on nodes
-    return d**2 if d.__class__ is Node else expr.pow(d, 2)
+    # on floats Python's ** raises OverflowError past 1e154, where the pow primitive (and a node) gives inf
+    try:
+        return d**2
+    except OverflowError:
+        return math.inf
 
 
 def _total(terms: list[Any]) -> Any:
@@ -520,7 +523,10 @@ def hinge(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> Scalar:
     ss, ys = _pairs(scores, labels, "hinge", ("scores", "labels"))
     ss, ys = _scalars(ss, "hinge", "scores"), _scalars(ys, "hinge", "labels")
     _check_labels(ys, (-1.0, 1.0), "hinge", "-1 or +1")
-    return _total([_if_label(expr.relu(1.0 - y * s), y, (-1.0, 1.0)) for s, y in zip(ss, ys)]) / len(ss)
+    terms = [expr.relu(1.0 - y * s) for s, y in zip(ss, ys)]
+    if any(y.__class__ is Node for y in ys):
+        terms = [_if_label(t, y, (-1.0, 1.0)) for t, y in zip(terms, ys)]
+    return _total(terms) / len(ss)
 
 
 def _softplus(u: Scalar) -> Scalar:
@@ -554,7 +560,10 @@ def binary_cross_entropy(logits: Sequence[Scalar], labels: Sequence[Scalar]) -> 
     zs, ys = _scalars(zs, "binary_cross_entropy", "logits"), _scalars(ys, "binary_cross_entropy", "labels")
     _check_labels(ys, (-1.0, 0.0, 1.0), "binary_cross_entropy", "1 (positive), or -1 or 0 (negative)")
     # where(y, 1, -1) maps both label conventions to t = ±1 without reading a value
-    return _total([_if_label(_softplus(-expr.where(y, 1.0, -1.0) * z), y, (-1.0, 0.0, 1.0)) for z, y in zip(zs, ys)]) / len(zs)
+    terms = [_softplus(-expr.where(y, 1.0, -1.0) * z) for z, y in zip(zs, ys)]
+    if any(y.__class__ is Node for y in ys):
+        terms = [_if_label(t, y, (-1.0, 0.0, 1.0)) for t, y in zip(terms, ys)]
+    return _total(terms) / len(zs)
 
 
 def l2(params: Any, alpha: float) -> Scalar:

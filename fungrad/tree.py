@@ -22,6 +22,7 @@ registered types (and the builtin containers) can be written and read back.
 
 from __future__ import annotations
 
+import collections
 import enum
 import itertools
 import math
@@ -881,8 +882,14 @@ def _reaches(roots: Iterable[Any], found: Callable[[Any], bool], budget: int = 1
             stack.extend(itertools.islice(x, budget))
         elif c is dict:
             stack.extend(itertools.islice(x.values(), budget))
-        elif isinstance(x, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)):
+        elif isinstance(x, (str, bytes, type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)):
             continue
+        elif isinstance(x, dict):
+            stack.extend(itertools.islice(x.values(), budget))
+        elif isinstance(x, (list, tuple, set, frozenset, collections.deque)):
+            stack.extend(itertools.islice(x, budget))
+        elif getattr(getattr(x, "dtype", None), "kind", None) == "O" and hasattr(x, "flat"):
+            stack.extend(itertools.islice(x.flat, budget))  # a NumPy array of objects
         else:
             ch = children(x)
             if ch is not None:

@@ -489,3 +489,19 @@ def test_a_rule_written_with_math_raises_at_second_order_instead_of_giving_zero(
             run()
     good = fg.primitive("extend_test_gsin", math.sin, vjp=(lambda g, ans, x: g * fg.cos(x),))
     assert fg.grad(fg.grad(good))(1.0) == -math.sin(1.0)
+
+
+@pytest.mark.parametrize("bwd", [
+    lambda res, g: (3.0 * fg.abs(g),),
+    lambda res, g: (3.0 * fg.relu(g),),
+    lambda res, g: (fg.maximum(-10.0, fg.minimum(10.0, 3.0 * g)),),
+    lambda res, g: (g + 1.0,),
+])
+def test_forward_mode_catches_backwards_that_are_not_linear_in_g(bwd):
+    @fg.custom_vjp
+    def f(x):
+        return 3.0 * x
+
+    f.defvjp(lambda x: (3.0 * x, None), bwd)
+    with pytest.raises(TypeError, match="not linear in the cotangent g"):
+        fg.jvp(f, (1.0,), (10.0,))

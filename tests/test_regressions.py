@@ -332,3 +332,35 @@ def test_accuracy_reads_values_so_it_raises_under_jit_and_vmap_and_works_in_grad
     with pytest.raises(TypeError, match="nn.accuracy of a traced node"):
         fg.jit(lambda a, b: fg.nn.accuracy([[a, b]], [1]))(0.0, 1.0)
     assert fg.nn.accuracy([[0.0, 1.0]], [1]) == 1.0
+
+
+def test_nodes_of_a_grad_inside_jit_compare_by_identity_as_without_jit():
+    def f(x, y):
+        nodes = [x, y]
+        return nodes[nodes.index(y)] * x  # x == y: a node and a number without jit
+
+    assert fg.grad(f)(2.0, 3.0) == fg.jit(fg.grad(f))(2.0, 3.0) == 3.0
+    assert fg.vmap(fg.grad(f))([2.0], [3.0]) == [3.0]
+
+
+def test_float_of_a_node_kept_from_an_earlier_transform_is_a_constant_there():
+    kept = []
+
+    def loss(w):
+        previous = float(kept[-1]) if kept else 0.0  # a node of the last call's grad: ended
+        out = (w - 3.0) ** 2 + 0.0 * previous
+        kept.append(out)
+        return out
+
+    w = 1.0
+    for _ in range(2):
+        w = w - 0.1 * fg.grad(loss)(w)
+    assert w == pytest.approx(1.0 + 0.4 + 0.32, rel=1e-15)
+
+
+def test_export_of_an_int_array_computes_in_floats():
+    from conftest import require
+
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    g = fg.export(lambda x: fg.where(x, 0.5, -0.5) + fg.relu(x) * 0.25, 1.0, xp=np)
+    assert g(np.array([-2, 0, 3])).tolist() == [-0.5, -0.5, 1.25]
