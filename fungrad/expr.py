@@ -795,8 +795,10 @@ _newobj = copyreg.__newobj__  # type: ignore[attr-defined]
 # Which save is current is told by a token that every node's save carries:
 # the memo of a pickle (or a deepcopy) saves the token once, so its reduce
 # runs at the start of each save and clears the marks of the one before,
-# also one cut short by an error or an interrupt, or one still running
-# below (a pickle inside a pickle, which then only walks more).
+# also one cut short by an error or an interrupt. A save started while
+# another runs in the same thread (a pickle inside a pickle, or a Pickler
+# used again after another save) leaves marks the first one's memo lacks:
+# on a deep graph that first one may then hit the recursion limit.
 
 
 class _Saving(threading.local):
