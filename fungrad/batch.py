@@ -787,8 +787,10 @@ def export(f: Callable[..., Any], *example_args: Any, xp: Any = None) -> Callabl
     The exported function takes arguments of the same pytree structure with
     arrays (or numbers) at the leaves, so leaves of shape ``(B,)`` evaluate B
     examples at once, and it returns ``f``'s output structure with arrays at
-    the leaves. What the framework does next (its autograd, ``jit``,
-    ``vmap``, devices) is its own. ``.source`` holds the generated code.
+    the leaves. Int and bool arrays are converted to float64 first; float
+    arrays compute in their own precision. What the framework does next (its
+    autograd, ``jit``, ``vmap``, devices) is its own. ``.source`` holds the
+    generated code.
 
     >>> import numpy as np, fungrad as fg
     >>> f = lambda w, x: fg.tanh(w[0] * x + w[1])
@@ -820,11 +822,24 @@ def export(f: Callable[..., Any], *example_args: Any, xp: Any = None) -> Callabl
         raise TypeError(f"export: {e}") from None
     src = body.source  # type: ignore[attr-defined]
 
+    f64 = getattr(xp, "float64", None)
+
+    def floats(v: Any) -> Any:
+        # fungrad computes in floats: an int or bool array (or number) would
+        # compute in its own type, wrap around and truncate; floats stay as given
+        dt = getattr(v, "dtype", None)
+        if dt is None:
+            return float(v) if isinstance(v, int) else v
+        is_float = getattr(dt, "is_floating_point", None)  # torch's dtypes
+        if is_float is None:
+            is_float = getattr(dt, "kind", "f") in "fc"
+        return v if is_float or f64 is None else xp.asarray(v, dtype=f64)
+
     def exported(*args: Any) -> Any:
         ls, atd = tree.flatten(args)
         if atd != td:
             raise ValueError(f"export: the arguments have structure {atd!r}, but f was exported for {td!r}")
-        return tree.unflatten(out_td, body(ls))
+        return tree.unflatten(out_td, body([floats(v) for v in ls]))
 
     exported.source = src  # type: ignore[attr-defined]
     exported.__name__ = f"export({getattr(f, '__name__', 'f')})"

@@ -571,7 +571,7 @@ ARRAY = {
     "sub": "({0} - {1})",
     "mul": "({0} * {1})",
     "div": "({0} / {1})",
-    "pow": "({0} ** {1})",
+    "pow": "_pow({0}, {1})",
     "neg": "(-{0})",
     "exp": "xp.exp({0})",
     "log": "xp.log({0})",
@@ -591,8 +591,8 @@ ARRAY = {
     "log1p": "xp.log1p({0})",
     "expm1": "xp.expm1({0})",
     "abs": "xp.abs({0})",
-    "maximum": "xp.maximum({0}, {1})",
-    "minimum": "xp.minimum({0}, {1})",
+    "maximum": "xp.where(({0} != {0}) | ({1} != {1}), _nan, xp.where({0} < {1}, {1}, {0}))",
+    "minimum": "xp.where(({0} != {0}) | ({1} != {1}), _nan, xp.where({1} < {0}, {1}, {0}))",
     "sign": "xp.where({0} > 0.0, _like(1.0, {0}), xp.where({0} < 0.0, _like(-1.0, {0}), _like(0.0, {0})))",
     "step": "xp.where({0} > 0.0, _like(1.0, {0}), _like(0.0, {0}))",
     "where": "xp.where({0} > 0.0, _like({1}, {0}), _like({2}, {0}))",
@@ -611,15 +611,12 @@ ARRAY = {
 NUMPY = {
     **ARRAY,
     "div": "xp.divide({0}, {1})",
-    "pow": "_pow({0}, {1})",
     "relu": "xp.where({0} < 0.0, 0.0, {0})",
     "sigmoid": "xp.divide(1.0, 1.0 + xp.exp(xp.negative({0})))",
     "sign": "xp.where({0} > 0.0, 1.0, xp.where({0} < 0.0, -1.0, 0.0))",
     "step": "xp.where({0} > 0.0, 1.0, 0.0)",
     "where": "xp.where({0} > 0.0, {1}, {2})",
     "softplus": "xp.where({0} > 20.0, {0}, xp.log1p(xp.exp({0})))",
-    "maximum": "xp.where(({0} != {0}) | ({1} != {1}), _nan, xp.where({0} < {1}, {1}, {0}))",
-    "minimum": "xp.where(({0} != {0}) | ({1} != {1}), _nan, xp.where({1} < {0}, {1}, {0}))",
     "share": "xp.where({0} < {1}, 0.0, xp.where({0} == {1}, 0.5, 1.0))",
 }
 
@@ -668,13 +665,17 @@ def _array_sum(o: Any, alias: dict[Node, Node], batched: set[Node], dots: set[No
 
 
 def _pow_for(xp: Any) -> Callable[[Any, Any], Any]:
-    # NumPy computes an array to the scalar power 0.5 as a square root, which
-    # gives nan for -inf and -0.0 for -0.0 where pow gives inf and 0.0: an
-    # exponent as long as the base takes NumPy's pow instead
+    # NumPy and PyTorch compute an array to the scalar power 0.5 as a square
+    # root, which gives nan for -inf and -0.0 for -0.0 where pow gives inf and
+    # 0.0: an exponent as long as the base takes their pow instead
+    power = getattr(xp, "power", None) or xp.pow
+
     def pw(a: Any, b: Any) -> Any:
-        if xp.ndim(b) == 0 and xp.ndim(a) > 0:
-            b = xp.full(xp.shape(a), b)  # not a broadcast view, which NumPy takes for a scalar
-        return xp.power(a, b)
+        if getattr(b, "ndim", 0) == 0 and getattr(a, "ndim", 0) > 0:
+            b = xp.full_like(a + 0.0, b)  # not a broadcast view, which NumPy takes for a scalar
+        elif getattr(a, "ndim", 0) == 0 and getattr(b, "ndim", 0) > 0:
+            a = xp.full_like(b + 0.0, a)
+        return power(a, b)
 
     return pw
 

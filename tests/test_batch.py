@@ -239,3 +239,21 @@ def test_jvp_of_vmap_and_vmap_of_jvp_and_of_hessian():
     assert fg.vmap(lambda x: fg.jvp(fg.sin, (x,), (1.0,))[1])(xs) == [math.cos(x) for x in xs]
     h = fg.hessian(lambda v: v[0] ** 2 * v[1])
     assert fg.vmap(h)([[3.0, 2.0], [1.0, 1.0]]) == [h([3.0, 2.0]), h([1.0, 1.0])]
+
+
+def test_export_to_torch_equals_eager_at_the_edges(torch):
+    inf, nan = math.inf, math.nan
+    f = lambda x, y: [fg.maximum(x, 0.0), fg.minimum(y, x), fg.pow(x, 0.5), fg.pow(2.0, x), fg.where(x, y, -0.5), fg.relu(x)]  # noqa: E731
+    g = fg.export(f, 1.0, 1.0, xp=torch)
+    xs = [-inf, -2.0, -0.0, 0.0, 0.5, 3.0, inf, nan]
+    ys = [1.0, nan, -0.0, 2.0, -inf, 0.5, 3.0, 0.0]
+    got = [t.tolist() for t in g(torch.tensor(xs, dtype=torch.float64), torch.tensor(ys, dtype=torch.float64))]
+    for k, (x, y) in enumerate(zip(xs, ys)):
+        for i, want in enumerate(f(x, y)):
+            v = got[i][k]
+            if i in (2, 3) and math.isfinite(want) and want != 0.0:  # torch's pow, within a few ulp
+                assert v == pytest.approx(want, rel=4 * 2.0**-52), (i, x, y, v, want)
+                continue
+            assert v == want and math.copysign(1.0, v) == math.copysign(1.0, want) or (v != v and want != want), (i, x, y, v, want)
+    ints = g(torch.tensor([3, -2]), torch.tensor([1, 1]))  # ints compute in float64
+    assert ints[2].dtype == torch.float64 and ints[0].tolist() == [3.0, 0.0]
