@@ -241,6 +241,7 @@ def test_jvp_of_vmap_and_vmap_of_jvp_and_of_hessian():
     assert fg.vmap(h)([[3.0, 2.0], [1.0, 1.0]]) == [h([3.0, 2.0]), h([1.0, 1.0])]
 
 
+@pytest.mark.slow
 def test_export_to_torch_equals_eager_at_the_edges(torch):
     inf, nan = math.inf, math.nan
     f = lambda x, y: [fg.maximum(x, 0.0), fg.minimum(y, x), fg.pow(x, 0.5), fg.pow(2.0, x), fg.where(x, y, -0.5), fg.relu(x)]  # noqa: E731

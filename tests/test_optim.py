@@ -843,6 +843,7 @@ def test_a_state_made_for_params_of_another_order_or_model_is_refused_not_applie
     assert len(str(e.value)) < 1000
 
 
+@pytest.mark.slow
 def test_adam_with_eps_0_divides_as_ieee_and_pytorch_do(torch):
     opt = optim.Adam(0.1, eps=0.0)
     p, s = opt.update([1.0, 2.0], [0.0, 1.0], opt.init([1.0, 2.0]))

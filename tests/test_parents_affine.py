@@ -516,6 +516,7 @@ def test_a_graph_1600_levels_deep_pickles_and_deep_copies(how):
     assert g2[x2] == g[x] and g2[w2] == g[w] and math.isfinite(g[x])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["pickle", "deepcopy"])
 def test_nodes_of_one_deep_graph_saved_together_stay_one_graph(how):
     x, w, out, mids = _deep_graph(450)
@@ -529,6 +530,7 @@ def test_nodes_of_one_deep_graph_saved_together_stay_one_graph(how):
     assert fg.gradients(mids2[1], wrt=[x2])[x2] == fg.gradients(mids[1], wrt=[x])[x]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["pickle", "deepcopy"])
 def test_the_nodes_of_a_deep_graph_saved_one_after_another_stay_one_graph(how):
     # each node's parents were saved before it: every node is saved with them
