@@ -298,6 +298,7 @@ def _torch_check(torch, ours, theirs, scores, labels, abs=1e-300):
     assert value == pytest.approx(out.item(), rel=1e-14, abs=abs)
     assert grads == pytest.approx(s.grad.tolist(), rel=1e-13, abs=abs)
 
+
 def test_mse_against_torch(torch):
     targets = [0.5, -0.25, 1.0, 2.0, -1.0, 0.0, 3.0]
     _torch_check(torch, nn.mse, torch.nn.functional.mse_loss, SCORES, targets)
