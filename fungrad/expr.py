@@ -852,15 +852,13 @@ class _Below:
         return (list, (order,))
 
 
-def _not_running(n: Node, what: str) -> None:
-    if n.level > 0 and n.level in _open:  # noqa: SIM102 - also the callers' test
-        raise TypeError(
-            f"{what} of a node of a running fungrad transform: the copy is a new variable, which the "
-            "transform does not differentiate, so its derivative would be lost without a word. Nodes "
-            "never change, so use the node itself where a copy was meant."
-        )
-
-
+def _copy_error(what: str) -> TypeError:
+    # for a node of a running transform (level > 0 and open)
+    return TypeError(
+        f"{what} of a node of a running fungrad transform: the copy is a new variable, which the "
+        "transform does not differentiate, so its derivative would be lost without a word. Nodes "
+        "never change, so use the node itself where a copy was meant."
+    )
 
 
 @attrs.frozen(eq=False, slots=True, weakref_slot=False, repr=False, init=False, getstate_setstate=False, match_args=False)
@@ -913,7 +911,7 @@ class Node(_Slots):
         # (in the memo); any other first lists the nodes below it
         level = self.level
         if level > 0 and level in _open:
-            _not_running(self, "a copy (copy.deepcopy, pickle)")
+            raise _copy_error("a copy (copy.deepcopy, pickle)")
         x = self._x
         if x is None:
             return super().__reduce_ex__(protocol)
@@ -925,7 +923,8 @@ class Node(_Slots):
         return (_newobj, (Node,), (_saving.token, _Below(self), self.value, self.op, parents, self.name, level))
 
     def __copy__(self) -> Node:
-        _not_running(self, "a copy (copy.copy)")
+        if self.level > 0 and self.level in _open:
+            raise _copy_error("a copy (copy.copy)")
         n = _new(Node)
         n.__setstate__(self.__getstate__())
         return n
