@@ -176,7 +176,7 @@ def _typed(v: Any) -> Any:
         # other real and complex numbers (NumPy's, Decimal, complex) by their
         # floats' bits too, where they convert: == cannot tell -0.0 from 0.0
         try:
-            z = complex(v)
+            z = complex(v)  # type: ignore[call-overload]  # a Number that converts; else the except below
         except (TypeError, ValueError, OverflowError):
             return (c, v)
         return (c, struct.pack("<dd", z.real, z.imag), repr(v))
