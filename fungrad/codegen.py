@@ -318,8 +318,9 @@ class _Names:
     def literal(self, v: float) -> str:
         if v != v:
             # the very float: a nan's sign and payload are kept, as eager keeps them
-            name = f"_nan{len(self.glob)}"
-            self.glob[name] = v
+            # (one global per bit pattern)
+            name = f"_nan{_bits(v).hex()}"
+            self.glob.setdefault(name, v)
             return name
         if v == math.inf:
             return "_inf"

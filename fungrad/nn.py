@@ -455,17 +455,19 @@ def _check_labels(ys: list[Any], allowed: tuple[float, ...], who: str, text: str
             raise ValueError(f"{who}: labels[{i}] is {y!r}; expected {text}")
 
 
-def _if_label(term: Any, y: Any, allowed: tuple[float, ...]) -> Any:
+def _label_ok(y: Any, allowed: Iterable[float]) -> Any:
     # A traced label (under jit) cannot be checked by value, so an invalid
-    # one makes the sample's loss nan, and its gradient: the term is
-    # multiplied by 1.0 (exact: x * 1.0 is x) where y is an allowed value
-    # and by nan elsewhere (0.0 * y is nan for a nan or infinite label)
-    if y.__class__ is not Node:
-        return term
+    # one makes the sample's loss nan, and its gradient: a term is
+    # multiplied by this, 1.0 (exact: x * 1.0 is x) where y is an allowed
+    # value and nan elsewhere (0.0 * y is nan for a nan or infinite label)
     ok: Any = float("nan")
     for a in allowed:
-        ok = expr.where(y - a, ok, expr.where(a - y, ok, 1.0))
-    return term * (ok + 0.0 * y)
+        ok = expr.where(y - a, ok, expr.where(a - y, ok, 1.0))  # y neither above nor below a
+    return ok + 0.0 * y
+
+
+def _if_label(term: Any, y: Any, allowed: tuple[float, ...]) -> Any:
+    return term if y.__class__ is not Node else term * _label_ok(y, allowed)
 
 
 def _square(d: Any) -> Any:
@@ -741,13 +743,11 @@ def _loss_of(shifted: list[Any], y: Any) -> Any:
     # factor that is 1.0 for a class index (exact: x * 1.0 is x) and nan
     # otherwise, since the gradient of the selected nan alone would be 0.
     picked: Any = float("nan")
-    ok: Any = float("nan")
     for j, s in enumerate(shifted):
         # s only where y equals j exactly: neither above nor below it
         picked = expr.where(y - j, picked, expr.where(j - y, picked, s))
-        ok = expr.where(y - j, ok, expr.where(j - y, ok, 1.0))
     nan_if_nan = 0.0 * y  # a nan label matches every class above: make it nan
-    return (total - (picked + nan_if_nan)) * (ok + nan_if_nan)
+    return (total - (picked + nan_if_nan)) * _label_ok(y, range(len(shifted)))
 
 
 def cross_entropy(logits: Sequence[Sequence[Scalar]], labels: Sequence[int]) -> Scalar:

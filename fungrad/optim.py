@@ -96,7 +96,7 @@ def _leaves(x: Any, who: str, arg: str) -> tuple[list[Any], tree.TreeDef]:
 def _pair(params: Any, grads: Any, who: str, second: str = "grads") -> tuple[list[Any], list[Any], tree.TreeDef]:
     ps, td = _leaves(params, who, "params")
     gs, gtd = _leaves(grads, who, second)
-    if gtd != td:
+    if not tree._same_layout(gtd, td):  # leaves are paired by position: their layout is what matters
         raise ValueError(
             f"{who}: {second} must have the structure of params; params are {td!r:.300} but {second} are "
             f"{gtd!r:.300}; they differ{tree._first_difference(td, gtd)} (params first, then {second})"
@@ -522,7 +522,7 @@ def _moments(state_tree: Any, td: tree.TreeDef, who: str, what: str) -> list[Any
     # matched by structure, not only by count: a velocity made for params
     # whose keys came in another order would move the wrong weights
     vs, std = tree.flatten(state_tree)
-    if std != td:
+    if not tree._same_layout(std, td):
         raise ValueError(
             f"{who}: the state's {what} not shaped like params; they differ{tree._first_difference(td, std)} "
             "(params first, then the state). Make the state with init(params) for these params"

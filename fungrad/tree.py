@@ -843,6 +843,11 @@ def map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
     return unflatten(td, [fn(*xs) for xs in zip(ls, *others)])
 
 
+def _same_layout(a: TreeDef, b: TreeDef) -> bool:
+    """Equal records, static values compared by ``==`` only: enough to pair leaves by position."""
+    return a is b or (a._hi - a._lo == b._hi - b._lo and a._span() == b._span())
+
+
 def _shape(td: TreeDef) -> str:
     k = td.kind
     if k is LEAF:

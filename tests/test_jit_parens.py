@@ -118,7 +118,7 @@ def read_source(src: str, S: Syms) -> dict[int, int]:
             if isinstance(e, ast.Name):
                 if e.id in env:
                     return env[e.id]
-                if re.fullmatch(r"_nan\d+", e.id):  # a nan constant, kept as the very float
+                if re.fullmatch(r"_nan[0-9a-f]{16}", e.id):  # a nan constant, kept as the very float (named by its bits)
                     return S.const(nan)
                 assert e.id in _GLOBAL_CONSTS, f"unknown name {e.id} in\n{src}"
                 return S.const(_GLOBAL_CONSTS[e.id])
