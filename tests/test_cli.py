@@ -440,6 +440,7 @@ BY_PYTHON_M = "import runpy\nrunpy.run_module('fungrad', run_name='__main__', al
 BY_SCRIPT = "import _fungrad_entry\nsys.exit(_fungrad_entry.main())\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "start, module, error, shown",
     [
@@ -464,6 +465,7 @@ def test_python_dash_m_fungrad_loads_the_command():
     assert __main__._command() is cli.main  # importing it runs nothing: runpy runs it as __main__
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     # a real SIGINT, delivered while the command is still building its parser
     script = (

@@ -568,6 +568,7 @@ def temps(d):
     return sorted(q.name for q in d.iterdir() if q.name.endswith(".tmp"))
 
 
+@pytest.mark.slow
 def test_a_save_killed_mid_write_leaves_the_old_file_and_the_next_save_cleans_up(tmp_path):
     p = tmp_path / "model.json"
     checkpoint.save(p, {"w": [1.0, 2.0]})

@@ -382,6 +382,7 @@ ALL = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("opt", ALL, ids=["sgd", "momentum", "nesterov", "adam", "adam-cosine"])
 def test_converges_on_a_parabola(opt):
     # f = sum (p - c)^2 over a nested tree, minimum at c

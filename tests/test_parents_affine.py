@@ -504,6 +504,7 @@ def _copies(how, obj):
     return pickle.loads(pickle.dumps(obj)) if how == "pickle" else copy.deepcopy(obj)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["pickle", "deepcopy"])
 def test_a_graph_1600_levels_deep_pickles_and_deep_copies(how):
     x, w, out, _ = _deep_graph(400)
@@ -603,6 +604,7 @@ def test_deep_graphs_pickled_in_threads_at_once():
         _same_values(out, out2)
 
 
+@pytest.mark.slow
 def test_weak_references_to_nodes():
     x, y = fg.var(2.0), fg.var(3.0)
     m = x * y

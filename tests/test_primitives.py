@@ -301,6 +301,7 @@ def test_values_are_the_same_on_floats_nodes_and_under_jit():
                 assert ulps_apart(jitted(*xs), v) == 0, (name, xs)
 
 
+@pytest.mark.slow
 def test_values_never_raise_on_any_float_input():
     # every pair and triple of awkward floats, including ints and huge ones
     awkward = [0.0, -0.0, 1.0, -1.0, 1e308, -1e308, 1e-320, inf, -inf, nan, 709.8, -745.2, 3, -7, 2.0**53]

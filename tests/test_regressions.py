@@ -154,6 +154,7 @@ def test_a_checkpoint_saved_in_one_process_loads_in_a_fresh_one(tmp_path):
     assert out2 == out and math.isfinite(float(out))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_still_imports_nothing_off_the_allowlist(tmp_path):
     path = tmp_path / "evil.json"
     doc = {"format": "fungrad-checkpoint", "version": 1,

@@ -193,6 +193,7 @@ def test_zero_steps_and_bad_arguments():
         train.fit(tiny_loss, model, optimizer=-0.1, steps=1)
 
 
+@pytest.mark.slow
 def test_history_round_trips_through_a_dict():
     h = train.History(loss=[2.0, 1.0], accuracy=[0.5, 1.0], step_time=[0.01, 0.02])
     assert train.History.from_dict(h.to_dict()) == h

@@ -221,6 +221,7 @@ def test_numpy_replay_is_bit_identical_for_arithmetic_and_selections():
     assert [struct.pack("<3d", *g) for g in gn] == [struct.pack("<3d", *g) for g in gp]
 
 
+@pytest.mark.slow
 def test_numpy_replay_of_transcendental_functions_is_within_4_ulp():
     require("numpy", 'pip install "fungrad[fast]"')
     xs, ys = data(500, seed=8)
@@ -234,6 +235,7 @@ def test_numpy_replay_of_transcendental_functions_is_within_4_ulp():
     assert worst <= 16
 
 
+@pytest.mark.slow
 def test_numpy_replay_sums_over_the_batch_within_a_stated_tolerance():
     require("numpy", 'pip install "fungrad[fast]"')
     xs, ys = data(1000, seed=9)
@@ -312,6 +314,7 @@ def test_drawings_show_the_body_once():
     assert [d["output"] for _, d in body.nodes(data=True) if "output" in d] == [0]
 
 
+@pytest.mark.slow
 def test_new_functions_leave_no_trace_in_the_primitive_table_and_their_maps_are_freed():
     import gc
     import weakref
