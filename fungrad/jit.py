@@ -86,6 +86,7 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
     top = x
     todo = [x]
     pop = todo.pop
+    kinds = tree._kinds
     check_at: float = tree._CYCLE_CHECK_AT
     while todo:
         x = pop()
@@ -97,12 +98,17 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
         if len(key) >= check_at:
             check_at = tree._check_acyclic(top)
         if c is list or c is tuple:
-            if x and x[0].__class__ is float and all([v.__class__ is float for v in x]):
-                # a row of floats (a data set's features): one token, and
+            x0: Any = x[0] if x else None
+            c0 = x0.__class__
+            if c0 is float and all([v.__class__ is float for v in x]):
+                # a row of floats (an example's features): one token, and
                 # no trip through the loop per number
                 xs.extend(x)
                 key.append((c, len(x), _NUM))
-            elif x and _is_number(x[0]) and all([_is_number(v) for v in x]):
+            elif (c0 is list or c0 is tuple) and _rows(x, c0, xs):
+                # rows of numbers of one length (a data set): one token
+                key.append((c, len(x), c0, len(x0), _NUM))
+            elif x and _is_number(x0) and all([_is_number(v) for v in x]):
                 # ints among the floats: the same row, so the same cache entry
                 xs.extend([expr._check_number(v, "jit") for v in x])
                 key.append((c, len(x), _NUM))
@@ -115,13 +121,18 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
             todo.extend(reversed(x.values()))
         elif c is Node:
             raise _OnNodes
-        elif _is_number(x):
-            xs.append(expr._check_number(x, "jit"))
-            key.append(_NUM)
         else:
-            e = tree._entry_for(c)
+            # the class's kind first, as tree.flatten looks it up: a model's
+            # classes are containers, and cost no test for being a number
+            e = kinds.get(c, _NO_KIND)
+            if e is _NO_KIND:
+                e = tree._entry_for(c)
             if e is None:
-                key.append(tree._typed(x))  # a static leaf, compared by type and value
+                if _is_number(x):
+                    xs.append(expr._check_number(x, "jit"))
+                    key.append(_NUM)
+                else:
+                    key.append(tree._typed(x))  # a static leaf, compared by type and value
             elif e is tree.NONE:
                 key.append((e, None, 0))
             else:
@@ -130,6 +141,25 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
                     aux = tree._typed(aux)  # True and 1, 0.0 and -0.0 are equal by ==: tell them apart
                 key.append((c, aux, len(children)))
                 todo.extend(children[::-1])
+
+
+_NO_KIND = object()
+
+
+def _rows(x: list[Any] | tuple[Any, ...], c0: Any, xs: list[float]) -> bool:
+    # whether x holds rows of class c0, all as long as the first, of numbers
+    # only; if so, their numbers (row by row, flatten's order) go into xs
+    k = len(x[0])
+    if not all([r.__class__ is c0 and len(r) == k for r in x]):
+        return False
+    flat = [v for r in x for v in r]
+    if all([v.__class__ is float for v in flat]):
+        xs.extend(flat)
+        return True
+    if all([_is_number(v) for v in flat]):
+        xs.extend([expr._check_number(v, "jit") for v in flat])
+        return True
+    return False
 
 
 class CacheInfo(list):  # type: ignore[type-arg]

@@ -580,3 +580,36 @@ def test_an_output_object_holding_traced_nodes_is_an_error_not_the_first_trace_a
     tag = Pair("a", 1)
     j = fg.jit(lambda x: (x * 2, tag))
     assert j(1.0) == (2.0, tag) and j(5.0) == (10.0, tag)
+
+
+def test_rows_of_numbers_are_walked_as_one_data_set_in_flatten_order():
+    # A data set (rows of one length) is walked in one piece. Its numbers must
+    # still reach the replay in tree.flatten's order, ints must share the
+    # floats' trace, and anything else in a row must fall back to the walk
+    # that makes each row a part of the key.
+    def f(rows, w):
+        return sum((i + 1) * w[j] * v for i, row in enumerate(rows) for j, v in enumerate(row))
+
+    jf = fg.jit(f)
+    w = [0.5, -2.0, 3.0]
+    floats = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    ints = [[1, 2, 3], [4, 5, 7]]
+    want_f = 0.5 * 1 - 2 * 2 + 3 * 3 + 2 * (0.5 * 4 - 2 * 5 + 3 * 6)
+    want_i = want_f + 2 * 3 * (7 - 6)
+    assert jf(floats, w) == want_f and jf(ints, w) == want_i
+    info = jf.cache_info()
+    assert (info.misses, info.hits) == (1, 1)  # ints replay the floats' trace
+    # row by row, as flatten orders them: a replay that read them column by column would differ
+    assert jf(floats[::-1], w) == f(floats[::-1], w) != want_f
+    # other shapes are other structures: each is traced, each gives eager's number
+    for rows in ([[1.0, 2.0], [3.0]], [(1.0, 2.0, 3.0), [4.0, 5.0, 6.0]], ((1.0, 2.0, 3.0), (4.0, 5.0, 6.0)), [[1.0, 2.0, 3.0]]):
+        assert jf(rows, w) == f(rows, w), rows
+    assert jf.cache_info().misses == 5
+    # a static leaf in a row is part of the key, not a number
+    g = fg.jit(lambda rows: rows[0][0] * 2.0 if rows[1][0] is None else rows[0][0])
+    assert g([[3.0], [None]]) == 6.0 and g([[3.0], ["a"]]) == 3.0 and g.cache_info().misses == 2
+    # a list that holds itself as a row is still found out
+    loop: list = [1.0]
+    loop[0] = loop
+    with pytest.raises(ValueError, match="contains itself|holds itself"):
+        jf([loop, loop], w)
