@@ -313,3 +313,8 @@ def test_treedefs_differ_in_statics_equal_by_eq_only():
     st = fg.tree.structure
     assert st(S(1.0, True)) != st(S(1.0, 1)) and st(S(1.0, 0.0)) != st(S(1.0, -0.0))
     assert st(S(1.0, 2)) == st(S(5.0, 2)) and hash(st(S(1.0, 2))) == hash(st(S(5.0, 2)))
+    # statics of strings are compared by == alone; a number among them is not
+    assert st(S(1.0, "relu")) == st(S(2.0, "relu")) != st(S(1.0, "tanh"))
+    assert st([S(1.0, ("a", None))]) == st([S(3.0, ("a", None))])
+    assert st(S(1.0, ("a", True))) != st(S(1.0, ("a", 1))) and st({1: 1.0}) != st({True: 1.0})
+    assert st({"a": 1.0, "b": [S(1.0, 0.0)]}) != st({"a": 1.0, "b": [S(1.0, -0.0)]})
