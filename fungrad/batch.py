@@ -778,6 +778,15 @@ def _make_body(
 # Export: the traced program as array code
 
 
+def _takes_numbers(xp: Any) -> bool:
+    # whether the namespace's functions take Python numbers (NumPy's and JAX's do)
+    try:
+        xp.exp(0.0)
+    except TypeError:
+        return False
+    return True
+
+
 def export(f: Callable[..., Any], *example_args: Any, xp: Any = None) -> Callable[..., Any]:
     """``f`` as a plain function of arrays for the namespace ``xp`` (NumPy, ``torch``, ``jax.numpy``).
 
@@ -816,19 +825,23 @@ def export(f: Callable[..., Any], *example_args: Any, xp: Any = None) -> Callabl
 
     inputs, result = expr.run_level(t, run)
     outs, out_td = tree.flatten(result)
+    f64 = getattr(xp, "float64", None)
+    # PyTorch's functions take tensors only (torch.exp(1.0) is a TypeError):
+    # there, numbers (leaves and the graph's constants) become 0-d float64 arrays
+    as_array = None if _takes_numbers(xp) or f64 is None else (lambda v: xp.asarray(float(v), dtype=f64))
     try:
-        body = codegen.array_function(tape, inputs, outs, xp, name="_exported")
+        body = codegen.array_function(tape, inputs, outs, xp, name="_exported", constant=as_array)
     except TypeError as e:
         raise TypeError(f"export: {e}") from None
     src = body.source  # type: ignore[attr-defined]
-
-    f64 = getattr(xp, "float64", None)
 
     def floats(v: Any) -> Any:
         # fungrad computes in floats: an int or bool array (or number) would
         # compute in its own type, wrap around and truncate; floats stay as given
         dt = getattr(v, "dtype", None)
         if dt is None:
+            if as_array is not None:
+                return as_array(v)
             return float(v) if isinstance(v, int) else v
         is_float = getattr(dt, "is_floating_point", None)  # torch's dtypes
         if is_float is None:

@@ -571,7 +571,7 @@ ARRAY = {
     "add": "({0} + {1})",
     "sub": "({0} - {1})",
     "mul": "({0} * {1})",
-    "div": "({0} / {1})",
+    "div": "_div({0}, {1})",
     "pow": "_pow({0}, {1})",
     "neg": "(-{0})",
     "exp": "xp.exp({0})",
@@ -659,10 +659,28 @@ def _array_sum(o: Any, alias: dict[Node, Node], batched: set[Node], dots: set[No
     o = alias.get(o, o)
     if o in dots:
         a, b = (ref(p) for p in o.parents)
-        return f"float(xp.dot({a}, {b}))"
+        return f"_dot_sum({a}, {b})"
     if o in batched:
-        return f"float(xp.add.reduce({ref(o)}))"
-    return f"float(xp.add.reduce(xp.full(size, {ref(o)})))"  # the same number for every example
+        return f"_sum({ref(o)})"
+    return f"_sum(xp.full(size, {ref(o)}))"  # the same number for every example
+
+
+def _sums_for(xp: Any) -> tuple[Callable[[Any], float], Callable[[Any, Any], float]]:
+    # NumPy's sums start from +0.0, so terms that are all -0.0 sum to +0.0;
+    # added one by one, in any order, they sum to -0.0, as the replay in
+    # Python adds them
+    def signed_zero(terms: Any) -> float:
+        return -0.0 if terms.size and bool(xp.all(xp.signbit(terms))) else 0.0
+
+    def _sum(v: Any) -> float:
+        s = float(xp.add.reduce(v))
+        return s if s != 0.0 else signed_zero(v)
+
+    def _dot_sum(a: Any, b: Any) -> float:
+        s = float(xp.dot(a, b))
+        return s if s != 0.0 else signed_zero(a * b)
+
+    return _sum, _dot_sum
 
 
 def _pow_for(xp: Any) -> Callable[[Any, Any], Any]:
@@ -691,6 +709,22 @@ def _like_for(xp: Any) -> Callable[[Any, Any], Any]:
     return _like
 
 
+def _div_for(xp: Any) -> Callable[[Any, Any], Any]:
+    like = _like_for(xp)
+    ieee = _FWD["div"]
+
+    def _div(a: Any, b: Any) -> Any:
+        if isinstance(a, (int, float)):
+            if isinstance(b, (int, float)):
+                return ieee(a, b)  # Python's / raises on a zero divisor
+            # PyTorch computes a number over an array as the number times the
+            # array's reciprocal: off by an ulp, and inf or nan where 1 / b overflows
+            a = like(a, b)
+        return a / b
+
+    return _div
+
+
 def _erf_for(xp: Any) -> Callable[[Any], Any]:
     # erf is not in every array namespace (NumPy has none): fall back to
     # math.erf elementwise where the namespace can vectorize
@@ -715,6 +749,7 @@ def array_function(
     arrays_from: int = 0,
     name: str = "_array",
     reuse: bool = False,
+    constant: Callable[[float], Any] | None = None,
 ) -> Callable[..., list[Any]]:
     """The graph as a function of a list of arrays (or numbers), one per input, to the output leaves.
 
@@ -724,7 +759,8 @@ def array_function(
     inputs from ``arrays_from`` on being arrays of ``size`` elements and the
     others numbers. With ``reuse``, a dead value's name is reused, which
     frees its array early. With either, the function takes ``(xs, size)``.
-    The function's ``source`` holds the code.
+    ``constant`` makes the graph's constants (floats, by default) what the
+    namespace takes. The function's ``source`` holds the code.
     """
     order, alias = prepare(tape, inputs, outs)
     slot = {x: k for k, x in enumerate(inputs)}
@@ -740,7 +776,7 @@ def array_function(
         nm = names.get(p)
         if nm is None:  # a constant
             nm = names[p] = f"c{len(glob)}"
-            glob[nm] = p.value
+            glob[nm] = p.value if constant is None else constant(p.value)
         return nm
 
     # Registers are reused once their value is dead: every value an array,
@@ -783,6 +819,10 @@ def array_function(
         glob["_like"] = _like_for(xp)
     if "_pow(" in src:
         glob["_pow"] = _pow_for(xp)
+    if "_div(" in src:
+        glob["_div"] = _div_for(xp)
+    if summed:
+        glob["_sum"], glob["_dot_sum"] = _sums_for(xp)
     exec(compile(src, "<fungrad array code>", "exec"), glob)  # noqa: S102 - our own generated code
     fn = glob[name]
     fn.source = src

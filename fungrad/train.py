@@ -162,6 +162,8 @@ def _feed(data: Any, batch_size: int | None, seed: int) -> Iterator[Any]:
 
     xs, ys = data
     batches(xs, ys, batch_size, seed)  # checks the arguments now rather than at step 0
+    if not len(xs):
+        raise ValueError("fit: the data has no examples to draw minibatches from")
 
     def stream() -> Iterator[Any]:
         # epoch after epoch, each in its own order, the same for the same seed

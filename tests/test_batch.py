@@ -258,3 +258,70 @@ def test_export_to_torch_equals_eager_at_the_edges(torch):
             assert v == want and math.copysign(1.0, v) == math.copysign(1.0, want) or (v != v and want != want), (i, x, y, v, want)
     ints = g(torch.tensor([3, -2]), torch.tensor([1, 1]))  # ints compute in float64
     assert ints[2].dtype == torch.float64 and ints[0].tolist() == [3.0, 0.0]
+
+
+def test_export_divides_a_number_by_an_array_as_eager_does(torch):
+    # PyTorch computes 3.0 / x as 3.0 * (1 / x): an ulp off for about a third
+    # of all x, and inf or nan where 1 / x overflows (a subnormal x)
+    rng = random.Random(11)
+    xs = [rng.uniform(0.1, 100.0) for _ in range(200)] + [1e-310, 10.0, 3.0]
+    f = lambda x: [3.0 / x, 1e-300 / x, 0.0 / x, fg.grad(lambda x: 3.0 * fg.log(x))(x)]  # noqa: E731
+    got = [t.tolist() for t in fg.export(f, 1.0, xp=torch)(torch.tensor(xs, dtype=torch.float64))]
+    for k, x in enumerate(xs):
+        want = f(x)
+        assert [got[i][k] for i in range(4)] == want, (x, [got[i][k] for i in range(4)], want)
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    g = fg.export(lambda x: [1.0 / x, -1.0 / x, x / 0.0], 1.0, xp=np)
+    a, b, c = (float(v) for v in g(0.0))  # Python's / would raise
+    assert (a, b) == (math.inf, -math.inf) and math.isnan(c)
+
+
+def test_export_to_torch_takes_numbers_and_constants_anywhere(torch):
+    # torch's functions take tensors only: numbers at the leaves and the
+    # graph's constants, in every argument of every primitive, must still work
+    edge = [-math.inf, -2.0, -0.0, 0.0, 1e-310, 0.5, 3.0, math.inf, math.nan]
+    checked = 0
+    for name, p in fg.PRIMITIVES.items():
+        if not p.public or p.arity < 2:
+            continue
+        fn = getattr(fg, name)
+        for k in range(p.arity):
+            for c in (0.5, -0.0):
+                def h(*a, k=k, c=c):
+                    args = list(a)
+                    args.insert(k, c)
+                    return fn(*args)
+
+                grid = list(itertools.product(edge, repeat=p.arity - 1))
+                cols = [torch.tensor(col, dtype=torch.float64) for col in zip(*grid)]
+                got = fg.export(h, *[0.7] * (p.arity - 1), xp=torch)(*cols).tolist()
+                for args, v in zip(grid, got):
+                    want = h(*args)
+                    if math.isfinite(want) and want != 0.0 and name in ("pow", "atan2"):
+                        assert v == pytest.approx(want, rel=4 * 2.0**-52), (name, k, c, args, v, want)
+                    else:
+                        assert v == want and math.copysign(1.0, v) == math.copysign(1.0, want) or (v != v and want != want), (name, k, c, args, v, want)
+                    checked += 1
+    assert checked > 700
+    g = fg.export(lambda x, y: [fg.exp(x) * y, fg.atan2(y, 2.0)], 1.0, 1.0, xp=torch)
+    out = g(1.0, torch.tensor([1.0, 2.0], dtype=torch.float32))
+    assert out[0].tolist() == pytest.approx([math.e, 2 * math.e], rel=1e-6) and out[0].dtype == torch.float32
+    assert out[1].dtype == torch.float32  # float64 constants do not widen float32 arrays
+    assert float(fg.export(fg.exp, 1.0, xp=torch)(1.0)) == math.exp(1.0)
+
+
+def test_the_numpy_replay_sums_zeros_with_their_sign():
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    xs = [-0.0] * 70
+    for backend in ("python", "numpy"):
+        total = lambda w: sum(fg.vmap(lambda w, x: w * x, in_axes=(None, 0), backend=backend)(w, xs))  # noqa: E731
+        for gfun in (fg.grad(total), fg.jit(fg.grad(total))):
+            g = gfun(1.0)
+            assert g == 0.0 and math.copysign(1.0, g) == -1.0, backend
+    # one +0.0 among them, or terms that cancel, give +0.0 in any order
+    ys = [-0.0] * 69 + [0.0]
+    g = fg.grad(lambda w: sum(fg.vmap(lambda w, x: w * x, in_axes=(None, 0), backend="numpy")(w, ys)))(1.0)
+    assert math.copysign(1.0, g) == 1.0
+    zs = [1.5, -1.5] * 10
+    g = fg.grad(lambda w: sum(fg.vmap(lambda w, x: w * x, in_axes=(None, 0), backend="numpy")(w, zs)))(1.0)
+    assert g == 0.0 and math.copysign(1.0, g) == 1.0 and np is not None

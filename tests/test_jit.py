@@ -582,7 +582,7 @@ def test_an_output_object_holding_traced_nodes_is_an_error_not_the_first_trace_a
     assert j(1.0) == (2.0, tag) and j(5.0) == (10.0, tag)
 
 
-def test_rows_of_numbers_are_walked_as_one_data_set_in_flatten_order():
+def test_rows_of_numbers_are_walked_as_one_data_set_in_flatten_order(monkeypatch):
     # A data set (rows of one length) is walked in one piece. Its numbers must
     # still reach the replay in tree.flatten's order, ints must share the
     # floats' trace, and anything else in a row must fall back to the walk
@@ -609,6 +609,7 @@ def test_rows_of_numbers_are_walked_as_one_data_set_in_flatten_order():
     g = fg.jit(lambda rows: rows[0][0] * 2.0 if rows[1][0] is None else rows[0][0])
     assert g([[3.0], [None]]) == 6.0 and g([[3.0], ["a"]]) == 3.0 and g.cache_info().misses == 2
     # a list that holds itself as a row is still found out
+    monkeypatch.setattr(fg.tree, "_CYCLE_CHECK_AT", 1 << 10)  # found sooner; the default 2^20 only costs time
     loop: list = [1.0]
     loop[0] = loop
     with pytest.raises(ValueError, match="contains itself|holds itself"):

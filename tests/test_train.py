@@ -261,3 +261,10 @@ def test_ctrl_c_before_any_step_hands_back_the_params_passed_in():
 def test_an_optimizer_class_or_the_plain_step_instead_of_an_optimizer_is_named(wrong):
     with pytest.raises(TypeError, match=r"optimizer instance, got (Adam|SGD|sgd); write fg.optim.Adam\(0.01\)"):
         fg.train.fit(lambda p, b: p * p, 1.0, [[1.0]], wrong, steps=1, progress=False)
+
+
+def test_fit_refuses_minibatches_of_no_data():
+    # an epoch of no batches, then the next: the stream would never yield
+    loss = lambda w, batch: (w - 1.0) ** 2  # noqa: E731
+    with pytest.raises(ValueError, match="no examples"):
+        train.fit(loss, 0.0, ([], []), 0.1, steps=1, batch_size=2, progress=False)
