@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from typing import Any, Callable, Sequence
 
 from . import autodiff, expr, tree
@@ -55,6 +56,8 @@ def _joint_partials(joint: Callable[..., Any], op: str, ans: Any, args: Sequence
             va = a.value if a.__class__ is Node else a
             vb = b.value if b.__class__ is Node else b
             if not (vb == k * va or (va != va and vb != vb)):
+                if not (_scales_exactly(va) and _scales_exactly(vb) and _scales_exactly(k * va)):
+                    continue  # a subnormal or an overflow along the way: this probe cannot tell
                 name = op.split(":", 1)[-1].split("#", 1)[0]
                 raise TypeError(
                     f"forward mode (jvp, jacfwd, linearize, hessian) of custom_vjp {name!r}: its backward is "
@@ -68,6 +71,14 @@ def _joint_partials(joint: Callable[..., Any], op: str, ans: Any, args: Sequence
 # of two and -1 scale floats exactly): a sign test catches abs and relu of
 # g, the far ones a clip of it
 _LINEAR_AT = (2.0, -1.0, 2.0**20, 2.0**-20)
+_TINY = sys.float_info.min  # the least normal float
+
+
+def _scales_exactly(v: float) -> bool:
+    # zero or a normal float: a backward linear in g then gives exactly k
+    # times its value at g (k a power of two or -1), unless a step inside it
+    # underflows on the way
+    return v == 0.0 or _TINY <= abs(v) < math.inf
 
 
 def _derivatives(nodes: Sequence[Node], floor: int, nested: bool) -> list[tuple[Node, list[tuple[Node, Any]]]]:

@@ -505,3 +505,23 @@ def test_forward_mode_catches_backwards_that_are_not_linear_in_g(bwd):
     f.defvjp(lambda x: (3.0 * x, None), bwd)
     with pytest.raises(TypeError, match="not linear in the cotangent g"):
         fg.jvp(f, (1.0,), (10.0,))
+
+
+def test_forward_mode_takes_a_linear_backward_whose_values_underflow_or_overflow():
+    # scaled by 2^20 or 2^-20 such values are not exactly scaled: the
+    # linearity probe says nothing there, and must not call the rule nonlinear
+    @fg.custom_vjp
+    def tiny(x):
+        return x * 1e-10 * 1e-300
+
+    tiny.defvjp(lambda x: (tiny(x), None), lambda res, g: (g * 1e-10 * 1e-300,))
+    want = 1.0 * 1e-10 * 1e-300  # subnormal
+    assert fg.grad(tiny)(1.0) == want == fg.jacfwd(tiny)(1.0) == fg.jvp(tiny, (1.0,), (1.0,))[1]
+
+    @fg.custom_vjp
+    def prod(x, y):
+        return x * y
+
+    # g * y * x / y overflows at g = 2^20 for y = 1e303, though it is linear in g
+    prod.defvjp(lambda x, y: (prod(x, y), (x, y)), lambda r, g: (g * r[1], g * r[0] * r[1] / r[1]))
+    assert fg.jacfwd(prod, argnums=(0, 1))(2.0, 1e303) == fg.grad(prod, argnums=(0, 1))(2.0, 1e303) == (1e303, 2.0)
