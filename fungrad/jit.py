@@ -43,25 +43,33 @@ class _Entry(NamedTuple):
     info: dict[str, Any]
 
 
-def _builder(td: tree.TreeDef) -> Callable[[list[Any]], Any]:
-    """``tree.unflatten(td, leaves)``, with flat lists and tuples of leaves as plain slices."""
+# The containers this near the root are rebuilt by direct calls, the ones
+# below by tree.unflatten's loop: a pytree may nest past the recursion limit.
+_BUILD_DEPTH = 16
+
+
+def _builder(td: tree.TreeDef, depth: int = 0) -> Callable[[list[Any]], Any]:
+    """``tree.unflatten(td, leaves)``, as direct calls on slices of the leaves (a step's output is rebuilt every call)."""
     kind, ch = td.kind, td.children
-    if kind in ("list", "tuple") and all(c.kind == "*" for c in ch):
-        return list if kind == "list" else tuple
-    if kind == "*":
+    if kind == tree.LEAF:
         return lambda o: o[0]
-    if kind in ("list", "tuple", "dict") and len(ch) <= 16:
-        parts, off = [], 0
-        for c in ch:
-            parts.append((_builder(c), off, off + c.num_leaves))
-            off += c.num_leaves
-        if kind == "list":
-            return lambda o: [b(o[i:j]) for b, i, j in parts]
-        if kind == "tuple":
-            return lambda o: tuple([b(o[i:j]) for b, i, j in parts])
-        keys = td.aux
-        return lambda o: {k: b(o[i:j]) for k, (b, i, j) in zip(keys, parts)}
-    return lambda o: tree.unflatten(td, o)
+    if (kind == tree.LIST or kind == tree.TUPLE) and all(c.kind == tree.LEAF for c in ch):
+        return list if kind == tree.LIST else tuple
+    if depth >= _BUILD_DEPTH or len(ch) > 64 or kind == tree.NONE:
+        return lambda o: tree.unflatten(td, o)
+    parts, off = [], 0
+    for c in ch:
+        parts.append((_builder(c, depth + 1), off, off + c.num_leaves))
+        off += c.num_leaves
+    if kind == tree.LIST:
+        return lambda o: [b(o[i:j]) for b, i, j in parts]
+    if kind == tree.TUPLE:
+        return lambda o: tuple([b(o[i:j]) for b, i, j in parts])
+    aux = td.aux
+    if kind == tree.DICT:
+        return lambda o: {k: b(o[i:j]) for k, (b, i, j) in zip(aux, parts)}
+    # a class: its entry is looked up at each call, as tree.unflatten does (it may be registered anew)
+    return lambda o: tree._entry_for(kind).unflatten(aux, [b(o[i:j]) for b, i, j in parts])
 
 
 _is_number = expr.real_number

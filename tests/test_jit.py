@@ -537,6 +537,20 @@ def test_a_pytree_nested_deeper_than_the_recursion_limit():
     assert f(t) == want and f.cache_info().hits == 1  # replayed, not traced again
 
 
+def test_an_output_nested_deeper_than_the_recursion_limit():
+    # the output is rebuilt by direct calls near its root and by tree.unflatten's loop below
+    depth = sys.getrecursionlimit() * 3
+    t: object = [1.5, 2.0]
+    for _ in range(depth):
+        t = [t, 0.25]
+    double = lambda t: fg.tree.map(lambda v: v * 2.0, t)  # noqa: E731
+    f = fg.jit(double)
+    want = fg.tree.leaves(double(t))
+    for _ in range(2):  # traced, then replayed
+        out = f(t)
+        assert fg.tree.structure(out) == fg.tree.structure(t) and fg.tree.leaves(out) == want
+
+
 def test_static_values_equal_by_eq_but_not_the_same_get_their_own_trace():
     # True == 1 and 0.0 == -0.0, but a function may tell them apart: a shared trace would be a wrong number
     @attrs.frozen
