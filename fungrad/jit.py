@@ -145,7 +145,7 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
                 key.append((e, None, 0))
             else:
                 children, aux = e.flatten(x)
-                if aux is not None and not (aux.__class__ is tuple and all([v.__class__ is str or v is None for v in aux])):
+                if aux is not None and not tree._only_strings(aux):
                     aux = tree._typed(aux)  # True and 1, 0.0 and -0.0 are equal by ==: tell them apart
                 key.append((c, aux, len(children)))
                 todo.extend(children[::-1])

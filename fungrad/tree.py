@@ -360,16 +360,14 @@ _kinds: dict[type, Any] = {float: None, int: None}
 # tuple with loops, where attrs' generated methods on nested TreeDefs would
 # recurse once per level.
 _LEAF_REC = (LEAF, None, 0)
+_NONE_REC = (NONE, None, 0)
+# shared records of short lists and tuples: fewer objects for the collector, and equal ones are identical
+_SEQ_RECS = {k: [(k, None, n) for n in range(32)] for k in (Kind.LIST, Kind.TUPLE)}
 
 
 def _only_strings(x: Any) -> bool:
     # a tuple of str and None (dict keys, most static fields): two equal by == are of one type
     return x.__class__ is tuple and all([v.__class__ is str or v is None for v in x])
-
-
-_NONE_REC = (NONE, None, 0)
-# shared records of short lists and tuples: fewer objects for the collector, and equal ones are identical
-_SEQ_RECS = {k: [(k, None, n) for n in range(32)] for k in (Kind.LIST, Kind.TUPLE)}
 
 
 class TreeDef:
