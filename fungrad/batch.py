@@ -827,10 +827,10 @@ def export(f: Callable[..., Any], *example_args: Any, xp: Any = None) -> Callabl
     outs, out_td = tree.flatten(result)
     f64 = getattr(xp, "float64", None)
     # PyTorch's functions take tensors only (torch.exp(1.0) is a TypeError):
-    # there, numbers (leaves and the graph's constants) become 0-d float64 arrays
+    # there, a number given for a leaf becomes a 0-d float64 array
     as_array = None if _takes_numbers(xp) or f64 is None else (lambda v: xp.asarray(float(v), dtype=f64))
     try:
-        body = codegen.array_function(tape, inputs, outs, xp, name="_exported", constant=as_array)
+        body = codegen.array_function(tape, inputs, outs, xp, name="_exported")
     except TypeError as e:
         raise TypeError(f"export: {e}") from None
     src = body.source  # type: ignore[attr-defined]

@@ -586,7 +586,7 @@ ARRAY = {
     "asin": "xp.arcsin({0})",
     "acos": "xp.arccos({0})",
     "atan": "xp.arctan({0})",
-    "atan2": "xp.arctan2({0}, {1})",
+    "atan2": "_atan2({0}, {1})",
     "sinh": "xp.sinh({0})",
     "cosh": "xp.cosh({0})",
     "log1p": "xp.log1p({0})",
@@ -703,10 +703,24 @@ def _like_for(xp: Any) -> Callable[[Any, Any], Any]:
     full_like = xp.full_like
 
     def _like(c: Any, x: Any) -> Any:
+        if not isinstance(c, (int, float)):
+            return c  # an array stays as it is
+        if x.__class__ is float or x.__class__ is int:
+            return c  # a constant's: PyTorch's full_like takes no number
         # x + 0.0: the float type an int array would have in c + 0.0 * x, and no nan from inf
-        return full_like(x + 0.0, c) if isinstance(c, (int, float)) else c  # an array stays as it is
+        return full_like(x + 0.0, c)
 
     return _like
+
+
+def _atan2_for(xp: Any) -> Callable[[Any, Any], Any]:
+    like, atan2 = _like_for(xp), xp.arctan2
+
+    def _atan2(a: Any, b: Any) -> Any:
+        # PyTorch's arctan2 takes no number: a constant becomes an array like the other argument
+        return atan2(like(a, b), like(b, a))
+
+    return _atan2
 
 
 def _div_for(xp: Any) -> Callable[[Any, Any], Any]:
@@ -714,8 +728,8 @@ def _div_for(xp: Any) -> Callable[[Any, Any], Any]:
     ieee = _FWD["div"]
 
     def _div(a: Any, b: Any) -> Any:
-        if isinstance(a, (int, float)):
-            if isinstance(b, (int, float)):
+        if a.__class__ is float or a.__class__ is int:  # a Python number, not a NumPy scalar of its own type
+            if b.__class__ is float or b.__class__ is int:
                 return ieee(a, b)  # Python's / raises on a zero divisor
             # PyTorch computes a number over an array as the number times the
             # array's reciprocal: off by an ulp, and inf or nan where 1 / b overflows
@@ -749,7 +763,6 @@ def array_function(
     arrays_from: int = 0,
     name: str = "_array",
     reuse: bool = False,
-    constant: Callable[[float], Any] | None = None,
 ) -> Callable[..., list[Any]]:
     """The graph as a function of a list of arrays (or numbers), one per input, to the output leaves.
 
@@ -759,8 +772,7 @@ def array_function(
     inputs from ``arrays_from`` on being arrays of ``size`` elements and the
     others numbers. With ``reuse``, a dead value's name is reused, which
     frees its array early. With either, the function takes ``(xs, size)``.
-    ``constant`` makes the graph's constants (floats, by default) what the
-    namespace takes. The function's ``source`` holds the code.
+    The function's ``source`` holds the code.
     """
     order, alias = prepare(tape, inputs, outs)
     slot = {x: k for k, x in enumerate(inputs)}
@@ -776,7 +788,7 @@ def array_function(
         nm = names.get(p)
         if nm is None:  # a constant
             nm = names[p] = f"c{len(glob)}"
-            glob[nm] = p.value if constant is None else constant(p.value)
+            glob[nm] = p.value
         return nm
 
     # Registers are reused once their value is dead: every value an array,
@@ -821,6 +833,8 @@ def array_function(
         glob["_pow"] = _pow_for(xp)
     if "_div(" in src:
         glob["_div"] = _div_for(xp)
+    if "_atan2(" in src:
+        glob["_atan2"] = _atan2_for(xp)
     if summed:
         glob["_sum"], glob["_dot_sum"] = _sums_for(xp)
     exec(compile(src, "<fungrad array code>", "exec"), glob)  # noqa: S102 - our own generated code

@@ -56,8 +56,8 @@ def _joint_partials(joint: Callable[..., Any], op: str, ans: Any, args: Sequence
             va = a.value if a.__class__ is Node else a
             vb = b.value if b.__class__ is Node else b
             if not (vb == k * va or (va != va and vb != vb)):
-                if not (_scales_exactly(va) and _scales_exactly(vb) and _scales_exactly(k * va)):
-                    continue  # a subnormal or an overflow along the way: this probe cannot tell
+                if _rounding(va, vb, k):
+                    continue
                 name = op.split(":", 1)[-1].split("#", 1)[0]
                 raise TypeError(
                     f"forward mode (jvp, jacfwd, linearize, hessian) of custom_vjp {name!r}: its backward is "
@@ -74,11 +74,19 @@ _LINEAR_AT = (2.0, -1.0, 2.0**20, 2.0**-20)
 _TINY = sys.float_info.min  # the least normal float
 
 
-def _scales_exactly(v: float) -> bool:
-    # zero or a normal float: a backward linear in g then gives exactly k
-    # times its value at g (k a power of two or -1), unless a step inside it
-    # underflows on the way
-    return v == 0.0 or _TINY <= abs(v) < math.inf
+def _rounding(va: float, vb: float, k: float) -> bool:
+    # Whether a backward linear in g may give vb at k * g and va at g: scaling
+    # by a power of two is exact for normal floats, but a subnormal value
+    # carries an error of half its last place (2^-1075) that k scales, and a
+    # far cotangent may overflow inside the backward. A clip or a sign of g
+    # is off by far more. (Negation is exact for every float.)
+    if va != va or vb != vb or k == -1.0:
+        return False
+    if vb in (math.inf, -math.inf) and abs(va) < math.inf:
+        return True
+    if abs(va) < _TINY or abs(vb) < _TINY:
+        return abs(vb - k * va) <= 2.0**-1070 * max(1.0, abs(k))
+    return False
 
 
 def _derivatives(nodes: Sequence[Node], floor: int, nested: bool) -> list[tuple[Node, list[tuple[Node, Any]]]]:

@@ -162,10 +162,10 @@ def _feed(data: Any, batch_size: int | None, seed: int) -> Iterator[Any]:
 
     xs, ys = data
     batches(xs, ys, batch_size, seed)  # checks the arguments now rather than at step 0
-    if not len(xs):
-        raise ValueError("fit: the data has no examples to draw minibatches from")
 
     def stream() -> Iterator[Any]:
+        if not len(xs):  # at the first batch drawn: with steps=0 none is
+            raise ValueError("fit: the data has no examples to draw minibatches from")
         # epoch after epoch, each in its own order, the same for the same seed
         for epoch in itertools.count():
             yield from batches(xs, ys, batch_size, seed, epoch=epoch)

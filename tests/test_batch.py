@@ -274,6 +274,9 @@ def test_export_divides_a_number_by_an_array_as_eager_does(torch):
     g = fg.export(lambda x: [1.0 / x, -1.0 / x, x / 0.0], 1.0, xp=np)
     a, b, c = (float(v) for v in g(0.0))  # Python's / would raise
     assert (a, b) == (math.inf, -math.inf) and math.isnan(c)
+    # a NumPy float64 over a float32 array stays in float64, as NumPy divides them
+    q = fg.export(lambda a, b: a / b, 1.0, 1.0, xp=np)(np.float64(1.0), np.array([3.0], dtype=np.float32))
+    assert q.dtype == np.float64 and q.tolist() == [1.0 / 3.0]
 
 
 def test_export_to_torch_takes_numbers_and_constants_anywhere(torch):
@@ -303,6 +306,15 @@ def test_export_to_torch_takes_numbers_and_constants_anywhere(torch):
                         assert v == want and math.copysign(1.0, v) == math.copysign(1.0, want) or (v != v and want != want), (name, k, c, args, v, want)
                     checked += 1
     assert checked > 700
+    # constants keep a float32 array in float32, and an output that is a
+    # constant is a number, not one tensor shared by every call
+    x32 = torch.tensor([1.0, -2.0], dtype=torch.float32)
+    for f in (lambda x: fg.where(x, 0.5, -0.5), lambda x: fg.atan2(x, 0.5), lambda x: 3.0 / x, fg.grad(lambda x: fg.maximum(x, 1.0) * 3.0)):
+        assert fg.export(f, 1.0, xp=torch)(x32).dtype == torch.float32
+    assert fg.export(lambda x: x * 2.0 + 1.0, 1.0, xp=torch)(torch.tensor(1.5, dtype=torch.float32)).dtype == torch.float32
+    grads = fg.export(fg.grad(lambda w, b: w * w + 0.5 * b, argnums=(0, 1)), 1.0, 1.0, xp=torch)
+    first = grads(torch.tensor([1.0], dtype=torch.float64), torch.tensor([2.0], dtype=torch.float64))
+    assert first[1] == 0.5 and not torch.is_tensor(first[1])
     g = fg.export(lambda x, y: [fg.exp(x) * y, fg.atan2(y, 2.0)], 1.0, 1.0, xp=torch)
     out = g(1.0, torch.tensor([1.0, 2.0], dtype=torch.float32))
     assert out[0].tolist() == pytest.approx([math.e, 2 * math.e], rel=1e-6) and out[0].dtype == torch.float32

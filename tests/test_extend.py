@@ -525,3 +525,22 @@ def test_forward_mode_takes_a_linear_backward_whose_values_underflow_or_overflow
     # g * y * x / y overflows at g = 2^20 for y = 1e303, though it is linear in g
     prod.defvjp(lambda x, y: (prod(x, y), (x, y)), lambda r, g: (g * r[1], g * r[0] * r[1] / r[1]))
     assert fg.jacfwd(prod, argnums=(0, 1))(2.0, 1e303) == fg.grad(prod, argnums=(0, 1))(2.0, 1e303) == (1e303, 2.0)
+
+
+@pytest.mark.parametrize("bwd", [
+    lambda x, g: (fg.abs(g) * x,),
+    lambda x, g: (fg.relu(g) * x,),
+    lambda x, g: (fg.maximum(-0.5, fg.minimum(0.5, g)) * x,),
+    lambda x, g: (g * g * x,),
+    lambda x, g: (fg.sqrt(g - 1.5) * x,),  # nan at g = 1 only
+])
+def test_forward_mode_catches_backwards_not_linear_in_g_even_with_subnormal_values(bwd):
+    # the tolerance for a subnormal's rounding must not let a clip, a sign or a square through
+    @fg.custom_vjp
+    def f(x):
+        return x * 1.0
+
+    f.defvjp(lambda x: (x * 1.0, x), bwd)
+    for x in (1e-310, 3.0):
+        with pytest.raises(TypeError, match="not linear in the cotangent g"):
+            fg.jvp(f, (x,), (1.0,))

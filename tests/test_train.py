@@ -268,3 +268,5 @@ def test_fit_refuses_minibatches_of_no_data():
     loss = lambda w, batch: (w - 1.0) ** 2  # noqa: E731
     with pytest.raises(ValueError, match="no examples"):
         train.fit(loss, 0.0, ([], []), 0.1, steps=1, batch_size=2, progress=False)
+    p, h = train.fit(loss, 0.25, ([], []), 0.1, steps=0, batch_size=2, progress=False)  # no batch drawn
+    assert p == 0.25 and len(h) == 0
