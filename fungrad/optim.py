@@ -275,6 +275,17 @@ class Transform:
         return tree.unflatten(td, us), state
 
 
+def _count(v: Any) -> Any:
+    # A state's step count is a leaf, so a jitted update returns it as a
+    # float (1.0): a whole float is the int again, so that the state reads,
+    # compares and saves as the eager one does. A traced node stays a node.
+    if v.__class__ is float:
+        if not v.is_integer():
+            raise ValueError(f"optimizer state: step must be a whole number of updates, got {v!r}")
+        return int(v)
+    return v
+
+
 @attrs.frozen
 class ChainState:
     """State of :func:`chain`: the state of each transform, in order."""
@@ -286,7 +297,7 @@ class ChainState:
 class CountState:
     """State of :func:`scale_by_schedule`: the updates done so far."""
 
-    step: int
+    step: int = attrs.field(converter=lambda v: _count(v))
 
 
 tree.register(ChainState)
@@ -490,7 +501,7 @@ class Optimizer(_Stepper):
 class SGDState:
     """State of :class:`SGD`: updates done so far and the velocity (``None`` without momentum)."""
 
-    step: int
+    step: int = attrs.field(converter=lambda v: _count(v))
     velocity: Any
 
 
@@ -498,7 +509,7 @@ class SGDState:
 class AdamState:
     """State of :class:`Adam`: updates done so far and the moving averages of ``g`` and ``g**2``."""
 
-    step: int
+    step: int = attrs.field(converter=lambda v: _count(v))
     mu: Any
     nu: Any
 

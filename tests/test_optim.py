@@ -853,3 +853,27 @@ def test_adam_with_eps_0_divides_as_ieee_and_pytorch_do(torch):
     t.grad = torch.tensor([0.0, 1.0], dtype=torch.float64)
     o.step()
     assert math.isnan(p[0]) and math.isnan(t[0].item()) and p[1] == pytest.approx(t[1].item(), rel=1e-15)
+
+
+def test_a_jitted_step_returns_the_state_eager_returns_and_it_saves(tmp_path):
+    # the step count is a leaf, so jit returns it as a float: the state makes it an int again
+    vg = fg.value_and_grad(lambda p: (p["w"] - 3.0) ** 2)
+    for opt in (optim.SGD(0.1), optim.SGD(0.1, momentum=0.9), optim.Optimizer(optim.chain(optim.add_decayed_weights(0.01), optim.SGD(0.1)))):
+        def step(p, s, opt=opt):
+            _, g = vg(p)
+            return opt.update(p, g, s)
+
+        jstep = fg.jit(step)
+        p, s = {"w": 1.0}, opt.init({"w": 1.0})
+        q, t = p, s
+        for _ in range(3):
+            p, s = jstep(p, s)
+            q, t = step(q, t)
+        assert p == q and s == t and repr(s) == repr(t), opt
+        assert jstep.cache_info().misses == 1  # an int and a float count share one trace
+        fg.checkpoint.save(tmp_path / "c.json", {"p": p, "s": s})
+        assert fg.checkpoint.load(tmp_path / "c.json") == {"p": q, "s": t}
+    assert type(optim.SGDState(2.0, None).step) is int
+    for bad in (1.5, math.nan, math.inf):
+        with pytest.raises(ValueError, match="step must be a whole number"):
+            optim.AdamState(bad, {"w": 0.0}, {"w": 0.0})
