@@ -24,6 +24,7 @@ digraph {
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import shutil
@@ -57,7 +58,8 @@ _RANKDIRS = ("LR", "RL", "TB", "BT")
 # One description of the drawing, written out as DOT text by to_dot and fed
 # to graphviz by draw, so the two agree line for line.
 
-# ("node", id, label, shape), ("edge", tail, head, "") or ("raw", a line of DOT, "", "")
+# ("node", id, label, shape), ("edge", tail, head, the argument's position
+# or "") or ("raw", a line of DOT, "", "")
 _Stmt = tuple[str, str, str, str]
 
 _RECORD_SPECIAL = re.compile(r'([\\"{}|<>])')
@@ -82,6 +84,27 @@ def _float(g: Any) -> float:
     return g.value if g.__class__ is Node else float(g)
 
 
+def _number(v: float) -> str:
+    # four decimals, as micrograd's draw_dot; a nonzero value that would show
+    # as 0.0000 (a vanishing gradient is not a zero one) or one of 10^16 or
+    # more in exponent form
+    s = f"{v:.4f}"
+    if (v != 0.0 and float(s) == 0.0) or 1e16 <= abs(v) < math.inf:
+        s = f"{v:.4e}"
+    return s
+
+
+# ops whose value does not depend on the order of their arguments; the
+# edges into any other op of several arguments say which argument each is
+_SYMMETRIC = {"add", "mul", "maximum", "minimum"}
+
+
+def _arguments(n: Node, i: int, index: dict[Node, int], prefix: str = "") -> list[_Stmt]:
+    ps = n.parents
+    numbered = len(ps) > 1 and n.op not in _SYMMETRIC
+    return [("edge", f"{prefix}v{index[p]}", f"{prefix}op{i}", str(k) if numbered else "") for k, p in enumerate(ps)]
+
+
 def _describe(out: Node, grads: Mapping[Node, Any] | None, rankdir: str, fname: str) -> list[_Stmt]:
     if out.__class__ is not Node:
         raise TypeError(f"{fname}: expected a fungrad Node, got {type(out).__name__} {out!r:.60}")
@@ -99,16 +122,16 @@ def _describe(out: Node, grads: Mapping[Node, Any] | None, rankdir: str, fname: 
         if n.op == "vmap":  # a whole batch: its outputs are the picks that follow
             label = f"{{ {_record_text(n.name)} | batch of {n.value.size}"  # type: ignore[attr-defined]
         else:
-            label = f"{{ {_record_text(n.name)} | data {n.value:.4f}"
+            label = f"{{ {_record_text(n.name)} | data {_number(n.value)}"
         g = None if grads is None or n.op == "vmap" else grads.get(n)  # a vmap node's is a list: its picks show it
         if g is not None:
-            label += f" | grad {_float(g):.4f}"
+            label += f" | grad {_number(_float(g))}"
         stmts.append(("node", f"v{i}", label + " }", "record"))
         if n.op:
             op = expr.op_label(n).replace("\\", "\\\\").replace('"', '\\"')
             stmts.append(("node", f"op{i}", op, ""))
             stmts.append(("edge", f"op{i}", f"v{i}", ""))
-            stmts.extend(("edge", f"v{index[p]}", f"op{i}", "") for p in n.parents)
+            stmts += _arguments(n, i, index)
     maps: dict[int, Any] = {}
     for n in order:
         if n.op == "vmap":
@@ -135,7 +158,7 @@ def _body_statements(m: Any, prefix: str) -> list[_Stmt]:
             op = expr.op_label(n).replace("\\", "\\\\").replace('"', '\\"')
             stmts.append(("node", f"{prefix}op{i}", op, ""))
             stmts.append(("edge", f"{prefix}op{i}", f"{prefix}v{i}", ""))
-            stmts.extend(("edge", f"{prefix}v{index[p]}", f"{prefix}op{i}", "") for p in n.parents)
+            stmts += _arguments(n, i, index, prefix)
     stmts.append(("raw", "\t}", "", ""))
     return stmts
 
@@ -144,12 +167,16 @@ def to_dot(out: Node, grads: Mapping[Node, Any] | None = None, *, rankdir: str =
     """The graph of ``out`` as Graphviz DOT text, drawn like micrograd's ``draw_dot``.
 
     Every value is a record ``{ name | data 2.0000 | grad -3.0000 }`` (four
-    decimals; the ``grad`` field only for nodes that ``grads``, a dictionary
-    such as :func:`fungrad.gradients` returns, has an entry for). Every
-    computed value also gets a small node showing its op (``*``, ``+``,
-    ``tanh``...), with one edge from each argument to it, so ``x * x`` shows
-    two. Nodes are numbered in topological order, so the text is the same on
-    every run. No Graphviz installation is needed to produce it.
+    decimals; a nonzero number they would show as ``0.0000``, or one of
+    10^16 or more, in exponent form, ``4.9000e-05``; the ``grad`` field only
+    for nodes that ``grads``, a dictionary such as :func:`fungrad.gradients`
+    returns, has an entry for). Every computed value also gets a small node
+    showing its op (``*``, ``+``, ``tanh``...), with one edge from each
+    argument to it, so ``x * x`` shows two; where the order of the arguments
+    matters (``-``, ``/``, ``**``, ``where``...), each edge is labelled with
+    its argument's position, 0 first, as ``to_networkx`` numbers them
+    (``arg``). Nodes are numbered in topological order, so the text is the
+    same on every run. No Graphviz installation is needed to produce it.
 
     >>> import fungrad as fg
     >>> a, b = fg.var(2.0, name="a"), fg.var(-3.0, name="b")
@@ -170,7 +197,7 @@ def to_dot(out: Node, grads: Mapping[Node, Any] | None = None, *, rankdir: str =
     lines = ["digraph {", f"\tgraph [rankdir={rankdir}]"]
     for kind, a, b, shape in stmts:
         if kind == "edge":
-            lines.append(f"\t{a} -> {b}")
+            lines.append(f"\t{a} -> {b}" + (f" [headlabel={_quote(shape)}]" if shape else ""))
         elif kind == "raw":
             lines.append(a)
         else:
@@ -212,13 +239,16 @@ def draw(
     d = gv.Digraph(format=format, graph_attr={"rankdir": rankdir})
     for kind, a, b, shape in stmts:
         if kind == "edge":
-            d.edge(a, b)
+            if shape:
+                d.edge(a, b, headlabel=shape)
+            else:
+                d.edge(a, b)
         elif kind == "raw":
             d.body.append(a + "\n")
         elif shape:
             d.node(a, label=b, shape=shape)
         else:
-            d.node(a, label=b)
+            d.node(a, label=gv.nohtml(b))  # an op label such as <=> is text, not an HTML label
     return d
 
 

@@ -436,3 +436,39 @@ def test_plot_confusion_bad_input(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r'plot_confusion needs matplotlib: pip install "fungrad\[plot\]"'):
         viz.plot_confusion([0], [0])
+
+
+def test_the_drawing_says_which_argument_is_which_where_order_matters():
+    a, b = fg.var(2.0, name="a"), fg.var(-1.0, name="b")
+    y = (b + a) * (a - b) / fg.where(a, b, a) ** a
+    text = fg.viz.to_dot(y)
+    order = fg.toposort(y)
+    v = {n: f"v{i}" for i, n in enumerate(order)}
+    for i, n in enumerate(order):
+        edges = [line.strip() for line in text.splitlines() if line.strip().startswith(tuple(f"{v[p]} -> op{i}" for p in n.parents))]
+        edges = [e for e in edges if e.split(" -> ")[1].split(" ")[0] == f"op{i}"]
+        if len(n.parents) > 1 and n.op not in ("add", "mul"):
+            # each argument's edge carries its position, the order of n.parents
+            assert edges == [f"{v[p]} -> op{i} [headlabel={k}]" for k, p in enumerate(n.parents)], (n.op, edges)
+        elif n.op:
+            assert all("headlabel" not in e for e in edges) and len(edges) == len(n.parents), (n.op, edges)
+    assert {n.op for n in order} >= {"sub", "div", "pow", "where", "add", "mul"}
+    assert fg.viz.draw(y).source == text
+
+
+def test_a_nonzero_number_is_never_drawn_as_zero():
+    x = fg.var(10.0, name="w")
+    y = fg.tanh(x) + x * 1e-9 + fg.var(1e300, name="big") * 0.0 + fg.var(-0.0, name="nz")
+    text = fg.viz.to_dot(y, fg.gradients(y))
+    # tanh'(10) = 8.2e-09: a vanishing gradient, not a zero one
+    assert "{ w | data 10.0000 | grad 9.2446e-09 }" in text
+    assert "{ big | data 1.0000e+300 | grad 0.0000 }" in text  # a true zero stays 0.0000
+    assert "{ nz | data -0.0000 | grad 1.0000 }" in text
+    assert "data 1.0000e-09" in text
+
+
+def test_an_op_label_that_looks_like_html_is_drawn_as_text():
+    op = fg.primitive("viz_test_html_label", lambda a, b: a - b,
+                      vjp=(lambda g, ans, a, b: g, lambda g, ans, a, b: -g), label="<=>")
+    y = op(fg.var(1.0), fg.var(2.0))
+    assert fg.viz.draw(y).source == fg.viz.to_dot(y) and 'op2 [label="<=>"]' in fg.viz.to_dot(y)
