@@ -197,7 +197,7 @@ def to_dot(out: Node, grads: Mapping[Node, Any] | None = None, *, rankdir: str =
     lines = ["digraph {", f"\tgraph [rankdir={rankdir}]"]
     for kind, a, b, shape in stmts:
         if kind == "edge":
-            lines.append(f"\t{a} -> {b}" + (f" [headlabel={_quote(shape)}]" if shape else ""))
+            lines.append(f"\t{a} -> {b}" + (f" [label={_quote(shape)} fontsize=11]" if shape else ""))
         elif kind == "raw":
             lines.append(a)
         else:
@@ -240,7 +240,7 @@ def draw(
     for kind, a, b, shape in stmts:
         if kind == "edge":
             if shape:
-                d.edge(a, b, headlabel=shape)
+                d.edge(a, b, label=shape, fontsize="11")  # mid-edge: at the head, two labels overlap
             else:
                 d.edge(a, b)
         elif kind == "raw":

@@ -449,9 +449,9 @@ def test_the_drawing_says_which_argument_is_which_where_order_matters():
         edges = [e for e in edges if e.split(" -> ")[1].split(" ")[0] == f"op{i}"]
         if len(n.parents) > 1 and n.op not in ("add", "mul"):
             # each argument's edge carries its position, the order of n.parents
-            assert edges == [f"{v[p]} -> op{i} [headlabel={k}]" for k, p in enumerate(n.parents)], (n.op, edges)
+            assert edges == [f"{v[p]} -> op{i} [label={k} fontsize=11]" for k, p in enumerate(n.parents)], (n.op, edges)
         elif n.op:
-            assert all("headlabel" not in e for e in edges) and len(edges) == len(n.parents), (n.op, edges)
+            assert all("label" not in e for e in edges) and len(edges) == len(n.parents), (n.op, edges)
     assert {n.op for n in order} >= {"sub", "div", "pow", "where", "add", "mul"}
     assert fg.viz.draw(y).source == text
 
