@@ -1195,10 +1195,10 @@ def _value_of(x: Any, what: str) -> Any:
     jit = _get().jit_level
     if jit is not None and x.level >= jit:
         raise TypeError(
-            f"{what} of a traced node under fungrad.jit: the value is not known when the "
-            "compiled replay runs, so Python control flow cannot depend on it. Use value-free "
-            "ops instead (fg.where(c, a, b) picks a where c > 0, fg.relu, abs, fg.sign), or "
-            "call the function without jit."
+            f"{what} of a traced node under fungrad.jit, vmap or export: the value is not known "
+            "when the traced code runs again, so Python control flow cannot depend on it. Use "
+            "value-free ops instead (fg.where(c, a, b) picks a where c > 0, fg.relu, abs, fg.sign), "
+            "or call the function without these transforms."
         )
     return x.value
 

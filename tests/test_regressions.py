@@ -186,7 +186,7 @@ def test_modulo_of_nodes_is_a_type_error_that_says_why():
 @pytest.mark.parametrize("use", [int, hex, float, round, math.floor, lambda v: [0, 1, 2][v], lambda v: range(v)],
                          ids=["int", "hex", "float", "round", "floor", "index", "range"])
 def test_int_and_hex_of_a_traced_node_under_jit_give_the_traced_value_message(use):
-    with pytest.raises(TypeError, match="of a traced node under fungrad.jit: the value is not known"):
+    with pytest.raises(TypeError, match="of a traced node under fungrad.jit, vmap or export: the value is not known"):
         fg.jit(lambda x: x * use(x))(2.0)
 
 
