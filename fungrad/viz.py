@@ -153,7 +153,10 @@ def _body_statements(m: Any, prefix: str) -> list[_Stmt]:
         tag = f"in {where_in[n]}" if n in where_in else (n.name or "")
         if n in where_out:
             tag = f"{tag} out {where_out[n]}".strip()
-        stmts.append(("node", f"{prefix}v{i}", f"{{ {_record_text(tag)} }}", "record"))
+        fields = _record_text(tag)
+        if not n.op and n not in where_in:  # a constant of the body: the same in every example
+            fields += f" | data {_number(n.value)}"
+        stmts.append(("node", f"{prefix}v{i}", f"{{ {fields} }}", "record"))
         if n.op:
             op = expr.op_label(n).replace("\\", "\\\\").replace('"', '\\"')
             stmts.append(("node", f"{prefix}op{i}", op, ""))

@@ -472,3 +472,15 @@ def test_an_op_label_that_looks_like_html_is_drawn_as_text():
                       vjp=(lambda g, ans, a, b: g, lambda g, ans, a, b: -g), label="<=>")
     y = op(fg.var(1.0), fg.var(2.0))
     assert fg.viz.draw(y).source == fg.viz.to_dot(y) and 'op2 [label="<=>"]' in fg.viz.to_dot(y)
+
+
+def test_the_drawn_body_of_a_vmap_shows_its_constants():
+    w = fg.var(0.5, name="w")
+    texts = []
+    for body in (lambda w, x: w * x + 3.0, lambda w, x: w * x - 7.0):
+        y = sum(fg.vmap(body, in_axes=(None, 0))(w, [1.0, 2.0]))
+        texts.append([line.strip() for line in fg.viz.to_dot(y).splitlines() if line.strip().startswith("m0v")])
+    assert 'm0v3 [label="{  | data 3.0000 }" shape=record]' in texts[0]
+    assert 'm0v3 [label="{  | data 7.0000 }" shape=record]' in texts[1]
+    # the inputs are placeholders of the trace: no number is shown for them
+    assert 'm0v0 [label="{ in 0 }" shape=record]' in texts[0]
