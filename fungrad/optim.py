@@ -297,7 +297,7 @@ class ChainState:
 class CountState:
     """State of :func:`scale_by_schedule`: the updates done so far."""
 
-    step: int = attrs.field(converter=lambda v: _count(v))
+    step: int = attrs.field(converter=_count)
 
 
 tree.register(ChainState)
@@ -501,7 +501,7 @@ class Optimizer(_Stepper):
 class SGDState:
     """State of :class:`SGD`: updates done so far and the velocity (``None`` without momentum)."""
 
-    step: int = attrs.field(converter=lambda v: _count(v))
+    step: int = attrs.field(converter=_count)
     velocity: Any
 
 
@@ -509,7 +509,7 @@ class SGDState:
 class AdamState:
     """State of :class:`Adam`: updates done so far and the moving averages of ``g`` and ``g**2``."""
 
-    step: int = attrs.field(converter=lambda v: _count(v))
+    step: int = attrs.field(converter=_count)
     mu: Any
     nu: Any
 
