@@ -525,9 +525,7 @@ def hinge(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> Scalar:
     ss, ys = _pairs(scores, labels, "hinge", ("scores", "labels"))
     ss, ys = _scalars(ss, "hinge", "scores"), _scalars(ys, "hinge", "labels")
     _check_labels(ys, (-1.0, 1.0), "hinge", "-1 or +1")
-    terms = [expr.relu(1.0 - y * s) for s, y in zip(ss, ys)]
-    if any(y.__class__ is Node for y in ys):
-        terms = [_if_label(t, y, (-1.0, 1.0)) for t, y in zip(terms, ys)]
+    terms = [_if_label(expr.relu(1.0 - y * s), y, (-1.0, 1.0)) for s, y in zip(ss, ys)]
     return _total(terms) / len(ss)
 
 
@@ -562,9 +560,7 @@ def binary_cross_entropy(logits: Sequence[Scalar], labels: Sequence[Scalar]) -> 
     zs, ys = _scalars(zs, "binary_cross_entropy", "logits"), _scalars(ys, "binary_cross_entropy", "labels")
     _check_labels(ys, (-1.0, 0.0, 1.0), "binary_cross_entropy", "1 (positive), or -1 or 0 (negative)")
     # where(y, 1, -1) maps both label conventions to t = ±1 without reading a value
-    terms = [_softplus(-expr.where(y, 1.0, -1.0) * z) for z, y in zip(zs, ys)]
-    if any(y.__class__ is Node for y in ys):
-        terms = [_if_label(t, y, (-1.0, 0.0, 1.0)) for t, y in zip(terms, ys)]
+    terms = [_if_label(_softplus(-expr.where(y, 1.0, -1.0) * z), y, (-1.0, 0.0, 1.0)) for z, y in zip(zs, ys)]
     return _total(terms) / len(zs)
 
 
@@ -738,16 +734,16 @@ def _loss_of(shifted: list[Any], y: Any) -> Any:
     if not expr.is_node(y):
         return total - shifted[y]
     # A traced label cannot index a list, so select by value-free where. A
-    # label that is no class index must give nan, the loss and its gradient
-    # both: the selection starts from nan, and the loss is multiplied by a
-    # factor that is 1.0 for a class index (exact: x * 1.0 is x) and nan
-    # otherwise, since the gradient of the selected nan alone would be 0.
+    # label that is no class index (nan too, which no where above tells
+    # apart) must give nan, the loss and its gradient both: the loss is
+    # multiplied by a factor that is 1.0 for a class index (exact: x * 1.0
+    # is x) and nan otherwise, since the gradient of a selected nan alone
+    # would be 0.
     picked: Any = float("nan")
     for j, s in enumerate(shifted):
         # s only where y equals j exactly: neither above nor below it
         picked = expr.where(y - j, picked, expr.where(j - y, picked, s))
-    nan_if_nan = 0.0 * y  # a nan label matches every class above: make it nan
-    return (total - (picked + nan_if_nan)) * _label_ok(y, range(len(shifted)))
+    return (total - picked) * _label_ok(y, range(len(shifted)))
 
 
 def cross_entropy(logits: Sequence[Sequence[Scalar]], labels: Sequence[int]) -> Scalar:
