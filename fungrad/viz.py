@@ -23,6 +23,7 @@ digraph {
 
 from __future__ import annotations
 
+import collections
 import io
 import math
 import os
@@ -117,6 +118,11 @@ def _describe(out: Node, grads: Mapping[Node, Any] | None, rankdir: str, fname: 
         )
     order = toposort(out)
     index = {n: i for i, n in enumerate(order)}
+    maps: dict[int, Any] = {}
+    for n in order:
+        if n.op == "vmap":
+            maps.setdefault(id(n.value.map), n.value.map)  # type: ignore[attr-defined]
+    shown = _map_names(maps)
     stmts: list[_Stmt] = []
     for i, n in enumerate(order):
         if n.op == "vmap":  # a whole batch: its outputs are the picks that follow
@@ -128,26 +134,44 @@ def _describe(out: Node, grads: Mapping[Node, Any] | None, rankdir: str, fname: 
             label += f" | grad {_number(_float(g))}"
         stmts.append(("node", f"v{i}", label + " }", "record"))
         if n.op:
-            op = expr.op_label(n).replace("\\", "\\\\").replace('"', '\\"')
-            stmts.append(("node", f"op{i}", op, ""))
+            if n.op == "vmap":
+                op = f"vmap {shown[id(n.value.map)]} ×{n.value.size}"  # type: ignore[attr-defined]
+            else:
+                op = expr.op_label(n)
+            stmts.append(("node", f"op{i}", _quoted(op), ""))
             stmts.append(("edge", f"op{i}", f"v{i}", ""))
             stmts += _arguments(n, i, index)
-    maps: dict[int, Any] = {}
-    for n in order:
-        if n.op == "vmap":
-            maps.setdefault(id(n.value.map), n.value.map)  # type: ignore[attr-defined]
     for k, m in enumerate(maps.values()):
-        stmts += _body_statements(m, f"m{k}")
+        stmts += _body_statements(m, f"m{k}", shown[id(m)])
     return stmts
 
 
-def _body_statements(m: Any, prefix: str) -> list[_Stmt]:
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _map_names(maps: dict[int, Any]) -> dict[int, str]:
+    # two vmapped functions of one name (two lambdas) are told apart by a number,
+    # so that each vmap node can be matched with the box that draws its body
+    count = collections.Counter(m.name for m in maps.values())
+    seen: collections.Counter[str] = collections.Counter()
+    shown = {}
+    for k, m in maps.items():
+        if count[m.name] > 1:
+            seen[m.name] += 1
+            shown[k] = f"{m.name} #{seen[m.name]}"
+        else:
+            shown[k] = m.name
+    return shown
+
+
+def _body_statements(m: Any, prefix: str, name: str) -> list[_Stmt]:
     # a vmap's body, drawn once in a box of its own however many examples run it
     nodes, ins, outs = m.body()
     where_in = {x: k for k, x in enumerate(m._inputs)}
     where_out = {o: k for k, o in enumerate(outs) if o.__class__ is Node}
     index = {n: i for i, n in enumerate(nodes)}
-    title = f"body of vmap {m.name}, traced once".replace("\\", "\\\\").replace('"', '\\"')
+    title = _quoted(f"body of vmap {name}, traced once")
     stmts: list[_Stmt] = [("raw", f"\tsubgraph cluster_{prefix} {{", "", ""), ("raw", f'\t\tlabel="{title}"', "", "")]
     for i, n in enumerate(nodes):
         tag = f"in {where_in[n]}" if n in where_in else (n.name or "")
@@ -158,8 +182,7 @@ def _body_statements(m: Any, prefix: str) -> list[_Stmt]:
             fields += f" | data {_number(n.value)}"
         stmts.append(("node", f"{prefix}v{i}", f"{{ {fields} }}", "record"))
         if n.op:
-            op = expr.op_label(n).replace("\\", "\\\\").replace('"', '\\"')
-            stmts.append(("node", f"{prefix}op{i}", op, ""))
+            stmts.append(("node", f"{prefix}op{i}", _quoted(expr.op_label(n)), ""))
             stmts.append(("edge", f"{prefix}op{i}", f"{prefix}v{i}", ""))
             stmts += _arguments(n, i, index, prefix)
     stmts.append(("raw", "\t}", "", ""))

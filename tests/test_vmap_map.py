@@ -314,6 +314,21 @@ def test_drawings_show_the_body_once():
     assert [d["output"] for _, d in body.nodes(data=True) if "output" in d] == [0]
 
 
+def test_drawings_number_two_vmapped_functions_of_one_name():
+    double, triple = fg.vmap(lambda x: x * 2.0), fg.vmap(lambda x: x * 3.0)
+    a = fg.var(1.0)
+    dot = fg.viz.to_dot(sum(double([a, a])) + sum(triple([a, a, a])) + sum(double([a])))
+    # each vmap node names the box of its own body: the two lambdas are told apart
+    assert dot.count('"vmap <lambda> #1 ×2"') == 1 and dot.count('"vmap <lambda> #1 ×1"') == 1
+    assert dot.count('"vmap <lambda> #2 ×3"') == 1
+    assert dot.count("subgraph cluster_") == 2
+    boxes = dot.split("subgraph cluster_")[1:]
+    assert 'label="body of vmap <lambda> #1, traced once"' in boxes[0] and "data 2.0000" in boxes[0]
+    assert 'label="body of vmap <lambda> #2, traced once"' in boxes[1] and "data 3.0000" in boxes[1]
+    # one function of a name keeps the plain name
+    assert "#" not in fg.viz.to_dot(sum(double([a, a])))
+
+
 @pytest.mark.slow
 def test_new_functions_leave_no_trace_in_the_primitive_table_and_their_maps_are_freed():
     import gc
