@@ -391,14 +391,28 @@ class Jitted:
         tape: list[Node] = t.tape  # type: ignore[assignment]
         inputs, result = expr.run_level(t, self._run, td, leaves, statics, xs)
         level = t.level
-        for i, o in enumerate(tree.leaves(result)):
-            if o.__class__ is not Node and not _is_number(o) and tree._reaches([o], lambda x: x.__class__ is Node and x.level == level):
+
+        def traced(x: Any) -> bool:
+            # a node of this trace, or of a transform begun inside it (a grad's aux)
+            return x.__class__ is Node and x.level >= level
+
+        name = getattr(self.fun, "__qualname__", self.fun)
+        leaves, td = tree.flatten(result)
+        for i, o in enumerate(leaves):
+            if o.__class__ is not Node and not _is_number(o) and tree._reaches([o], traced):
                 raise TypeError(
-                    f"jit: output leaf {i} of {getattr(self.fun, '__qualname__', self.fun)!r} is a "
+                    f"jit: output leaf {i} of {name!r} is a "
                     f"{type(o).__name__} that holds traced nodes. jit returns a leaf that is not a number as "
                     "it was when traced, so every call would return these nodes of the first trace. Make "
                     "its class a pytree (an attrs class, or a class registered as in fungrad.tree), or return the numbers."
                 )
+        if tree._reaches([rec[1] for rec in td._span() if rec[1] is not None], traced):
+            raise TypeError(
+                f"jit: the output of {name!r} has a traced node in its structure: a dict key or a static "
+                "field (fungrad.tree.static). jit rebuilds the structure as it was when traced, so every call "
+                "would return that node of the first trace. Make it a leaf (a field that is not static, a "
+                "dict value), or return the numbers."
+            )
         return tape, inputs, result
 
     def _run(self, td: tree.TreeDef, leaves: list[Any], statics: dict[Any, Any], xs: list[float]) -> tuple[list[Node], Any]:

@@ -596,6 +596,39 @@ def test_an_output_object_holding_traced_nodes_is_an_error_not_the_first_trace_a
     assert j(1.0) == (2.0, tag) and j(5.0) == (10.0, tag)
 
 
+def test_nodes_of_a_nested_grad_or_in_the_output_structure_are_an_error_not_the_first_trace_again():
+    import dataclasses
+
+    import attrs
+
+    @dataclasses.dataclass
+    class Metrics:
+        loss: object
+
+    def loss(w):
+        sq = (w - 3.0) ** 2
+        return sq, Metrics(sq)  # the aux holds a node of the grad's own level
+
+    vg = fg.value_and_grad(loss, has_aux=True)
+    assert vg(2.0)[1] == -2.0
+    with pytest.raises(TypeError, match="output leaf 1 .* Metrics that holds traced nodes"):
+        fg.jit(vg)(2.0)
+
+    @attrs.frozen
+    class Tagged:
+        w: float
+        tag: object = fg.tree.static(default=None)
+
+    with pytest.raises(TypeError, match="traced node in its structure: a dict key or a static field"):
+        fg.jit(lambda x: Tagged(x * 2, tag=x * 3))(1.0)
+    with pytest.raises(TypeError, match="traced node in its structure"):
+        fg.jit(lambda x: [{x * 3: x * 2}])(1.0)
+    # a constant in the structure stays: it is the same on every call
+    c = fg.var(7.0)
+    j = fg.jit(lambda x: Tagged(x * 2, tag=c))
+    assert j(1.0) == Tagged(2.0, tag=c) and j(5.0) == Tagged(10.0, tag=c)
+
+
 def test_rows_of_numbers_are_walked_as_one_data_set_in_flatten_order(monkeypatch):
     # A data set (rows of one length) is walked in one piece. Its numbers must
     # still reach the replay in tree.flatten's order, ints must share the
