@@ -296,18 +296,20 @@ class Jitted:
         return out
 
     @functools.cached_property
-    def _static_names(self) -> frozenset[str]:
-        # static positional parameters may be passed by keyword: static by name too
+    def _static_names(self) -> tuple[frozenset[str], tuple[int, ...]]:
+        # Static positional parameters may be passed by keyword, and static
+        # named ones by position: (the names static by keyword, the positions
+        # of static_argnames' parameters)
         names = set(self.static_argnames)
         try:
             ps = list(inspect.signature(self.fun).parameters.values())
         except (TypeError, ValueError):
-            return frozenset(names)
+            return frozenset(names), ()
         pos = [p.name for p in ps if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         for a in self.static_argnums:
             if -len(pos) <= a < len(pos):
                 names.add(pos[a])
-        return frozenset(names)
+        return frozenset(names), tuple(i for i, k in enumerate(pos) if k in self.static_argnames)
 
     def _partition(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[Any, Any], Any]:
         """(the dynamic arguments as one pytree, the static ones by position or name, their cache key)."""
@@ -316,7 +318,10 @@ class Jitted:
             return (args, kwargs), {}, ()
         n = len(args)
         statics: dict[Any, Any] = {}
-        names = self._static_names
+        names, by_name = self._static_names
+        for a in by_name:
+            if a < n:
+                statics[a] = args[a]
         for a in sn:
             if -n <= a < n:
                 statics[a % n] = args[a]
@@ -505,8 +510,8 @@ def jit(
       change from call to call). Other leaves (strings, bools, ``None``
       fields, hashable objects) are static: part of the cache key, compared
       by type and value; a new value traces again. Arguments in
-      ``static_argnums`` (by position, or by name when passed by keyword) and
-      ``static_argnames`` are static as a whole.
+      ``static_argnums`` and ``static_argnames`` are static as a whole, whether
+      passed by position or by keyword.
     - **Results.** ``f`` may return a pytree of nodes and numbers, such as
       ``value_and_grad``'s ``(value, grads)``. Node leaves come back as floats,
       as from ``value_and_grad`` at the outermost level; other leaves come back

@@ -279,6 +279,10 @@ def test_static_arguments_by_keyword_and_by_name():
     by_name = fg.jit(f, static_argnames="mode")
     assert by_name(3.0, mode="double") == 6.0 and by_name(3.0, mode="x") == 3.0
     assert fg.jit(f, static_argnames=("mode",))(5.0, mode="double") == 10.0
+    # a static named argument passed by position is static too, keyed by type and value
+    assert by_name(3.0, "double") == 6.0 and by_name(3.0, "same") == 3.0
+    g = fg.jit(lambda x, k: x * 2 if k is True else (x * 3 if type(k) is int else x * 5), static_argnames="k")
+    assert (g(1.0, True), g(1.0, 1), g(1.0, 1.0), g(1.0, k=1)) == (2.0, 3.0, 5.0, 3.0)
     with pytest.raises(TypeError, match="static_argnames must be a str"):
         fg.jit(f, static_argnames=3)
 
