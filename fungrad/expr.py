@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextvars
 import copyreg
+import enum
 import functools
 import inspect
 import itertools
@@ -1380,14 +1381,16 @@ def real_number(x: Any) -> bool:
     """Whether ``x`` is a real number as fungrad takes it: a float or int, not a bool.
 
     Other :class:`numbers.Real` types (``fractions.Fraction``, NumPy's float64)
-    count too and are converted with ``float``.
+    count too and are converted with ``float``. A bool and an enum member
+    (an ``IntEnum``'s) are ints that name a choice, not a value: under
+    ``jit`` they are static, so that ``mode is Mode.A`` keeps its meaning.
 
     >>> from fungrad.expr import real_number
     >>> real_number(1.5), real_number(2), real_number(True), real_number(1j), real_number("1")
     (True, True, False, False, False)
     """
     c = x.__class__
-    return c is float or c is int or (c is not bool and isinstance(x, numbers.Real))
+    return c is float or c is int or (c is not bool and isinstance(x, numbers.Real) and not isinstance(x, enum.Enum))
 
 
 def _check_number(x: Any, what: str, arg: str = "", nodes: bool = True) -> float:

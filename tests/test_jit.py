@@ -629,6 +629,22 @@ def test_nodes_of_a_nested_grad_or_in_the_output_structure_are_an_error_not_the_
     assert j(1.0) == Tagged(2.0, tag=c) and j(5.0) == Tagged(10.0, tag=c)
 
 
+def test_an_enum_member_is_static_like_a_bool_not_a_traced_number():
+    import enum
+
+    class Mode(enum.IntEnum):
+        A = 1
+        B = 2
+
+    g = lambda x, m: x * 2 if m is Mode.A else x * 3  # noqa: E731
+    j = fg.jit(g)
+    assert [j(1.0, Mode.A), j(1.0, Mode.B), j(5.0, Mode.A)] == [g(1.0, Mode.A), g(1.0, Mode.B), g(5.0, Mode.A)]
+    assert [j(1.0, Mode.A), j(1.0, Mode.B), j(5.0, Mode.A)] == [2.0, 3.0, 10.0]
+    assert j.cache_size() == 2
+    with pytest.raises(TypeError, match=r"argument 0 is Mode <Mode.A: 1>; expected a real number"):
+        fg.grad(lambda m: m * 2.0)(Mode.A)
+
+
 def test_rows_of_numbers_are_walked_as_one_data_set_in_flatten_order(monkeypatch):
     # A data set (rows of one length) is walked in one piece. Its numbers must
     # still reach the replay in tree.flatten's order, ints must share the
