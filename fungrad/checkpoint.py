@@ -262,28 +262,23 @@ def _write_atomic(path: str, data: bytes) -> None:
     target = os.path.realpath(path)
     directory = os.path.dirname(target)
     _remove_leftovers(directory)
-    tmp = None
+    made: list[str] = []  # the temporary file's name, known before it exists
     try:
-        fd, tmp = _create_temp(directory)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            # replacing a file keeps its permissions, as writing it with open() would
-            mode = os.stat(target).st_mode & 0o7777
-        except FileNotFoundError:
-            mode = None
+        fd = _create_temp(directory, made)
+        tmp = made[0]
+        _write_and_close(fd, data)
+        mode = _mode_of(target)
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException as e:
-        if tmp is not None:
+        if made:
+            # an interrupt may land between os.open's return and the store of
+            # its result: the name is known all the same, and the descriptor
+            # is found by the file it is open on
+            _close_open(made[0])
             try:
-                os.unlink(tmp)
+                os.unlink(made[0])
             except OSError:
                 pass
         if isinstance(e, OSError) and e.errno is not None and e.filename != path:
@@ -301,15 +296,56 @@ _OLD_TEMP = re.compile(r"\.fungrad-[a-z0-9_]{8}\.tmp")  # tempfile's names, from
 STALE_AFTER = 3600.0
 
 
-def _create_temp(directory: str) -> tuple[int, str]:
-    # O_EXCL with mode 0o666: the umask applies, as for open(); mkstemp would give 0o600
+# No try statement nested in _write_atomic's: Python 3.11 reports the line
+# of a nested try outside the outer one's handler, so an interrupt there (as
+# a trace function raises it) would skip the clean-up.
+
+
+def _mode_of(target: str) -> int | None:
+    # replacing a file keeps its permissions, as writing it with open() would
+    try:
+        return os.stat(target).st_mode & 0o7777
+    except FileNotFoundError:
+        return None
+
+
+def _write_and_close(fd: int, data: bytes) -> None:
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _create_temp(directory: str, made: list[str]) -> int:
+    # O_EXCL with mode 0o666: the umask applies, as for open(); mkstemp would give 0o600.
+    # The name goes into made before the file exists, so that the caller can
+    # remove the file whatever statement an interrupt lands on.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
     while True:
         name = os.path.join(directory, f".fungrad-{_HOST}-{os.getpid()}-{secrets.token_hex(8)}.tmp")
+        made[:] = [name]
         try:
-            return os.open(name, flags, 0o666), name
+            return os.open(name, flags, 0o666)
         except FileExistsError:  # pragma: no cover - 64 random bits
+            made.clear()  # another writer's file
             continue
+
+
+def _close_open(name: str) -> None:
+    # close this process's descriptors open on the file `name` (Linux; elsewhere nothing)
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == name:
+                os.close(int(fd))
+        except (OSError, ValueError):
+            pass
 
 
 def _writer_gone(host: str, pid: int) -> bool:
@@ -351,16 +387,15 @@ def _sync_dir(directory: str) -> None:
     # makes the rename itself durable on POSIX; Windows cannot open directories
     if os.name != "posix":
         return
+    fd = -1
     try:
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
         os.fsync(fd)
     except OSError:
         pass
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
 
 
 # --------------------------------------------------------------------------

@@ -660,6 +660,28 @@ class Trace:
         return f"Trace(level={self.level}, active={self.active}, debug={self.debug}, jit={self.jit_level})"
 
 
+class _RootDebug(Trace):
+    # A debug_nans block at the root: it lasts as long as the block's object.
+    # A KeyboardInterrupt can land once __enter__ has set this state and
+    # before the with statement holds the block; __exit__ then never runs,
+    # but the block's object is dropped at once, and the checks end with it.
+
+    __slots__ = ("_guard",)
+
+    def __init__(self, block: Any):
+        guard = weakref.ref(block)
+        super().__init__(0, _CheckOnly(guard), True)
+        self._guard = guard
+
+    @property  # type: ignore[override]
+    def debug(self) -> bool:
+        return self._guard() is not None
+
+    @debug.setter
+    def debug(self, value: bool) -> None:
+        pass  # set by Trace.__init__; read from the guard
+
+
 _ROOT = Trace(0, None)
 _state: contextvars.ContextVar[Trace] = contextvars.ContextVar("fungrad_trace", default=_ROOT)
 _get = _state.get
@@ -1953,9 +1975,15 @@ class CheckedTape(list):  # type: ignore[type-arg]
 
 
 class _CheckOnly(CheckedTape):
-    # outside any grad nothing is recorded, but a debug block still checks
+    # outside any grad nothing is recorded, but a debug block still checks,
+    # as long as its object lives (see _RootDebug)
+    def __init__(self, guard: Callable[[], Any]):
+        super().__init__()
+        self.guard = guard
+
     def append(self, n: Node) -> None:
-        _check(n)
+        if self.guard() is not None:
+            _check(n)
 
     def extend(self, ns: Any) -> None:
         pass
@@ -1999,22 +2027,37 @@ class debug_nans:
     def __enter__(self) -> debug_nans:
         t = _get()
         if not t.active:
-            tape: list[Node] = _CheckOnly()
-            new = Trace(0, tape, True)
+            new: Trace = _RootDebug(self)
         elif isinstance(t.tape, CheckedTape):
             new = t
         else:
             new = Trace(t.level, _Forward(t.owner), True, t.jit_level, t.chain, t.owner)
-        self._token = _state.set(new)
-        return self
+        try:
+            self._token = _state.set(new)
+            return self
+        except BaseException:
+            # A KeyboardInterrupt that lands once the state is set ends
+            # __enter__ without the block, so __exit__ never runs: the thread
+            # would check every op from then on. Undo the change here.
+            if new is not t and _get() is new:
+                _state.set(t)
+            raise
 
     def __exit__(self, *exc: Any) -> None:
+        try:
+            self._reset()
+        except BaseException:
+            self._reset()  # an interrupt landed before the reset; after it, this does nothing
+            raise
+
+    def _reset(self) -> None:
         try:
             _state.reset(self._token)
         except (ValueError, RuntimeError):
             # the block ends in another context than it began in (a
             # generator closed after its transform returned): the state it
-            # changed belongs to that context, which has ended
+            # changed belongs to that context, which has ended; or the token
+            # was used already
             pass
 
 

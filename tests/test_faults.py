@@ -98,6 +98,8 @@ def broken_state() -> list[str]:
         bad.append(f"the thread is left at a level: {expr.current()}")
     if expr._open:
         bad.append(f"levels left open: {sorted(expr._open)}")
+    if expr.current().debug:
+        bad.append("the thread is left checking every op (debug_nans)")
     if autodiff._gc_state.threads:
         bad.append("a thread left registered as running a transform")
     r = fg.grad(lambda y: y * y)(3.0)
@@ -384,6 +386,20 @@ def test_a_users_thresholds_come_back_when_the_last_of_several_threads_ends(user
 
 # --------------------------------------------------------------------------
 # Stale levels: contexts copied inside a transform, used after it ended
+
+
+def test_an_interrupt_at_every_event_of_a_debug_nans_block_leaves_the_thread_unchecked(user_threshold):
+    def block() -> Any:
+        with fg.debug_nans():
+            return fg.grad(_loss)([0.5, 2.0])
+
+    total = len(events(block))
+    assert total > 20
+    for k in range(1, total + 1):
+        _, where = inject(block, k)
+        bad = broken_state()
+        assert not bad, f"interrupt at event {k} of {total} {where}: {bad}"
+        assert fg.log(0.0) == -math.inf  # not checked: -inf is an answer here
 
 
 def test_a_generator_holding_debug_nans_closed_after_its_grad_leaves_the_thread_at_the_root():

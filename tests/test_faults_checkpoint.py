@@ -587,6 +587,46 @@ def test_a_save_killed_mid_write_leaves_the_old_file_and_the_next_save_cleans_up
     assert temps(tmp_path) == [] and checkpoint.load(p) == {"w": [5.0]}
 
 
+def test_an_interrupt_at_every_event_of_a_save_leaves_the_old_or_the_new_file_and_nothing_else(tmp_path):
+    from test_faults import events, inject
+
+    p = tmp_path / "model.json"
+    old, new = {"w": [1.0, 2.0]}, {"w": [3.0, 4.0, 5.0]}
+
+    def fds():
+        # this process's open descriptors and what they are open on (Linux)
+        out = {}
+        for fd in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
+            try:
+                out[fd] = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:  # the descriptor listdir itself held
+                pass
+        return out
+
+    checkpoint.save(p, old)
+    seen = events(lambda: checkpoint.save(p, new))
+    checkpoint.save(p, old)
+    assert ("checkpoint.py", "_create_temp", "return") in seen  # the moment the file exists and nothing holds it
+    total = len(seen)
+    for k in range(1, total + 1):
+        checkpoint.save(p, old)
+        before = fds()
+        _, where = inject(lambda: checkpoint.save(p, new), k)
+        assert checkpoint.load(p) in (old, new), where
+        # the temporary file is removed and its descriptor closed, wherever the interrupt landed
+        assert temps(tmp_path) == [], where
+        now = fds()
+        leaked = {fd: name for fd, name in now.items() if before.get(fd) != name}
+        if leaked and where[1] == "_sync_dir":
+            # the directory's own descriptor, for its fsync after the rename, can
+            # still be lost to an interrupt inside the finally that closes it
+            assert list(leaked.values()) == [str(tmp_path)], where
+            for fd in leaked:
+                os.close(int(fd))
+        else:
+            assert leaked == {}, where
+
+
 SAVE_LOOP = """
 import sys
 import fungrad.checkpoint as c
