@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping, Set
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, Union
 
 import attrs
@@ -140,9 +141,17 @@ def _check_total(sizes: Sequence[int], who: str) -> None:
         )
 
 
+def _listed(x: Any) -> list[Any]:
+    # A dict iterates over its keys and a set in an order of its own: neither
+    # is a sequence of values, though list() takes both
+    if isinstance(x, (Mapping, Set, str, bytes)):
+        raise TypeError
+    return list(x)
+
+
 def _inputs(x: Any, nin: int, who: str) -> list[Any]:
     try:
-        xs = list(x)
+        xs = _listed(x)
     except TypeError:
         raise TypeError(f"{who}: expected a sequence of {nin} numbers or nodes, got {type(x).__name__} {x!r:.60}") from None
     if len(xs) != nin:
@@ -435,7 +444,7 @@ tree.register(MLP)
 
 def _pairs(a: Any, b: Any, who: str, names: tuple[str, str]) -> tuple[list[Any], list[Any]]:
     try:
-        xs, ys = list(a), list(b)
+        xs, ys = _listed(a), _listed(b)
     except TypeError:
         raise TypeError(
             f"{who}: {names[0]} and {names[1]} must be sequences (one value per sample), "
@@ -611,6 +620,9 @@ def accuracy(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> float:
     if isinstance(ss[0], Sequence):
         return _logits_accuracy(ss, ys)
     ss, ys = _scalars(ss, "accuracy", "scores"), _scalars(ys, "accuracy", "labels")
+    for i, y in enumerate(ys):
+        if (v := _val(y)) != v:  # a nan label has no sign: no answer is right or wrong
+            raise ValueError(f"accuracy: labels[{i}] is nan; expected a label whose sign is its class")
     # a nan score has no sign: it predicts nothing, as a nan logit does
     right = sum(1 for s, y in zip(ss, ys) if (v := _val(s)) == v and (v > 0.0) == (_val(y) > 0.0))
     return right / len(ss)
@@ -629,10 +641,10 @@ def accuracy(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> float:
 
 
 def _logit_list(xs: Any, who: str, name: str) -> list[Any]:
-    if isinstance(xs, (str, bytes)) or expr.is_node(xs):
+    if expr.is_node(xs):
         raise TypeError(f"{who}: {name} must be a list of numbers or nodes (one per class), got {type(xs).__name__}")
     try:
-        out = list(xs)
+        out = _listed(xs)
     except TypeError:
         raise TypeError(
             f"{who}: {name} must be a list of numbers or nodes (one per class), got {type(xs).__name__}"

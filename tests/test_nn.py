@@ -618,3 +618,31 @@ def test_squared_losses_on_floats_overflow_to_inf_as_on_nodes():
     for loss in (nn.mse, nn.sum_squares):
         assert loss([1e200], [0.0]) == math.inf == fg.value_and_grad(lambda p: loss(p, [0.0]))([1e200])[0]
         assert loss([0.5, -1.0], [1.0, 1.0]) == fg.value_and_grad(lambda p: loss(p, [1.0, 1.0]))([0.5, -1.0])[0]
+
+
+def test_dicts_and_sets_are_not_sequences_of_values():
+    # a dict iterates over its keys, a set in an order of its own: list() of
+    # either would be a loss of the wrong numbers
+    model = nn.MLP.init(2, [1], seed=0)
+    bad = [
+        (lambda: nn.cross_entropy([{0: 1.0, 1: 2.0}], [0]), "logits\\[0\\] must be a list"),
+        (lambda: nn.mse({1.0: 0}, {2.0: 0}), "mse: predictions and targets must be sequences"),
+        (lambda: nn.hinge({0.5, 0.7}, [1.0, -1.0]), "hinge: scores and labels must be sequences"),
+        (lambda: nn.softmax({3.0, 1.0, 2.0}), "softmax: xs must be a list"),
+        (lambda: model({1.0: 0, 2.0: 0}), "expected a sequence of 2 numbers"),
+        (lambda: nn.accuracy([1.0, -1.0], {1.0: 0, -1.0: 0}), "accuracy: scores and labels must be sequences"),
+    ]
+    for call, match in bad:
+        with pytest.raises(TypeError, match=match):
+            call()
+    # tuples and lists give the same numbers
+    assert nn.cross_entropy([(1.0, 2.0)], [0]) == nn.cross_entropy([[1.0, 2.0]], [0]) == math.log1p(math.e)
+    assert model((1.0, 2.0)) == model([1.0, 2.0])
+
+
+def test_a_nan_label_is_an_error_for_accuracy_as_for_the_losses():
+    with pytest.raises(ValueError, match=r"accuracy: labels\[1\] is nan"):
+        nn.accuracy([1.0, -1.0], [1.0, float("nan")])
+    with pytest.raises(ValueError, match=r"labels\[0\]"):
+        nn.hinge([1.0], [float("nan")])
+    assert nn.accuracy([1.0, -1.0, 2.0], [1.0, -1.0, 0.0]) == 2 / 3
