@@ -578,12 +578,23 @@ def _with_defaults(cls: type, stat: Sequence[str], aux: tuple[Any, ...]) -> tupl
 # that fungrad's own classes declare as ``Any`` get a rule here instead.
 
 
+# ints from this one up round to inf: a float cannot hold them
+_INT_TOP = 2**1024 - 2**970
+
+
 def _real(v: Any) -> bool:
-    return v.__class__ is float or v.__class__ is int
+    # a float, or an int a float can hold (a weight of 400 digits would only
+    # fail at its first use)
+    return v.__class__ is float or (v.__class__ is int and -_INT_TOP < v < _INT_TOP)
 
 
 def _numbers(v: Any) -> bool:
     return all(_real(x) for x in tree.leaves(v))
+
+
+def _squares(v: Any) -> bool:
+    # a moving average of g ** 2 is never negative (its square root is taken)
+    return all(_real(x) and not x < 0 for x in tree.leaves(v))
 
 
 def _count(v: Any) -> bool:
@@ -599,7 +610,7 @@ _RULES: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
     "fungrad.optim.AdamState": {
         "step": (_count, "an int >= 0"),
         "mu": (_numbers, "a pytree of numbers shaped like the params"),
-        "nu": (_numbers, "a pytree of numbers shaped like the params"),
+        "nu": (_squares, "a pytree of numbers >= 0 (averages of squares) shaped like the params"),
     },
 }
 _SAME_SHAPE: dict[str, tuple[str, str]] = {"fungrad.optim.AdamState": ("mu", "nu")}

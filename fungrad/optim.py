@@ -282,7 +282,11 @@ def _count(v: Any) -> Any:
     if v.__class__ is float:
         if not v.is_integer():
             raise ValueError(f"optimizer state: step must be a whole number of updates, got {v!r}")
-        return int(v)
+        v = int(v)
+    if v.__class__ is int and not 0 <= v <= _MAX_STEPS:
+        raise ValueError(
+            f"optimizer state: step must be a number of updates, from 0 to 2**53, got {tree.describe(v)}"
+        )
     return v
 
 
@@ -640,6 +644,10 @@ class Adam(_Stepper):
             k = _state(state, AdamState, who).step
             ms = _moments(state.mu, td, who, "moments are")
             vs = _moments(state.nu, td, who, "moments are")
+            for i, v in enumerate(vs):
+                if v.__class__ is float and v < 0.0:
+                    # its square root would be a complex number
+                    raise ValueError(f"{who}: the state's nu holds averages of g ** 2, never negative; leaf {i} is {v!r}")
             t = k + 1
             size = _rate(lr, k, who) / (1.0 - b1**t)
             c2 = math.sqrt(1.0 - b2**t)

@@ -877,3 +877,28 @@ def test_a_jitted_step_returns_the_state_eager_returns_and_it_saves(tmp_path):
     for bad in (1.5, math.nan, math.inf):
         with pytest.raises(ValueError, match="step must be a whole number"):
             optim.AdamState(bad, {"w": 0.0}, {"w": 0.0})
+
+
+def test_a_state_with_a_negative_step_or_second_moment_is_refused_not_a_complex_number(tmp_path):
+    for bad in (-1, -1.0, 2**53 + 1, 10**400):
+        with pytest.raises(ValueError, match="step must be a number of updates, from 0 to 2\\*\\*53"):
+            optim.AdamState(bad, [0.0], [0.0])
+    assert optim.AdamState(2**53, [0.0], [0.0]).step == 2**53
+    with pytest.raises(ValueError, match=r"Adam.update: the state's nu holds averages of g \*\* 2, never negative; leaf 1 is -1.0"):
+        optim.Adam(0.1).update([1.0, 2.0], [0.0, 0.0], optim.AdamState(1, [0.0, 0.0], [0.0, -1.0]))
+    # a hand-edited checkpoint with such a state does not load
+    good = {"format": "fungrad-checkpoint", "version": 1,
+            "tree": {"type": "fungrad.optim.AdamState", "children": [1, [0.0], [0.25]]}}
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(good))
+    state = fg.checkpoint.load(path)
+    params, _ = optim.Adam(0.1).update([1.0], [1.0], state)
+    mu, nu = 0.1 * 1.0, 0.999 * 0.25 + 0.001 * 1.0  # step 2, from the loaded averages
+    want = 1.0 - 0.1 / (1 - 0.9**2) * mu / (math.sqrt(nu) / math.sqrt(1 - 0.999**2) + 1e-8)
+    assert type(params[0]) is float and params[0] == pytest.approx(want, rel=1e-14)
+    for children, match in (([1, [0.0], [-1.0]], "nu must be a pytree of numbers >= 0"),
+                            ([1, [int("9" * 400)], [0.0]], "mu must be a pytree of numbers"),
+                            ([10**30, [0.0], [0.0]], "step must be a number of updates")):
+        path.write_text(json.dumps({**good, "tree": {**good["tree"], "children": children}}))
+        with pytest.raises(ValueError, match=match):
+            fg.checkpoint.load(path)
