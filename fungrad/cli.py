@@ -19,6 +19,7 @@ standard output (``fungrad train | head -1``) ends the command quietly with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -193,6 +194,8 @@ def _write_all(out: Path, files: Sequence[tuple[str, str, Callable[[Path], Any]]
     half a file.
     """
     staged: list[tuple[Path, Path]] = []
+    kept: dict[Path, Path | None] = {}  # per final file: a link to its old content, None for a new file
+    done: list[Path] = []
     try:
         for what, name, write in files:
             final = Path(os.path.realpath(out / name))  # through a symlink, its target is the file
@@ -200,15 +203,40 @@ def _write_all(out: Path, files: Sequence[tuple[str, str, Callable[[Path], Any]]
             tmp = final.with_name(f".{final.stem}.{os.getpid()}.tmp{final.suffix}")
             staged.append((tmp, final))
             _write(what, tmp, write, shown=final)
+        # Renames happen one at a time, so the old files are kept (as second
+        # links, which cost no copy) until all the new ones are in place: a
+        # rename that fails, or a Ctrl-C, puts the old ones back.
+        for _, final in staged:
+            old = final.with_name(f".{final.stem}.{os.getpid()}.old{final.suffix}")
+            kept[final] = None
+            if os.path.lexists(final):
+                try:
+                    os.link(final, old)
+                except OSError as e:
+                    raise UsageError(f"cannot write {final}: {e.strerror or e}") from None
+                kept[final] = old
         for tmp, final in staged:
+            done.append(final)  # first: putting back a file not yet replaced changes nothing
             try:
                 os.replace(tmp, final)
             except OSError as e:
-                raise UsageError(f"cannot write {final}: {e.strerror or e}") from None
+                raise UsageError(f"cannot write {final}: {e.strerror or e}; the files written before it were put back") from None
+    except BaseException:
+        for final in reversed(done):
+            old = kept.get(final)
+            with contextlib.suppress(OSError):
+                if old is None:
+                    os.unlink(final)
+                else:
+                    os.replace(old, final)
+        raise
     finally:
         for tmp, _ in staged:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
+        for old in kept.values():
+            if old is not None and os.path.lexists(old):
+                os.unlink(old)
     return [final for _, final in staged]
 
 

@@ -353,6 +353,31 @@ def test_an_output_that_cannot_be_written_stops_train_before_it_starts(tmp_path)
     assert files_in(tmp_path) == ["history.json"]  # and no model.json without its history
 
 
+@pytest.mark.parametrize("failing, error", [("history.json", OSError(1, "Operation not permitted")),
+                                             ("loss.png", KeyboardInterrupt())])
+def test_a_rename_that_fails_puts_back_the_files_renamed_before_it(tmp_path, monkeypatch, failing, error):
+    argv = ("train", "--dataset", "tiny", "--hidden", "4", "--steps", 2, "--out", tmp_path, "--no-progress")
+    assert run(*argv)[0] == 0
+    names = ["history.json", "loss.png", "model.json"]
+    before = {n: (tmp_path / n).read_bytes() for n in names}
+    replace = os.replace
+
+    def refuse(src, dst):
+        if str(dst).endswith(failing) and ".tmp" in str(src):
+            raise error
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    code, out, err = run(*argv, "--steps", 3, "--force")
+    if isinstance(error, OSError):
+        assert_one_line_error(code, out, err, f"cannot write {tmp_path / failing}", "Operation not permitted", "put back")
+    else:
+        assert code == 130
+    # no new model beside an old history: every file is the old one, and nothing else is left
+    assert {n: (tmp_path / n).read_bytes() for n in names} == before
+    assert files_in(tmp_path) == names
+
+
 @pytest.mark.slow
 def test_a_failed_write_leaves_no_file_of_the_run(tmp_path, monkeypatch):
     def broken(path, text, *args, **kwargs):
