@@ -2,7 +2,7 @@
 
 A checkpoint is one JSON object::
 
-    {"format": "fungrad-checkpoint", "version": 1, "tree": ..., "metadata": {...}}
+    {"format": "fungrad-checkpoint", "version": 2, "tree": ..., "metadata": {...}}
 
 The tree is encoded so that a person can read it and every value comes back
 exactly:
@@ -20,8 +20,13 @@ exactly:
   a dict (keys must be ``str``) is ``{"dict": {...}}``;
 - any other container is a class registered with :func:`fungrad.tree.register`
   (fungrad's models and optimizer states are): ``{"type": "fungrad.nn.MLP",
-  "children": [...], "static": ...}``, with its children and static fields as
-  the pytree registry flattens them. Loading finds the class with
+  "fields": [...], "children": [...], "static_fields": [...], "static": ...}``,
+  with its children and static fields as the pytree registry flattens them,
+  and for a class flattened by its fields (attrs classes, namedtuples) their
+  names: a class whose fields changed since the save (reordered, renamed,
+  added) is refused with a ``ValueError`` instead of getting the values of
+  other fields. Files of version 1, which have no names, load in order.
+  Loading finds the class with
   :func:`fungrad.tree.lookup`, so the registry is the allowlist: a file can
   name only classes that the program has registered, and fungrad's own
   models and optimizer states (:mod:`fungrad.nn` and :mod:`fungrad.optim`
@@ -72,7 +77,7 @@ from fungrad import tree
 __all__ = ["save", "load", "load_with_metadata", "FORMAT", "VERSION", "MAX_DEPTH", "STALE_AFTER"]
 
 FORMAT = "fungrad-checkpoint"
-VERSION = 1
+VERSION = 2
 #: The most containers a checkpoint nests inside one another (its JSON is at
 #: most ``2 * MAX_DEPTH + 3`` levels deep, which Python's ``json`` reads
 #: within the default recursion limit).
@@ -180,6 +185,13 @@ def _encode(obj: Any, where: str, who: str) -> Any:
         else:
             # a registered (or attrs, namedtuple) class: the kinds of the built-in containers are above
             node = {"type": _class_name(kind, names, at + tree.keystr(path), who), "children": out}  # type: ignore[arg-type]
+            fields = tree._field_names(kind)  # type: ignore[arg-type]
+            if fields is not None:
+                # by name as well as by position: load can tell that a class
+                # has changed its fields since, instead of filling them in order
+                node["fields"] = list(fields[0])
+                if fields[1]:
+                    node["static_fields"] = list(fields[1])
             box[key] = node
             if aux is not None:
                 node["static"] = None
@@ -486,16 +498,15 @@ def _decode(x: Any, at: str) -> Any:
             todo.extend([(t[i], f"{at}/tuple/{i}", depth + 1, out, i) for i in range(len(t) - 1, -1, -1)])
         elif keys == {"float"} or keys == {"float", "bits"}:
             box[key] = _decode_float(v, at)
-        elif (keys == {"type", "children"} or keys == {"type", "children", "static"}) and v[
-            "children"
-        ].__class__ is list:
+        elif "type" in keys and "children" in keys and keys <= _CLASS_KEYS and v["children"].__class__ is list:
             name = v["type"]
             if not isinstance(name, str):
                 raise _Bad(at, f'"type" must be a class name, got {name!r}')
             kind = _find_class(name, at)
             ch = v["children"]
             parts: list[Any] = [[None] * len(ch), None]  # children, static fields
-            todo.append((_BUILD, kind, name, parts, at, box, key))
+            named = (_names_in(v, "fields", at), _names_in(v, "static_fields", at))
+            todo.append((_BUILD, kind, name, parts, at, box, key, named))
             todo.append((v.get("static"), f"{at}/static", depth + 1, parts, 1))
             todo.extend([(ch[i], f"{at}/children/{i}", depth + 1, parts[0], i) for i in range(len(ch) - 1, -1, -1)])
         else:
@@ -505,6 +516,18 @@ def _decode(x: Any, at: str) -> Any:
                 f'"dict", "tuple", "float" or "type"+"children"; got an object with keys {sorted(keys)}',
             )
     return root[0]
+
+
+_CLASS_KEYS = {"type", "children", "static", "fields", "static_fields"}
+
+
+def _names_in(v: dict[str, Any], key: str, at: str) -> list[str] | None:
+    names = v.get(key)
+    if names is None:
+        return None  # a file of version 1, or a class with no static fields
+    if names.__class__ is not list or not all(n.__class__ is str for n in names):
+        raise _Bad(at, f'"{key}" must be a list of field names, got {_cut(names)}')
+    return names
 
 
 def _find_class(name: str, at: str) -> type:
@@ -524,12 +547,26 @@ def _find_class(name: str, at: str) -> type:
     return cls
 
 
-def _build(cls: type, name: str, parts: list[Any], at: str, box: Any, key: Any) -> None:
+def _build(
+    cls: type, name: str, parts: list[Any], at: str, box: Any, key: Any, named: tuple[Any, Any] = (None, None)
+) -> None:
     children, aux = parts
     n = len(children)
     fields = tree._field_names(cls)
+    if fields is None and named != (None, None):
+        raise _Bad(at, f"the file gives field names for {name}, but the class now flattens by functions of its own")
     if fields is not None:
         dyn, stat = fields
+        # static fields the class gained at the end since take their defaults (below)
+        saved_stat = named[1] if named[1] is not None or named[0] is None else []
+        for saved, now, what in ((named[0], dyn, "fields"), (saved_stat, stat[: len(saved_stat or ())], "static fields")):
+            if saved is not None and list(saved) != list(now):
+                raise _Bad(
+                    at,
+                    f"{name} was saved with the {what} ({', '.join(saved) or 'none'}), but the class now has "
+                    f"({', '.join(now) or 'none'}): it changed since the file was saved, and its values would "
+                    "go to other fields. Load it with the class as it was, or convert the file",
+                )
         if n != len(dyn):
             raise _Bad(at, f"could not rebuild a {name}: expected {len(dyn)} children ({', '.join(dyn)}), got {n}")
         is_nt = not attrs.has(cls)  # a namedtuple: no static fields, aux is None
@@ -867,8 +904,8 @@ def load_with_metadata(path: PathLike) -> tuple[Any, dict[str, Any]]:
         got = repr(doc["format"]) if "format" in doc else "no format"
         raise ValueError(f'{what}: expected "format": "{FORMAT}", found {got}')
     version = doc.get("version")
-    if type(version) is not int or version != VERSION:
-        raise ValueError(f"{path}: unknown checkpoint version {version!r}; this fungrad reads version {VERSION}")
+    if type(version) is not int or version not in (1, VERSION):
+        raise ValueError(f"{path}: unknown checkpoint version {version!r}; this fungrad reads versions 1 and {VERSION}")
     if "tree" not in doc:
         raise ValueError(f'{path}: malformed checkpoint: expected a "tree" key')
     meta = doc.get("metadata", {})

@@ -143,7 +143,7 @@ def test_the_file_is_readable_json(tmp_path):
     doc = json.loads(p.read_text())
     assert doc == {
         "format": "fungrad-checkpoint",
-        "version": 1,
+        "version": 2,
         "tree": {
             "dict": {
                 "w": [0.5, {"float": "-0.0"}, {"float": "inf"}, {"float": "nan"}, 3, True, "s"],
@@ -192,10 +192,56 @@ def test_static_fields_are_stored_beside_the_children(tmp_path):
     doc = json.loads(p.read_text())["tree"]
     assert doc == {
         "type": f"{__name__}.Neuron",
+        "fields": ["w", "b"],
         "children": [[1.0, 2.0], 0.0],
+        "static_fields": ["act"],
         "static": {"tuple": ["sigmoid"]},
     }
     assert checkpoint.load(p) == Neuron([1.0, 2.0], 0.0, act="sigmoid")
+    # a file of version 1 has no field names: its children load in order
+    old = json.loads(p.read_text())
+    old["version"] = 1
+    del old["tree"]["fields"], old["tree"]["static_fields"]
+    p.write_text(json.dumps(old))
+    assert checkpoint.load(p) == Neuron([1.0, 2.0], 0.0, act="sigmoid")
+
+
+CLASS_V1 = """
+import attrs, fungrad as fg
+@attrs.frozen
+class Lin:
+    w: float
+    b: float
+    act: str = fg.tree.static(default="relu")
+fg.tree.register(Lin)
+"""
+
+
+@pytest.mark.parametrize("change, match", [
+    ("    b: float\n    w: float", r"saved with the fields \(w, b\), but the class now has \(b, w\)"),
+    ("    w: float\n    bias: float", r"saved with the fields \(w, b\), but the class now has \(w, bias\)"),
+    ("    w: float\n    b: float\n    k: float = 1.0", r"saved with the fields \(w, b\), but the class now has \(w, b, k\)"),
+])
+def test_a_class_whose_fields_changed_since_the_save_is_refused_in_a_fresh_process(tmp_path, change, match):
+    import subprocess
+    import sys
+
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v1" / "mymod.py").write_text(CLASS_V1)
+    (tmp_path / "v2" / "mymod.py").write_text(CLASS_V1.replace("    w: float\n    b: float", change))
+    path = tmp_path / "lin.json"
+    save = f"import mymod, fungrad as fg; fg.checkpoint.save({str(path)!r}, mymod.Lin(1.0, 2.0))"
+    subprocess.run([sys.executable, "-c", save], cwd=tmp_path / "v1", check=True)
+    load = (
+        "import mymod, fungrad as fg\n"
+        f"try:\n    print(fg.checkpoint.load({str(path)!r}))\nexcept ValueError as e:\n    print('refused:', e)"
+    )
+    same = subprocess.run([sys.executable, "-c", load], cwd=tmp_path / "v1", capture_output=True, text=True, check=True)
+    assert same.stdout.strip() == "Lin(w=1.0, b=2.0, act='relu')"
+    other = subprocess.run([sys.executable, "-c", load], cwd=tmp_path / "v2", capture_output=True, text=True, check=True)
+    assert other.stdout.startswith("refused:") and re.search(match, other.stdout), other.stdout
+    assert "its values would go to other fields" in other.stdout
 
 
 def test_optimizer_state_round_trips(tmp_path):
@@ -412,7 +458,7 @@ def good(tree_json, **extra):
         ({"version": 1, "tree": 1.0}, 'expected "format": "fungrad-checkpoint", found no format'),
         ({"format": "pickle", "version": 1, "tree": 1.0}, "found 'pickle'"),
         ({"format": "fungrad-checkpoint", "tree": 1.0}, "unknown checkpoint version None"),
-        (good(1.0, version=2), "unknown checkpoint version 2; this fungrad reads version 1"),
+        (good(1.0, version=3), "unknown checkpoint version 3; this fungrad reads versions 1 and 2"),
         (good(1.0, version="1"), "unknown checkpoint version '1'"),
         (good(1.0, version=True), "unknown checkpoint version True"),
         ({"format": "fungrad-checkpoint", "version": 1}, 'expected a "tree" key'),

@@ -202,7 +202,7 @@ def test_random_byte_damage_loads_exactly_or_is_refused(tmp_path):
             work.rmdir()
     assert set(sys.modules) == before
     # both outcomes are common, so both paths are exercised
-    assert outcomes["loaded"] > 200 and outcomes["refused"] > 1500, outcomes
+    assert outcomes["loaded"] > 150 and outcomes["refused"] > 1500, outcomes
 
 
 # --- hostile class names ------------------------------------------------------------
