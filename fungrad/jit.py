@@ -25,6 +25,7 @@ import functools
 import inspect
 import threading
 import time
+import types
 import weakref
 from collections import OrderedDict
 from typing import Any, Callable, NamedTuple, Sequence
@@ -219,10 +220,18 @@ _caches: weakref.WeakKeyDictionary[Any, dict[Any, _Cache]] = weakref.WeakKeyDict
 
 DEFAULT_CACHE_LIMIT = 256
 
+# callables whose == is identity (of the function, or of the method's object and function)
+_SAME_IF_EQUAL = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.BuiltinMethodType)
+
 
 def _shared_cache(f: Callable[..., Any], options: Any, limit: int) -> _Cache:
     # no lock: setdefault is atomic, and a lock that a KeyboardInterrupt
     # caught between its acquire and its release would hang every later jit
+    if type(f).__eq__ is not object.__eq__ and not isinstance(f, _SAME_IF_EQUAL):
+        # a callable object equal to another that computes something else (an
+        # attrs model holding 0.0 where the other holds -0.0): the weak
+        # dictionary would find the other's cache, so it gets one of its own
+        return _Cache(limit)
     try:
         per_f = _caches.get(f)
         if per_f is None:

@@ -677,3 +677,30 @@ def test_rows_of_numbers_are_walked_as_one_data_set_in_flatten_order(monkeypatch
     loop[0] = loop
     with pytest.raises(ValueError, match="contains itself|holds itself"):
         jf([loop, loop], w)
+
+
+def test_equal_callable_objects_that_compute_differently_do_not_share_a_cache():
+    import attrs
+
+    @attrs.frozen
+    class Angle:
+        w: float
+
+        def __call__(self, x):
+            return fg.atan2(self.w, -x)
+
+    a, b = Angle(0.0), Angle(-0.0)
+    assert a == b and a(1.0) == math.pi and b(1.0) == -math.pi
+    ja, jb = fg.jit(a), fg.jit(b)
+    assert (ja(1.0), jb(1.0), ja(2.0), jb(2.0)) == (math.pi, -math.pi, math.pi, -math.pi)
+    # functions and bound methods still share: their == is identity
+    f = lambda x: x * 2  # noqa: E731
+    assert fg.jit(f)._cache is fg.jit(f)._cache
+
+    class Model:
+        def step(self, x):
+            return x * 3
+
+    m = Model()
+    j1 = fg.jit(m.step)
+    assert fg.jit(m.step)._cache is j1._cache and fg.jit(Model().step)._cache is not j1._cache
