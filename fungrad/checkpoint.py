@@ -211,8 +211,9 @@ def _class_name(cls: type, names: dict[type, str], at: str, who: str) -> str:
             )
         if tree.lookup(name) is not cls:
             raise TypeError(
-                f"{who}: {at} is a {name}, but another registered class "
-                "has that name, so load could not tell them apart"
+                f"{who}: {at} is a {name} of a class that was defined again since (a notebook "
+                "cell run again?): a class of that name was registered after it, and load would "
+                "build that one. Make the object anew from the class as it is now"
             )
         names[cls] = name
     return name

@@ -278,14 +278,18 @@ def type_name(cls: type) -> str:
 def lookup(name: str) -> type | None:
     """The registered class called ``name`` (see :func:`type_name`), or ``None``.
 
-    Only classes registered so far are found; nothing is imported.
+    Only classes registered so far are found; nothing is imported. Of two
+    classes of one name (a class defined again, as when a notebook cell runs
+    again), the one registered last is found.
 
     >>> import fungrad as fg
     >>> from fungrad.nn import MLP    # importing fungrad.nn registers its models
     >>> fg.tree.lookup("fungrad.nn.MLP") is MLP, fg.tree.lookup("os.system")
     (True, None)
     """
-    for cls in _registry:
+    # the latest registered of that name: a class defined again (a notebook
+    # cell run again) replaces the one before it
+    for cls in reversed(_registry):
         if type_name(cls) == name:
             return cls
     return None

@@ -334,7 +334,8 @@ def test_bad_metadata(tmp_path):
         checkpoint.save(tmp_path / "c.json", [1.0], metadata={"f": lambda: 0})
 
 
-def test_two_registered_classes_with_one_name_are_refused(tmp_path):
+def test_a_class_defined_again_replaces_the_one_before_it(tmp_path):
+    # as when a notebook cell that defines and registers a class runs again
     def make():
         @attrs.frozen
         class Twin:
@@ -342,13 +343,18 @@ def test_two_registered_classes_with_one_name_are_refused(tmp_path):
 
         return tree.register(Twin)
 
-    a, b = make(), make()
-    assert tree.type_name(a) == tree.type_name(b)
-    first = a if tree.lookup(tree.type_name(a)) is a else b
-    other = b if first is a else a
-    checkpoint.save(tmp_path / "ok.json", first(1.0))
-    with pytest.raises(TypeError, match="another registered class has that name"):
-        checkpoint.save(tmp_path / "c.json", other(1.0))
+    old = make()
+    checkpoint.save(tmp_path / "old.json", old(1.0))
+    new = make()
+    assert tree.type_name(old) == tree.type_name(new) and tree.lookup(tree.type_name(new)) is new
+    checkpoint.save(tmp_path / "new.json", new(2.0))
+    assert type(checkpoint.load(tmp_path / "new.json")) is new
+    # a file saved from the old class loads as the class as it is now
+    loaded = checkpoint.load(tmp_path / "old.json")
+    assert type(loaded) is new and loaded == new(1.0)
+    # an object of the old class would load as the new one: refused, with the reason
+    with pytest.raises(TypeError, match="defined again since .a notebook cell run again.*Make the object anew"):
+        checkpoint.save(tmp_path / "c.json", old(1.0))
 
 
 # --- atomic save -------------------------------------------------------------
