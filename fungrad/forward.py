@@ -315,10 +315,10 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     return _outermost(_jvp, f, primals, tangents)  # type: ignore[no-any-return]
 
 
-def _jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
-    tls = _check_pair(primals, tangents, "jvp")
-    r = _run_f(f, primals, "jvp")
-    return _outputs(r, r.result, _sweep(r, _seeds(r, tls)), "jvp")
+def _jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], fname: str = "jvp") -> tuple[Any, Any]:
+    tls = _check_pair(primals, tangents, fname)
+    r = _run_f(f, primals, fname)
+    return _outputs(r, r.result, _sweep(r, _seeds(r, tls)), fname)
 
 
 def _seeds(r: _Traced, tls: list[list[Any]]) -> dict[Node, Any]:
@@ -513,4 +513,4 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     [4.0, 6.0]
     """
     _check_f(f, "hvp")
-    return jvp(autodiff.grad(f), primals, tangents)[1]
+    return _outermost(_jvp, autodiff.grad(f), primals, tangents, "hvp")[1]

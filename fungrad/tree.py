@@ -408,6 +408,11 @@ class TreeDef:
         kids = tuple(children)
         if isinstance(kind, str):
             kind = Kind(kind)
+        if kind is DICT and (not isinstance(aux, tuple) or len(aux) != len(kids)):
+            # unflatten would pair keys and children up to the shorter, dropping the rest
+            raise ValueError(
+                f"TreeDef: a dict needs one key per child, got {len(kids)} children and the keys {aux!r:.80}"
+            )
         if kind is LEAF or kind is NONE:
             recs: tuple[Any, ...] = (_LEAF_REC if kind is LEAF else _NONE_REC,)
         else:

@@ -325,3 +325,12 @@ def test_at_the_edge_points_forward_equals_reverse_bit_for_bit(name):
             assert rev2 != rev2 and fwd2 != fwd2, (name, x, rev2, fwd2)
         else:
             assert fwd2 == pytest.approx(rev2, rel=1e-7, abs=1e-300), (name, x, rev2, fwd2)
+
+
+def test_hvp_errors_name_hvp():
+    f = lambda v: v[0] ** 2 * v[1]  # noqa: E731
+    with pytest.raises(ValueError, match=r"^hvp: 1 primal but 2 tangents"):
+        fg.hvp(f, ([3.0, 2.0],), ([1.0, 0.0], [0.0]))
+    with pytest.raises(ValueError, match=r"^hvp: tangents\[0\] has structure"):
+        fg.hvp(f, ([3.0, 2.0],), ([1.0],))
+    assert fg.hvp(f, ([3.0, 2.0],), ([1.0, 0.0],)) == [4.0, 6.0]

@@ -163,6 +163,12 @@ def test_treedef_parts_and_views():
     leaf = tree.structure(0.0)
     built = tree.TreeDef("list", None, (leaf, tree.TreeDef(tree.TUPLE, None, (leaf, tree.structure(None)))))
     assert built == a and hash(built) == hash(a) and built.num_leaves == 2
+    # a dict by hand needs one key per child: unflatten would drop the rest
+    with pytest.raises(ValueError, match="a dict needs one key per child, got 1 children"):
+        tree.TreeDef(tree.DICT, ("a", "b"), (leaf,))
+    with pytest.raises(ValueError, match="a dict needs one key per child"):
+        tree.TreeDef(tree.DICT, None, (leaf,))
+    assert tree.unflatten(tree.TreeDef(tree.DICT, ("a", "b"), (leaf, leaf)), [1.0, 2.0]) == {"a": 1.0, "b": 2.0}
     with pytest.raises(AttributeError):
         td.aux = ()
     import pickle
