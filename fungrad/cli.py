@@ -55,6 +55,7 @@ MOMENTUM = 0.9
 
 # the files `fungrad train` writes into --out
 MODEL, HISTORY, LOSS_PLOT = "model.json", "history.json", "loss.png"
+MAX_STEPS = 100_000_000  # days of training at the fastest step
 
 EXIT_USAGE, EXIT_MISSING_EXTRA, EXIT_INTERRUPTED = 2, 1, 130
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a program SIGPIPE stopped
@@ -812,14 +813,14 @@ def _add_train(sub: Any) -> None:
     add("--dataset", choices=tuple(SETUPS), default="moons", help="data set to train on (default: %(default)s)")
     add("--hidden", type=_hidden, metavar="SIZES", default=None,
         help="hidden layer sizes, comma separated (default: 16,16, or the checkpoint's with --resume)")
-    add("--steps", type=_positive_int, default=None, metavar="N",
+    add("--steps", type=_int_in(1, MAX_STEPS), default=None, metavar="N",
         help="optimizer steps (default: 100 for tiny and moons, 1500 for spirals and digits)")
     add("--lr", type=_positive_float, default=None, metavar="LR",
         help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
         + "".join(f"; {d} with {su.optimizer} {su.lr:g}" for d, su in SETUPS.items() if su.lr is not None) + ")")
     add("--optimizer", choices=("sgd", "momentum", "adam"), default=None,
         help=f"sgd, sgd with momentum {MOMENTUM}, or adam (default: sgd; adam for spirals and digits)")
-    add("--seed", type=int, default=None, metavar="S",
+    add("--seed", type=_int_in(0, 2**63 - 1), default=None, metavar="S",
         help="seed of the initial weights, the data (its sample or its held-out split) and the minibatch "
         "order (default: 0, or the checkpoint's with --resume)")
     add("--batch-size", type=_positive_int, default=None, metavar="N",
@@ -854,7 +855,7 @@ def _add_bench(sub: Any) -> None:
     add("--scaling", action="store_true", help="also measure cost per node from 10^4 to 10^6 nodes")
     add("--plot", metavar="PATH", help="with --scaling: draw the cost per node into PATH (needs matplotlib)")
     add("--only-scaling", action="store_true", help="run only the scaling measurement")
-    add("--seed", type=int, default=0, metavar="S", help="seed of the model and the data (default 0)")
+    add("--seed", type=_int_in(0, 2**63 - 1), default=0, metavar="S", help="seed of the model and the data (default 0)")
     p.set_defaults(handler=_bench)
 
 

@@ -80,11 +80,16 @@ def _noise(v: Any, who: str) -> float:
     return f
 
 
-def _seed(v: Any, who: str) -> int:
-    # only ints: seed=None would draw from the OS and no two runs would agree
+def _seed(v: Any, who: str, name: str = "seed") -> int:
+    # only ints: seed=None would draw from the OS and no two runs would
+    # agree; 1.0 or True would give another shuffle than 1; and not below 0,
+    # as random.Random takes -5 for 5
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{who}: seed must be an int, got {_show(v)}")
-    return int(v)
+        raise TypeError(f"{who}: {name} must be an int, got {_show(v)}")
+    v = int(v)
+    if v < 0:
+        raise ValueError(f"{who}: {name} must be an int >= 0, got {v}")
+    return v
 
 
 def tiny() -> tuple[list[list[float]], list[float]]:
@@ -303,8 +308,10 @@ def batches(
     """
     if len(xs) != len(ys):
         raise ValueError(f"batches: xs and ys must have the same length, got {len(xs)} and {len(ys)}")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
         raise ValueError(f"batches: size must be an int >= 1, got {size!r}")
+    size = int(size)
+    seed, epoch = _seed(seed, "batches"), _seed(epoch, "batches", "epoch")
     order = list(range(len(xs)))
     if shuffle:
         # a str seed is hashed with SHA-512, so (seed, epoch) pairs never collide

@@ -115,6 +115,8 @@ def _rng(seed: Seed, who: str) -> random.Random:
     # only ints: seed=None would draw from the OS and no two runs would agree
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"{who}: seed must be an int (or a random.Random), got {seed!r}")
+    if seed < 0:  # random.Random takes -5 for 5
+        raise ValueError(f"{who}: seed must be an int >= 0 (or a random.Random), got {seed}")
     return random.Random(seed)
 
 

@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+import fungrad as fg
 from fungrad import data
 
 
@@ -139,6 +140,25 @@ def test_batches_of_nothing_yield_nothing():
 def test_batches_reject_bad_arguments_at_call_time(xs, ys, size, match):
     with pytest.raises(ValueError, match=match):
         data.batches(xs, ys, size)  # not iterated: the check is eager
+
+
+def test_a_seed_and_an_epoch_are_ints_from_0_so_that_one_seed_means_one_order():
+    xs, ys = [[float(i)] for i in range(20)], [float(i) for i in range(20)]
+    for bad, err, match in ((None, TypeError, "batches: seed must be an int, got None"),
+                            (1.0, TypeError, "seed must be an int"), (True, TypeError, "seed must be an int"),
+                            (-1, ValueError, "batches: seed must be an int >= 0, got -1")):
+        with pytest.raises(err, match=match):
+            data.batches(xs, ys, 4, seed=bad)
+    with pytest.raises(ValueError, match="batches: epoch must be an int >= 0, got -1"):
+        data.batches(xs, ys, 4, epoch=-1)
+    with pytest.raises(TypeError, match="batches: epoch must be an int, got 0.5"):
+        data.batches(xs, ys, 4, epoch=0.5)
+    # random.Random takes -1 for 1: a negative seed would silently repeat a positive one
+    for make in (lambda s: data.make_moons(10, seed=s), lambda s: data.split(xs, ys, seed=s),
+                 lambda s: fg.nn.MLP.init(2, [3], seed=s)):
+        with pytest.raises(ValueError, match="seed must be an int >= 0"):
+            make(-1)
+    assert [yb for _, yb in data.batches(xs, ys, 4, seed=3)] != [yb for _, yb in data.batches(xs, ys, 4, seed=4)]
 
 
 @pytest.mark.parametrize(
