@@ -23,6 +23,7 @@ True
 from __future__ import annotations
 
 import itertools
+import numbers
 import sys
 import time
 from typing import Any, Callable, Iterator
@@ -135,7 +136,7 @@ def _optimizer(optimizer: Any) -> Any:
         return optimizer
     if isinstance(optimizer, bool):
         raise TypeError(f"fit: optimizer must be a learning rate or an optimizer, got {optimizer!r}")
-    if isinstance(optimizer, (int, float)) or callable(optimizer):
+    if isinstance(optimizer, numbers.Real) or callable(optimizer):  # NumPy's floats and Fraction too, as SGD takes them
         # a learning rate (or a schedule of one) means plain gradient descent;
         # SGD without momentum computes exactly fg.optim.sgd's p - lr * g
         return optim.SGD(optimizer)

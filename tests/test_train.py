@@ -270,3 +270,19 @@ def test_fit_refuses_minibatches_of_no_data():
         train.fit(loss, 0.0, ([], []), 0.1, steps=1, batch_size=2, progress=False)
     p, h = train.fit(loss, 0.25, ([], []), 0.1, steps=0, batch_size=2, progress=False)  # no batch drawn
     assert p == 0.25 and len(h) == 0
+
+
+def test_a_learning_rate_may_be_any_real_number_as_sgd_takes_it():
+    import fractions
+
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    xs, ys = fg.data.tiny()
+
+    def loss(m):
+        return fg.nn.mse([m(x) for x in xs], ys)
+
+    model = fg.nn.MLP.init(3, [4, 1], seed=0)
+    want, _ = fg.train.fit(loss, model, optimizer=0.125, steps=3, progress=False)
+    for lr in (np.float32(0.125), np.float64(0.125), fractions.Fraction(1, 8)):
+        got, _ = fg.train.fit(loss, model, optimizer=lr, steps=3, progress=False)
+        assert got == want, lr
