@@ -501,9 +501,15 @@ def _demo_files(
     ]
 
 
+# what the demo writes (neuron.dot instead of neuron.svg without Graphviz); a
+# second run writes them anew, as the quick start does
+DEMO_FILES = ("loss.png", "decision_boundary.png", CONFUSION_PLOT, "neuron.svg", "neuron.dot", "moons_model.json")
+
+
 def _demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = _outdir(args.out)
+    _check_outputs(out, DEMO_FILES, force=True)  # before training, as train does
     say = (lambda *a: None) if args.quiet else print
     tutorial = _demo_tutorial(say)
     data = fg.data.make_moons(100, noise=0.1, seed=MOONS_DATA_SEED)

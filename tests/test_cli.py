@@ -347,6 +347,15 @@ def test_train_refuses_to_overwrite_without_force(tmp_path):
     assert files_in(tmp_path) == ["history.json", "loss.png", "model.json"]  # no temporary file left
 
 
+@pytest.mark.parametrize("name", ["moons_model.json", "loss.png", "neuron.svg"])
+def test_an_output_that_cannot_be_written_stops_the_demo_before_it_trains(tmp_path, name):
+    (tmp_path / name).mkdir()
+    code, out, err = run("demo", "--out", tmp_path)
+    assert_one_line_error(code, out, err, str(tmp_path / name), "is a directory")
+    assert out == ""  # nothing trained, nothing printed
+    assert files_in(tmp_path) == [name]
+
+
 def test_an_output_that_cannot_be_written_stops_train_before_it_starts(tmp_path):
     (tmp_path / "history.json").mkdir()
     code, out, err = run("train", "--dataset", "tiny", "--steps", 2, "--out", tmp_path, "--force", "--no-progress")
