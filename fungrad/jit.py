@@ -496,6 +496,25 @@ def _unhashable(dyn: Any) -> str:
                     "are static (part of the cache key, compared by value), so they must be "
                     "hashable; pass such data through a closure or make it a tuple."
                 )
+    # not a leaf: the static fields of a class (a dict or a list in a field marked static)
+    todo: list[tuple[tuple[Any, ...], Any]] = [((), dyn)]
+    while todo:
+        path, x = todo.pop()
+        c = tree.children(x)
+        if c is None:
+            continue
+        _, aux, ch, keys = c
+        try:
+            hash(aux)
+        except TypeError:
+            where = tree.keystr(path[2:])
+            arg = f"argument {path[1]!r}" if len(path) > 1 else "an argument"
+            return (
+                f"jit: {arg}{' at ' + where if where else ''} is a {type(x).__name__} whose static fields "
+                f"{aux!r:.80} are not hashable. Static fields are part of the cache key, compared by value, "
+                "so they must be hashable: make them tuples, or fields that are not static."
+            )
+        todo.extend((path + (k,), v) for k, v in zip(keys, ch))
     return "jit: an argument is not hashable"
 
 

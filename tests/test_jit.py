@@ -385,6 +385,16 @@ def test_unhashable_static_leaf_is_a_clear_error():
     with pytest.raises(TypeError, match="argument 1 has a leaf at \\['a'\\]"):
         fg.jit(lambda x, d: x)(1.0, {"a": Blob()})
 
+    import attrs
+
+    @attrs.frozen
+    class Cfg:
+        w: float
+        opts: object = fg.tree.static(default=None)
+
+    with pytest.raises(TypeError, match=r"argument 1 at \['m'\]\[0\] is a Cfg whose static fields \(\{'a': 1\},\) are not hashable"):
+        fg.jit(lambda x, d: x * d["m"][0].w)(1.0, {"m": [Cfg(2.0, opts={"a": 1})]})
+
 
 def test_concurrent_first_calls_trace_once():
     g, calls = counting(lambda xs: sum(fg.tanh(x) for x in xs))
