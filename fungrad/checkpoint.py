@@ -15,7 +15,9 @@ exactly:
   them as ``{"float": "nan", "bits": "0xfff8000000000000"}``;
 - ints, bools and strings are JSON ints, booleans and strings (a float is
   always written with a ``.`` or an exponent, so ``1.0`` and ``1`` stay
-  apart); a fungrad node is saved as its ``.value`` and loads as a float;
+  apart); a fungrad node is saved as its ``.value`` and loads as a float,
+  and a NumPy scalar (a bool, int or float of up to 64 bits) as the Python
+  number of the same value;
 - a list is a JSON array, ``None`` is ``null``, a tuple is ``{"tuple": [...]}``,
   a dict (keys must be ``str``) is ``{"dict": {...}}``;
 - any other container is a class registered with :func:`fungrad.tree.register`
@@ -135,7 +137,23 @@ def _encode_leaf(x: Any) -> Any:
         return str(x)
     if getattr(type(x), "__fungrad_leaf__", False):
         return _encode_float(float(x.value))
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and getattr(x, "shape", None) == ():
+        # a NumPy scalar: saved as the Python number of the same value (it
+        # loads as that number); not a long double, which a float would round
+        kind, size = getattr(dtype, "kind", ""), getattr(dtype, "itemsize", 16)
+        if kind == "b":
+            return bool(x)
+        if kind in "iu":
+            return _encode_leaf(int(x))
+        if kind == "f" and size <= 8:
+            return _encode_float(float(x))
     return _UNSUPPORTED
+
+
+def _type_text(t: type) -> str:
+    # numpy.bool is not the bool the message would seem to refuse
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
 def _encode(obj: Any, where: str, who: str) -> Any:
@@ -150,10 +168,10 @@ def _encode(obj: Any, where: str, who: str) -> Any:
         if c is None:
             v = _encode_leaf(x)
             if v is _UNSUPPORTED:
-                what = "an int too long to write" if isinstance(x, int) else f"a {type(x).__qualname__}"
+                what = "an int too long to write" if isinstance(x, int) else f"a {_type_text(type(x))}"
                 raise TypeError(
                     f"{who}: cannot save the leaf at {at + tree.keystr(path)}, {what}; "
-                    "expected a float, int, bool, str or fungrad node"
+                    "expected a float, int, bool, str, fungrad node, or a NumPy scalar of a number"
                 )
             box[key] = v
             continue

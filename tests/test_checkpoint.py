@@ -1,3 +1,4 @@
+import fractions
 import json
 import math
 import os
@@ -9,6 +10,7 @@ from typing import NamedTuple
 
 import attrs
 import pytest
+from conftest import require
 
 from fungrad import checkpoint, optim, tree
 
@@ -323,6 +325,20 @@ def test_non_str_dict_keys_raise_type_error_naming_the_path(tmp_path, obj, where
 def test_unsupported_values_raise_type_error(tmp_path, obj, match):
     with pytest.raises(TypeError, match=match):
         checkpoint.save(tmp_path / "c.json", obj)
+
+
+def test_numpy_scalars_save_as_the_python_numbers_of_their_value(tmp_path):
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    saved = [np.bool_(True), np.float32(0.1), np.float16(-0.0), np.int64(-3), np.uint8(7), np.float64(math.nan)]
+    checkpoint.save(tmp_path / "c.json", saved)
+    got = checkpoint.load(tmp_path / "c.json")
+    assert [type(v) for v in got] == [bool, float, float, int, int, float]
+    assert got[:2] == [True, float(np.float32(0.1))] and bits(got[2]) == bits(-0.0) and got[3:5] == [-3, 7]
+    assert math.isnan(got[5])
+    # a long double or a Fraction would be rounded by a float: refused, named by module
+    for bad, name in ((np.longdouble(0.1), "numpy.longdouble"), (fractions.Fraction(1, 3), "fractions.Fraction")):
+        with pytest.raises(TypeError, match=rf"leaf at params\[0\], a {name}; expected .* a NumPy scalar of a number"):
+            checkpoint.save(tmp_path / "c.json", [bad])
 
 
 def test_bad_metadata(tmp_path):
