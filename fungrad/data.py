@@ -92,6 +92,13 @@ def _seed(v: Any, who: str, name: str = "seed") -> int:
     return v
 
 
+def _samples(xs: Any, ys: Any, who: str) -> None:
+    for name, v in (("xs", xs), ("ys", ys)):
+        # anything with a length and indexing: lists, tuples, NumPy arrays (not a dict or a set)
+        if isinstance(v, (str, bytes, Mapping)) or not (hasattr(v, "__len__") and hasattr(v, "__getitem__")):
+            raise TypeError(f"{who}: {name} must be a sequence (a list or tuple, one item per sample), got {type(v).__name__}")
+
+
 def tiny() -> tuple[list[list[float]], list[float]]:
     """The micrograd tutorial's four samples of three features and their targets.
 
@@ -255,10 +262,7 @@ def split(
     >>> fg.data.split([[0.0], [1.0], [2.0], [3.0], [4.0]], [0, 1, 2, 3, 4], 0.4, seed=1)[1][1]
     [2, 3]
     """
-    for name, v in (("xs", xs), ("ys", ys)):
-        # anything with a length and indexing: lists, tuples, NumPy arrays
-        if isinstance(v, (str, bytes, Mapping)) or not (hasattr(v, "__len__") and hasattr(v, "__getitem__")):
-            raise TypeError(f"split: {name} must be a sequence (a list or tuple, one item per sample), got {type(v).__name__}")
+    _samples(xs, ys, "split")
     if len(xs) != len(ys):
         raise ValueError(f"split: xs and ys must have the same length, got {len(xs)} and {len(ys)}")
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real):
@@ -306,6 +310,7 @@ def batches(
     [0.0, 1.0, 2.0, 3.0, 4.0]
     [0.0, 1.0, 2.0, 3.0, 4.0]
     """
+    _samples(xs, ys, "batches")
     if len(xs) != len(ys):
         raise ValueError(f"batches: xs and ys must have the same length, got {len(xs)} and {len(ys)}")
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:

@@ -619,8 +619,9 @@ def accuracy(scores: Sequence[Scalar], labels: Sequence[Scalar]) -> float:
     0.5
     """
     ss, ys = _pairs(scores, labels, "accuracy", ("scores", "labels"))
-    if isinstance(ss[0], Sequence):
-        return _logits_accuracy(ss, ys)
+    s0 = ss[0]
+    if not (expr.real_number(s0) or expr.is_node(s0)) and hasattr(s0, "__len__") and not isinstance(s0, (str, bytes)):
+        return _logits_accuracy(ss, ys)  # rows of logits: lists, tuples, NumPy rows
     ss, ys = _scalars(ss, "accuracy", "scores"), _scalars(ys, "accuracy", "labels")
     for i, y in enumerate(ys):
         if (v := _val(y)) != v:  # a nan label has no sign: no answer is right or wrong

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 
 import attrs
 
-from . import autodiff, optim
+from . import autodiff, optim, tree
 from .jit import jit
 
 __all__ = ["History", "Interrupted", "fit"]
@@ -282,7 +282,9 @@ def fit(
             history.step_time.append(clock() - t0)
             history.loss.append(loss)
             if metric is not None:
-                history.accuracy.append(float(metric(*args)))  # at the params the loss was measured at
+                # at the params the loss was measured at
+                m = tree.number(metric(*args), "fit", f"the metric's value at step {step}")
+                history.accuracy.append(m.value if m.__class__ is not float else m)
             done = (new_params, new_state, step + 1)
             if bar is not None:
                 post = {"loss": f"{loss:.4g}"}

@@ -149,6 +149,10 @@ def test_a_seed_and_an_epoch_are_ints_from_0_so_that_one_seed_means_one_order():
                             (-1, ValueError, "batches: seed must be an int >= 0, got -1")):
         with pytest.raises(err, match=match):
             data.batches(xs, ys, 4, seed=bad)
+    with pytest.raises(TypeError, match="batches: xs must be a sequence .* got set"):
+        data.batches({1.0, 2.0}, [1.0, 2.0], 1)
+    with pytest.raises(TypeError, match="batches: ys must be a sequence .* got dict"):
+        data.batches([1.0, 2.0], {1.0: 0, 2.0: 1}, 1)
     with pytest.raises(ValueError, match="batches: epoch must be an int >= 0, got -1"):
         data.batches(xs, ys, 4, epoch=-1)
     with pytest.raises(TypeError, match="batches: epoch must be an int, got 0.5"):

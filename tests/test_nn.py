@@ -646,3 +646,11 @@ def test_a_nan_label_is_an_error_for_accuracy_as_for_the_losses():
     with pytest.raises(ValueError, match=r"labels\[0\]"):
         nn.hinge([1.0], [float("nan")])
     assert nn.accuracy([1.0, -1.0, 2.0], [1.0, -1.0, 0.0]) == 2 / 3
+
+
+def test_accuracy_takes_rows_of_logits_as_numpy_rows_too():
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    logits = [[1.0, 0.0, -1.0], [0.0, 1.0, 3.0], [2.0, 2.5, 0.0]]
+    labels = [0, 1, 1]
+    assert nn.accuracy(np.array(logits), labels) == nn.accuracy(logits, labels) == 2 / 3
+    assert nn.accuracy(np.array([0.5, -1.0]), [1.0, 1.0]) == 0.5

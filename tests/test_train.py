@@ -286,3 +286,16 @@ def test_a_learning_rate_may_be_any_real_number_as_sgd_takes_it():
     for lr in (np.float32(0.125), np.float64(0.125), fractions.Fraction(1, 8)):
         got, _ = fg.train.fit(loss, model, optimizer=lr, steps=3, progress=False)
         assert got == want, lr
+
+
+def test_a_metric_that_returns_no_number_is_named():
+    xs, ys = fg.data.tiny()
+    model = fg.nn.MLP.init(3, [2, 1], seed=0)
+
+    def loss(m):
+        return fg.nn.mse([m(x) for x in xs], ys)
+
+    with pytest.raises(TypeError, match=r"^fit: the metric's value at step 0 is str 'x'; expected a real number"):
+        fg.train.fit(loss, model, steps=2, metric=lambda m: "x", progress=False)
+    _, h = fg.train.fit(loss, model, steps=2, metric=lambda m: fg.var(0.25), progress=False)
+    assert h.accuracy == [0.25, 0.25] and all(type(a) is float for a in h.accuracy)
