@@ -536,10 +536,22 @@ def confusion_matrix(labels: Sequence[Any], predictions: Sequence[Any], classes:
     return m
 
 
+#: The most classes a confusion matrix has: its counts take classes ** 2 ints.
+MAX_CLASSES = 1000
+
+
+def _count_text(n: int) -> str:
+    # an int of thousands of digits cannot even be printed
+    return f"{n:,}" if abs(n) < 10**18 else "an int of more than 18 digits"
+
+
 def _classes(classes: Any, fname: str) -> list[Any]:
     if isinstance(classes, int) and not isinstance(classes, bool):
-        if classes < 1:
-            raise ValueError(f"{fname}: classes must be a positive number of classes or a list of them, got {classes}")
+        if not 1 <= classes <= MAX_CLASSES:
+            raise ValueError(
+                f"{fname}: classes must be a number of classes from 1 to {MAX_CLASSES:,} (a matrix of "
+                f"classes x classes counts) or a list of them, got {_count_text(classes)}"
+            )
         return list(range(classes))
     wrong = f"{fname}: classes must be a number of classes or a list of them, got {type(classes).__name__}"
     if isinstance(classes, (str, bytes)):

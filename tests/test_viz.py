@@ -484,3 +484,11 @@ def test_the_drawn_body_of_a_vmap_shows_its_constants():
     assert 'm0v3 [label="{  | data 7.0000 }" shape=record]' in texts[1]
     # the inputs are placeholders of the trace: no number is shown for them
     assert 'm0v0 [label="{ in 0 }" shape=record]' in texts[0]
+
+
+def test_confusion_matrix_refuses_a_number_of_classes_it_could_not_hold():
+    for k, shown in ((10**400, "an int of more than 18 digits"), (10**6, "1,000,000"), (0, "got 0")):
+        with pytest.raises(ValueError, match=f"classes must be a number of classes from 1 to 1,000 .*{shown}"):
+            fg.viz.confusion_matrix([0], [0], classes=k)
+    m = fg.viz.confusion_matrix([0, 999], [0, 1], classes=1000)
+    assert len(m) == 1000 and m[0][0] == 1 and m[999][1] == 1 and sum(map(sum, m)) == 2
