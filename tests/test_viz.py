@@ -395,7 +395,7 @@ def test_confusion_matrix_bad_input():
         viz.confusion_matrix([[0.5, 1.5]], [0], 2)  # logits are not a class
     with pytest.raises(ValueError, match="3 labels but 2 predictions"):
         viz.confusion_matrix([0, 1, 1], [0, 1], 2)
-    with pytest.raises(ValueError, match="a positive number of classes"):
+    with pytest.raises(ValueError, match="a number of classes from 1 to 1,000"):
         viz.confusion_matrix([0], [0], 0)
     with pytest.raises(ValueError, match="name a class twice"):
         viz.confusion_matrix([0], [0], [0, 1, 0])
