@@ -219,6 +219,7 @@ fg.tree.register(Lin)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change, match", [
     ("    b: float\n    w: float", r"saved with the fields \(w, b\), but the class now has \(b, w\)"),
     ("    w: float\n    bias: float", r"saved with the fields \(w, b\), but the class now has \(w, bias\)"),

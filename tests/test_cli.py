@@ -364,6 +364,7 @@ def test_an_output_that_cannot_be_written_stops_train_before_it_starts(tmp_path)
     assert files_in(tmp_path) == ["history.json"]  # and no model.json without its history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("failing, error", [("history.json", OSError(1, "Operation not permitted")),
                                              ("loss.png", KeyboardInterrupt())])
 def test_a_rename_that_fails_puts_back_the_files_renamed_before_it(tmp_path, monkeypatch, failing, error):

@@ -587,6 +587,7 @@ def test_a_save_killed_mid_write_leaves_the_old_file_and_the_next_save_cleans_up
     assert temps(tmp_path) == [] and checkpoint.load(p) == {"w": [5.0]}
 
 
+@pytest.mark.slow
 def test_an_interrupt_at_every_event_of_a_save_leaves_the_old_or_the_new_file_and_nothing_else(tmp_path):
     from test_faults import events, inject
 
