@@ -676,7 +676,7 @@ def _train(args: argparse.Namespace) -> int:
         + (f", {len(test[1])} held out" if test else "")
         + f"), {args.optimizer} lr {lr:g}"
         + (" (cosine schedule)" if args.dataset in MULTICLASS else "")
-        + f", {args.steps} steps" + (f" of {args.batch_size}" if args.batch_size else "")
+        + f", {args.steps} steps" + (f" of {min(args.batch_size, len(data[1]))}" if args.batch_size else "")
         + (f" from {args.resume} (step {done})" if args.resume else ""),
         flush=True,  # a long run: whoever reads a pipe sees what started
     )
@@ -700,6 +700,8 @@ def _train(args: argparse.Namespace) -> int:
         "final_accuracy": acc,
         "interrupted": interrupted,
     }
+    if args.resume:
+        meta["resumed_at_step"] = done  # the history holds the steps from here on
     if test_acc is not None:
         meta["test_accuracy"] = test_acc
     written, notes = _save_run(out, params, history, meta)

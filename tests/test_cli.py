@@ -198,6 +198,9 @@ def test_train_resume_round_trip(tmp_path):
     assert meta2["steps"] == 5 and second.nouts == first.nouts == (4, 1) and second != first
     history = json.loads((b / "history.json").read_text())
     assert history["loss"][0] == meta["final_loss"]  # it went on from the saved model
+    # the history holds this run's steps, 3 and 4, of the model's 5
+    assert history["steps"] == 5 and history["resumed_at_step"] == 3 and len(history["loss"]) == 2
+    assert "resumed_at_step" not in meta
 
 
 @pytest.mark.slow
