@@ -711,6 +711,15 @@ def _train(args: argparse.Namespace) -> int:
         + (f"train accuracy {acc:.1%}   test accuracy {test_acc:.1%}" if test_acc is not None else f"accuracy {acc:.0%}")
     )
     _list_files(out, written, notes)
+    bad = next((k for k, v in enumerate(history.loss) if not math.isfinite(v)), None)
+    diverged = bad is not None or not math.isfinite(final_loss)
+    if diverged:
+        at = f"at step {done + bad}" if bad is not None else "after the last step"
+        print(
+            f"fungrad: the loss became {history.loss[bad] if bad is not None else final_loss} {at}: "
+            f"training diverged (is the learning rate too large?); the files in {out} hold the diverged model",
+            file=sys.stderr,
+        )
     if interrupted:
         print(
             f"fungrad: interrupted after {len(history)} of {args.steps} steps; "
@@ -718,7 +727,7 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    return 0
+    return 1 if diverged else 0
 
 
 # --------------------------------------------------------------------------

@@ -359,6 +359,16 @@ def test_an_output_that_cannot_be_written_stops_the_demo_before_it_trains(tmp_pa
     assert files_in(tmp_path) == [name]
 
 
+@pytest.mark.slow
+def test_a_run_whose_loss_diverges_says_so_and_exits_1(tmp_path):
+    code, out, err = run("train", "--dataset", "moons", "--lr", "1e308", "--steps", 3, "--out", tmp_path, "--no-progress")
+    assert code == 1 and "loss 0.5656 -> nan" in out
+    assert err.startswith("fungrad: the loss became nan at step 1: training diverged"), err
+    assert files_in(tmp_path) == ["history.json", "loss.png", "model.json"]  # written all the same
+    code, out, err = run("train", "--dataset", "moons", "--steps", 3, "--out", tmp_path, "--force", "--no-progress")
+    assert code == 0 and err == ""
+
+
 def test_an_output_that_cannot_be_written_stops_train_before_it_starts(tmp_path):
     (tmp_path / "history.json").mkdir()
     code, out, err = run("train", "--dataset", "tiny", "--steps", 2, "--out", tmp_path, "--force", "--no-progress")
