@@ -224,20 +224,20 @@ def _write_all(out: Path, files: Sequence[tuple[str, str, Callable[[Path], Any]]
                 raise UsageError(f"cannot write {final}: {e.strerror or e}; the files written before it were put back") from None
     except BaseException:
         for final in reversed(done):
-            old = kept.get(final)
+            before = kept.get(final)
             with contextlib.suppress(OSError):
-                if old is None:
+                if before is None:
                     os.unlink(final)
                 else:
-                    os.replace(old, final)
+                    os.replace(before, final)
         raise
     finally:
         for tmp, _ in staged:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
-        for old in kept.values():
-            if old is not None and os.path.lexists(old):
-                os.unlink(old)
+        for before in kept.values():
+            if before is not None and os.path.lexists(before):
+                os.unlink(before)
     return [final for _, final in staged]
 
 
