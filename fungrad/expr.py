@@ -1789,6 +1789,59 @@ def _never_raises(fwd: Callable[..., float], name: str) -> Callable[..., float]:
     return f
 
 
+# per name of a custom_vjp, the number its next one of that name gets
+_custom_names: dict[str, int] = {}
+
+
+def _deleted(*args: Any) -> Any:
+    raise RuntimeError(
+        "custom_vjp: the function was deleted, but a node it made is still used; "
+        "keep the custom_vjp alive as long as its results are"
+    )
+
+
+_retired: dict[int, Primitive] = {}  # a stand-in row per arity, shared by every deleted custom_vjp
+
+
+def _retire(name: str, n: int) -> None:
+    # A deleted custom_vjp's row shrinks to a shared stand-in that says so
+    # when a node it made is used: a custom_vjp made anew at every call of a
+    # function costs its name, not its closures. (Plain dict stores: this
+    # runs when the object is collected, maybe inside a registration.)
+    p = _retired.get(n)
+    if p is None:
+        p = _retired.setdefault(n, Primitive(
+            "custom_vjp (deleted)", _deleted, (_deleted,) * n, "deleted custom_vjp",
+            tuple(f"x{i}" for i in range(n)), "", "custom", False, False, None,
+        ))
+    PRIMITIVES[name] = p
+    FWD[name] = _deleted
+    RULES[name] = p.vjp
+    JOINT.pop(name, None)
+    OPS.pop(name, None)
+
+
+def _weak(xs: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(weakref.ref(x) if x.__class__ is Node else x for x in xs)
+
+
+def _strong(m: Any) -> Any:
+    # the memo's (key, result), or None once one of its nodes is gone
+    if m is None:
+        return None
+    out = []
+    for part in m:
+        vs = []
+        for x in part:
+            if x.__class__ is weakref.ReferenceType:
+                x = x()
+                if x is None:
+                    return None
+            vs.append(x)
+        out.append(tuple(vs))
+    return out
+
+
 class custom_vjp:
     """A function with a derivative you write yourself (JAX's ``custom_vjp``, on scalars).
 
@@ -1833,20 +1886,36 @@ class custom_vjp:
                 f"custom_vjp: {getattr(self.fun, '__qualname__', self.fun)!r} must take a fixed number "
                 "(at least one) of positional scalar arguments"
             )
-        fun, qual = self.fun, getattr(self.fun, "__qualname__", "f")
+        qual = getattr(self.fun, "__qualname__", "f")
+        self._fwd, self._bwd = fwd, bwd
+        # The table's row holds this object weakly, so that a custom_vjp made
+        # anew at every call of a function (and its closures) is freed; a
+        # node it made that outlives it says so when differentiated. The memo
+        # holds its nodes weakly: it would keep the last graph alive.
+        me = weakref.ref(self)
         memo: list[Any] = [None]
 
+        def this() -> custom_vjp:
+            f = me()
+            if f is None:
+                raise RuntimeError(
+                    f"custom_vjp {qual}: the function was deleted, but a node it made is still used; "
+                    "keep the custom_vjp alive as long as its results are"
+                )
+            return f
+
         def fwd_bwd(g: Any, args: tuple[Any, ...]) -> Any:
-            out = fwd(*args)
+            f = this()
+            out = f._fwd(*args)
             if not (isinstance(out, tuple) and len(out) == 2):
                 raise TypeError(f"custom_vjp {qual}: fwd must return a pair (output, residuals)")
-            return bwd(out[1], g)
+            return f._bwd(out[1], g)
 
         def joint(g: Any, ans: Any, *args: Any) -> tuple[Any, ...]:
             # the rules of one node's arguments are asked in turn with the
             # same objects: compute f_bwd once for them
             key = (g, ans) + args
-            m = memo[0]
+            m = _strong(memo[0])
             if m is not None and len(m[0]) == len(key) and all(a is b for a, b in zip(m[0], key)):
                 return m[1]  # type: ignore[no-any-return]
             try:
@@ -1874,10 +1943,11 @@ class custom_vjp:
                     raise TypeError(f"custom_vjp {qual}: bwd's cotangent {i} is {type(c).__name__}; expected a number")
                 if on_floats and c.__class__ is Node:
                     _closes_over(c, qual, "bwd")
-            memo[0] = (key, res)
+            memo[0] = (_weak(key), _weak(res))
             return res
 
         def forward(*xs: float) -> float:
+            fun = this().fun
             try:
                 v = fun(*xs)
             except (AttributeError, ZeroDivisionError, OverflowError):
@@ -1894,17 +1964,22 @@ class custom_vjp:
             return v  # type: ignore[no-any-return]
 
         rules = tuple(_joint_rule(joint, i) for i in range(n))
+        fun = self.fun
         with _registry_lock:
+            # a name never given before: a node of a deleted custom_vjp must
+            # not find the rules of a new one of the same name
             base = f"custom_vjp:{qual}"
-            name = base
-            k = 2
+            k = _custom_names.get(base, 1)
+            name = base if k == 1 else f"{base}#{k}"
             while name in PRIMITIVES:
-                name = f"{base}#{k}"
                 k += 1
+                name = f"{base}#{k}"
+            _custom_names[base] = k + 1
             p = Primitive(name, forward, rules, getattr(fun, "__name__", "f"), tuple(f"x{i}" for i in range(n)),
                           fun.__doc__ or "", "custom", False, False, joint)
         self._op = _register(p)
         self._prim = p
+        weakref.finalize(self, _retire, name, n)
 
     def __call__(self, *args: Any) -> Any:
         if self._op is None:

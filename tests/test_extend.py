@@ -544,3 +544,66 @@ def test_forward_mode_catches_backwards_not_linear_in_g_even_with_subnormal_valu
     for x in (1e-310, 3.0):
         with pytest.raises(TypeError, match="not linear in the cotangent g"):
             fg.jvp(f, (x,), (1.0,))
+
+
+def _doubler():
+    @fg.custom_vjp
+    def double(x):
+        return x * 2.0
+
+    double.defvjp(lambda x: (x * 2.0, None), lambda res, g: (2.0 * g,))
+    return double
+
+
+def test_a_custom_vjp_made_at_every_call_is_freed_and_its_row_shrinks():
+    import gc
+    import weakref
+
+    refs, names = [], set()
+    for k in range(50):
+        d = _doubler()
+        refs.append(weakref.ref(d))
+        names.add(d._prim.name)
+        # used eagerly, under grad, jit and vmap
+        assert d(1.5) == 3.0 and fg.grad(lambda x: d(x) * x)(1.5) == 6.0
+        assert fg.jit(fg.grad(lambda x: d(x) * x))(2.0) == 8.0
+        assert fg.vmap(fg.grad(lambda x: d(x) * x))([1.0, 2.0]) == [4.0, 8.0]
+        del d
+    gc.collect()
+    assert [r for r in refs if r() is not None] == []
+    # every one got a name of its own, never given again (a node of a deleted one
+    # must not find a newer one's rules), and its row is a shared stand-in now
+    assert len(names) == 50
+    assert all(fg.PRIMITIVES[n].label == "deleted custom_vjp" and n not in fg.expr.OPS for n in names)
+
+
+def test_a_node_of_a_deleted_custom_vjp_says_so_when_differentiated():
+    import gc
+
+    d = _doubler()
+    x = fg.var(3.0)
+    y = d(x) + x
+    assert fg.gradients(y, wrt=[x]) == {x: 3.0}
+    del d
+    gc.collect()
+    assert y.value == 9.0  # its value stays
+    with pytest.raises(RuntimeError, match="custom_vjp: the function was deleted, but a node it made is still used"):
+        fg.gradients(y, wrt=[x])
+
+
+def test_a_custom_vjp_keeps_no_graph_alive():
+    import gc
+
+    d = _doubler()
+
+    def f(x):
+        for _ in range(2000):
+            x = x * 1.0001
+        return d(x) * x
+
+    g = fg.grad(f)(1.0)
+    assert g == pytest.approx(4 * 1.0001 ** 4000, rel=1e-12)
+    gc.collect()
+    # the memo that spares f_bwd a second run per node holds its nodes weakly
+    assert sum(1 for o in gc.get_objects() if type(o) is fg.Node) < 100
+    assert fg.grad(fg.grad(lambda x: d(x) * x))(1.0) == 4.0  # and still works at second order
