@@ -482,6 +482,19 @@ class _Cache:
 
 _caches: weakref.WeakKeyDictionary[Any, _Cache] = weakref.WeakKeyDictionary()
 
+#: The most traced bodies kept per function, as jit keeps replays: a function
+#: vmapped with ever new static values (a string per epoch) holds at most these.
+CACHE_LIMIT = 256
+
+
+def _evict(bodies: dict[Any, Any]) -> None:
+    # the oldest first out; no lock (see _cache_for): another thread may evict too
+    while len(bodies) > CACHE_LIMIT:
+        try:
+            bodies.pop(next(iter(bodies)), None)
+        except (RuntimeError, StopIteration):
+            break
+
 
 def _cache_for(f: Callable[..., Any]) -> _Cache:
     # no lock: setdefault is atomic, and a lock that a KeyboardInterrupt
@@ -594,6 +607,7 @@ def vmap(
             except expr.ForeignNodeError:
                 entry = _UNROLLED  # f reads a node of a running transform: traced, it would be a constant
             entry = cache.bodies.setdefault(key, entry)
+            _evict(cache.bodies)
         elif entry is not _UNROLLED and expr.current().active and _reads_open_nodes(entry[0]):
             # Traced before, f may read a node of the transform now running
             # (a helper, a method, a global that holds one): the cached trace

@@ -621,3 +621,13 @@ def test_backend_numpy_refused_says_which_op_stops_it():
     with pytest.raises(TypeError, match="cannot be replayed with NumPy: the op 'vmap' has no array form"):
         outer([1.0, 2.0], [3.0, 4.0])
     assert fg.vmap(lambda a, bs: sum(inner(a, bs)), in_axes=(0, None))([1.0, 2.0], [3.0, 4.0]) == [7.0, 14.0]
+
+
+def test_the_traced_bodies_of_a_function_are_bounded_as_jit_replays_are():
+    f = lambda x, tag: x * 2.0 + len(tag)  # noqa: E731
+    v = fg.vmap(f, in_axes=(0, None))
+    for i in range(fb.CACHE_LIMIT + 40):
+        tag = "e" * (i % 7) + str(i)
+        assert v([0.5, 0.25], tag) == [1.0 + len(tag), 0.5 + len(tag)]
+    assert len(fb._caches[f].bodies) == fb.CACHE_LIMIT
+    assert v([1.0], "0") == [3.0]  # an evicted body is traced again
