@@ -672,7 +672,7 @@ _NUMBER = object()  # the key's token for a leaf that is a number (traced, not s
 
 
 def _token(v: Any) -> Any:
-    return _NUMBER if v.__class__ is float or v.__class__ is Node or expr.real_number(v) else tree._typed(v)
+    return _NUMBER if v.__class__ is float or v.__class__ is Node or expr.real_number(v) else tree._static_key(v, "vmap")
 
 
 def _captures_open_nodes(f: Any, budget: int = 10_000) -> bool:

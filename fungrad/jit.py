@@ -141,7 +141,7 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
                     xs.append(expr._check_number(x, "jit"))
                     key.append(_NUM)
                 else:
-                    key.append(tree._typed(x))  # a static leaf, compared by type and value
+                    key.append(tree._static_key(x, "jit"))  # a static leaf, compared by type and value
             elif e is tree.NONE:
                 key.append((e, None, 0))
             else:
@@ -362,19 +362,29 @@ class Jitted:
             # inside grad, another jit trace or debug_nans: run f as it is, so
             # the enclosing level sees (and differentiates, or checks) every op
             return self.fun(*args, **kwargs)
-        dyn, statics, skey = self._partition(args, kwargs)
         xs: list[float] = []
-        sig: list[Any] = [skey]
-        try:
-            _walk(dyn, sig, xs)
-        except _OnNodes:
-            return self.fun(*args, **kwargs)  # called on nodes: eager
-        key = tuple(sig)
         cache = self._cache
         try:
-            entry = cache.get(key)
-        except TypeError:
-            raise TypeError(_unhashable(dyn)) from None
+            dyn, statics, skey = self._partition(args, kwargs)
+            sig: list[Any] = [skey]
+            try:
+                _walk(dyn, sig, xs)
+            except _OnNodes:
+                dyn = _OnNodes  # called on nodes: eager, below
+            else:
+                key = tuple(sig)
+                try:
+                    entry = cache.get(key)
+                except TypeError:
+                    raise TypeError(_unhashable(dyn)) from None
+        except RecursionError:
+            # Python compares and hashes nested tuples recursively
+            raise ValueError(
+                "jit: a static argument (or a static field) nests too deep to be part of the cache key; "
+                "pass it through a closure, or flatten it"
+            ) from None
+        if dyn is _OnNodes:
+            return self.fun(*args, **kwargs)
         if entry is None:
             # compiled once under the cache's lock; not with a with-block, whose
             # release a KeyboardInterrupt can skip, hanging every other thread

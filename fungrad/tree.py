@@ -183,6 +183,23 @@ def _typed(v: Any) -> Any:
     return (c, v)
 
 
+def _static_key(v: Any, who: str) -> Any:
+    """:func:`_typed` of a leaf that a transform takes as static; an array or tensor is refused.
+
+    An array hashes by identity (a tensor) or not at all (NumPy): taken as a
+    static value, a change of its numbers in place would replay the old ones.
+    NumPy's scalars cannot change, and are static values like any number.
+    """
+    c = v.__class__
+    if hasattr(v, "dtype") and hasattr(v, "shape") and hasattr(c, "__setitem__"):
+        raise TypeError(
+            f"{who}: an argument holds a {c.__module__}.{c.__qualname__} of shape {tuple(v.shape)}; "
+            f"{who} traces numbers, and would take an array as a static value. Pass its numbers "
+            "(x.tolist()), or use fg.vmap's batch axis or fg.export for arrays"
+        )
+    return _typed(v)
+
+
 def _hashable(v: Any) -> Any:
     """Static values go into the (hashable) tree structure; lists become tuples, at any depth."""
     if not isinstance(v, list):

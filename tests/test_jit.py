@@ -12,6 +12,7 @@ import weakref
 
 import attrs
 import pytest
+from conftest import require
 
 import fungrad as fg
 
@@ -714,3 +715,25 @@ def test_equal_callable_objects_that_compute_differently_do_not_share_a_cache():
     m = Model()
     j1 = fg.jit(m.step)
     assert fg.jit(m.step)._cache is j1._cache and fg.jit(Model().step)._cache is not j1._cache
+
+
+def test_an_array_argument_is_refused_not_taken_as_a_static_value():
+    torch = require("torch", "pip install torch")
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    t = torch.tensor([1.0, 2.0])
+    # a tensor hashes by identity: as a static value, a change in place would replay the old numbers
+    for arr, shape in ((t, r"\(2,\)"), (torch.tensor(2.0), r"\(\)"), (np.array([1.0]), r"\(1,\)")):
+        with pytest.raises(TypeError, match=rf"jit: an argument holds a \w+\.\w+ of shape {shape}; jit traces numbers"):
+            fg.jit(lambda x, a: x * 2.0)(1.0, {"a": arr})
+    # NumPy's scalars cannot change: a float is traced, a bool is static
+    j = fg.jit(lambda x, s: x * 2.0 if s else x)
+    assert (j(np.float64(3.0), np.bool_(True)), j(1.0, np.bool_(False))) == (6.0, 1.0)
+
+
+def test_a_static_value_too_deep_to_compare_is_a_clear_error():
+    deep = ()
+    for _ in range(5000):
+        deep = (deep,)
+    with pytest.raises(ValueError, match="jit: a static argument .* nests too deep to be part of the cache key"):
+        fg.jit(lambda x, c: x * 2.0, static_argnums=1)(1.0, deep)
+    assert fg.jit(lambda x, c: x * 2.0, static_argnums=1)(1.0, ((),)) == 2.0

@@ -631,3 +631,12 @@ def test_the_traced_bodies_of_a_function_are_bounded_as_jit_replays_are():
         assert v([0.5, 0.25], tag) == [1.0 + len(tag), 0.5 + len(tag)]
     assert len(fb._caches[f].bodies) == fb.CACHE_LIMIT
     assert v([1.0], "0") == [3.0]  # an evicted body is traced again
+
+
+def test_a_broadcast_array_is_refused_not_taken_as_a_static_value():
+    torch = require("torch", "pip install torch")
+    t = torch.tensor([1.0, 2.0])
+    with pytest.raises(TypeError, match=r"vmap: an argument holds a torch.Tensor of shape \(2,\)"):
+        fg.vmap(lambda x, t: x * float(t.sum()), in_axes=(0, None))([1.0], t)
+    # along the batch axis an array is a batch of numbers
+    assert fg.vmap(lambda x: x * 2.0)(torch.tensor([1.0, 2.0])) == [2.0, 4.0]
