@@ -480,7 +480,7 @@ class _Cache:
         self.bodies: dict[Any, tuple[_Map, tree.TreeDef]] = {}
 
 
-_caches: weakref.WeakKeyDictionary[Any, _Cache] = weakref.WeakKeyDictionary()
+_caches = tree._PerFunction()
 
 #: The most traced bodies kept per function, as jit keeps replays: a function
 #: vmapped with ever new static values (a string per epoch) holds at most these.
@@ -499,11 +499,8 @@ def _evict(bodies: dict[Any, Any]) -> None:
 def _cache_for(f: Callable[..., Any]) -> _Cache:
     # no lock: setdefault is atomic, and a lock that a KeyboardInterrupt
     # caught between its acquire and its release would hang every later vmap
-    try:
-        c = _caches.get(f)
-        return c if c is not None else _caches.setdefault(f, _Cache())
-    except TypeError:  # not weakly referable: a cache of its own
-        return _Cache()
+    c = _caches.get(f, _Cache)
+    return c if c is not None else _Cache()  # not weakly referable: a cache of its own
 
 
 def vmap(

@@ -137,14 +137,13 @@ def _encode_leaf(x: Any) -> Any:
         return str(x)
     if getattr(type(x), "__fungrad_leaf__", False):
         return _encode_float(float(x.value))
-    dtype = getattr(x, "dtype", None)
-    if dtype is not None and getattr(x, "shape", None) == ():
+    if type(x).__module__ == "numpy" and getattr(x, "shape", None) == ():
         # a NumPy scalar: saved as the Python number of the same value (it
         # loads as that number); not a long double, which a float would round
-        kind, size = getattr(dtype, "kind", ""), getattr(dtype, "itemsize", 16)
+        kind, size = x.dtype.kind, x.dtype.itemsize
         if kind == "b":
             return bool(x)
-        if kind in "iu":
+        if kind in ("i", "u"):
             return _encode_leaf(int(x))
         if kind == "f" and size <= 8:
             return _encode_float(float(x))

@@ -25,8 +25,6 @@ import functools
 import inspect
 import threading
 import time
-import types
-import weakref
 from collections import OrderedDict
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -216,27 +214,16 @@ class _Cache:
 
 # one cache per (function, static arguments, limit), shared by every jit of
 # the same function and dropped with it
-_caches: weakref.WeakKeyDictionary[Any, dict[Any, _Cache]] = weakref.WeakKeyDictionary()
+_caches = tree._PerFunction()
 
 DEFAULT_CACHE_LIMIT = 256
-
-# callables whose == is identity (of the function, or of the method's object and function)
-_SAME_IF_EQUAL = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.BuiltinMethodType)
 
 
 def _shared_cache(f: Callable[..., Any], options: Any, limit: int) -> _Cache:
     # no lock: setdefault is atomic, and a lock that a KeyboardInterrupt
     # caught between its acquire and its release would hang every later jit
-    if type(f).__eq__ is not object.__eq__ and not isinstance(f, _SAME_IF_EQUAL):
-        # a callable object equal to another that computes something else (an
-        # attrs model holding 0.0 where the other holds -0.0): the weak
-        # dictionary would find the other's cache, so it gets one of its own
-        return _Cache(limit)
-    try:
-        per_f = _caches.get(f)
-        if per_f is None:
-            per_f = _caches.setdefault(f, {})
-    except TypeError:  # not weakly referable (a builtin): a cache of its own
+    per_f = _caches.get(f, dict)
+    if per_f is None:  # not weakly referable (a builtin): a cache of its own
         return _Cache(limit)
     c = per_f.get((options, limit))
     if c is None:
@@ -575,7 +562,8 @@ def jit(
       value that should not be differentiated but must follow the inputs.
     - **Cache.** Replays are cached per function (``jit(f)`` twice on the same
       ``f`` shares one cache, held weakly so that ``f`` can still be
-      collected), at most ``cache_limit`` of them, least recently used first
+      collected; two callable objects that are equal but not the same keep
+      their own), at most ``cache_limit`` of them, least recently used first
       out: ``cache_size()``, ``clear_cache()``, ``cache_info()``. A lock
       makes concurrent first calls compile once.
 

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import collections
 import enum
+import functools
 import itertools
 import math
 import numbers
 import struct
 import types
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
 import attrs
@@ -198,6 +200,58 @@ def _static_key(v: Any, who: str) -> Any:
             "(x.tolist()), or use fg.vmap's batch axis or fg.export for arrays"
         )
     return _typed(v)
+
+
+# callables whose == is identity (of the function, or of a method's object and function)
+_SAME_IF_EQUAL = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.BuiltinMethodType)
+
+
+def _drop(table: dict[int, Any], k: int, ref: Any) -> None:
+    if table.get(k, (None,))[0] is ref:
+        table.pop(k, None)
+
+
+class _PerFunction:
+    """State kept per function (jit's and vmap's caches), held weakly: it goes with the function.
+
+    A function or bound method is found by ``==``, which is its identity
+    (``m.step`` made twice is one method); any other callable by identity,
+    since two equal objects (an attrs model holding ``0.0``, another ``-0.0``)
+    may compute differently. No lock: every change is one atomic store, and
+    a lock that a KeyboardInterrupt caught between its acquire and its
+    release would hang every later call.
+    """
+
+    def __init__(self) -> None:
+        self.by_eq: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self.by_id: dict[int, tuple[Any, Any]] = {}
+
+    def get(self, f: Any, make: Callable[[], Any]) -> Any:
+        """``f``'s state, made by ``make()`` at first; ``None`` if ``f`` cannot be held weakly."""
+        if type(f).__eq__ is object.__eq__ or isinstance(f, _SAME_IF_EQUAL):
+            try:
+                v = self.by_eq.get(f)
+                return v if v is not None else self.by_eq.setdefault(f, make())
+            except TypeError:  # not weakly referable (a builtin)
+                return None
+        k = id(f)
+        e = self.by_id.get(k)
+        if e is not None and e[0]() is f:
+            return e[1]
+        try:
+            ref = weakref.ref(f, functools.partial(_drop, self.by_id, k))
+        except TypeError:
+            return None
+        e = self.by_id.setdefault(k, (ref, make()))
+        if e[0]() is not f:  # a dead object's entry, not yet dropped
+            e = self.by_id[k] = (ref, make())
+        return e[1]
+
+    def __getitem__(self, f: Any) -> Any:
+        v = self.get(f, lambda: None)
+        if v is None:
+            raise KeyError(f)
+        return v
 
 
 def _hashable(v: Any) -> Any:

@@ -337,7 +337,9 @@ def test_numpy_scalars_save_as_the_python_numbers_of_their_value(tmp_path):
     assert got[:2] == [True, float(np.float32(0.1))] and bits(got[2]) == bits(-0.0) and got[3:5] == [-3, 7]
     assert math.isnan(got[5])
     # a long double or a Fraction would be rounded by a float: refused, named by module
-    for bad, name in ((np.longdouble(0.1), "numpy.longdouble"), (fractions.Fraction(1, 3), "fractions.Fraction")):
+    torch = require("torch", "pip install torch")
+    for bad, name in ((np.longdouble(0.1), "numpy.longdouble"), (fractions.Fraction(1, 3), "fractions.Fraction"),
+                      (torch.tensor(2.7), "torch.Tensor")):
         with pytest.raises(TypeError, match=rf"leaf at params\[0\], a {name}; expected .* a NumPy scalar of a number"):
             checkpoint.save(tmp_path / "c.json", [bad])
 
