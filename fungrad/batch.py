@@ -776,6 +776,15 @@ def _make_body(
                 call.append(tree.unflatten(ex_defs[i], ls))
         res = owner()(*call)
         outs, td = tree.flatten(res)
+        lv = expr.current().level
+        if lv > 0 and tree._reaches(
+            [rec[1] for rec in td._span() if rec[1] is not None], lambda x: x.__class__ is Node and x.level >= lv
+        ):
+            # rebuilt as traced for every example: each would get the trace's node
+            raise TypeError(
+                f"vmap: the output of {name} has a traced node in its structure: a dict key or a static "
+                "field (fungrad.tree.static). Make it a leaf (a field that is not static, a dict value)"
+            )
         if not holder:
             holder.append(td)
         return outs

@@ -640,3 +640,19 @@ def test_a_broadcast_array_is_refused_not_taken_as_a_static_value():
         fg.vmap(lambda x, t: x * float(t.sum()), in_axes=(0, None))([1.0], t)
     # along the batch axis an array is a batch of numbers
     assert fg.vmap(lambda x: x * 2.0)(torch.tensor([1.0, 2.0])) == [2.0, 4.0]
+
+
+def test_nodes_in_the_output_structure_are_an_error_not_the_trace_for_every_example():
+    import attrs
+
+    @attrs.frozen
+    class Tagged:
+        a: float
+        tag: object = fg.tree.static(default=None)
+
+    with pytest.raises(TypeError, match="vmap: the output of <lambda> has a traced node in its structure"):
+        fg.vmap(lambda x: Tagged(x, x * 2.0))([1.0, 2.0])
+    with pytest.raises(TypeError, match="traced node in its structure"):
+        fg.vmap(lambda x: {x: 1.0})([1.0, 2.0])
+    c = fg.var(3.0)  # a constant stays: it is the same for every example
+    assert fg.vmap(lambda x: Tagged(x, c))([1.0, 2.0]) == [Tagged(1.0, c), Tagged(2.0, c)]
