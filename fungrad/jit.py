@@ -145,7 +145,7 @@ def _walk(x: Any, key: list[Any], xs: list[float]) -> None:
             else:
                 children, aux = e.flatten(x)
                 if aux is not None and not tree._only_strings(aux):
-                    aux = tree._typed(aux)  # True and 1, 0.0 and -0.0 are equal by ==: tell them apart
+                    aux = tree._static_key(aux, "jit")  # True and 1, 0.0 and -0.0 are equal by ==: tell them apart
                 key.append((c, aux, len(children)))
                 todo.extend(children[::-1])
 
@@ -333,7 +333,9 @@ class Jitted:
                 statics[k] = v
             else:
                 dyn_kw[k] = v
-        key = tuple(sorted(((k, tree._typed(v)) for k, v in statics.items()), key=lambda kv: (isinstance(kv[0], str), kv[0])))
+        key = tuple(
+            sorted(((k, tree._static_key(v, "jit")) for k, v in statics.items()), key=lambda kv: (isinstance(kv[0], str), kv[0]))
+        )
         try:
             hash(key)
         except TypeError:

@@ -193,6 +193,8 @@ def _static_key(v: Any, who: str) -> Any:
     NumPy's scalars cannot change, and are static values like any number.
     """
     c = v.__class__
+    if isinstance(v, tuple):  # the static fields of a class, a static argument's items: as _typed does
+        return (c, tuple([_static_key(x, who) for x in v]))
     if hasattr(v, "dtype") and hasattr(v, "shape") and hasattr(c, "__setitem__"):
         raise TypeError(
             f"{who}: an argument holds a {c.__module__}.{c.__qualname__} of shape {tuple(v.shape)}; "

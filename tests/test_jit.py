@@ -734,6 +734,17 @@ def test_an_array_argument_is_refused_not_taken_as_a_static_value():
     for arr, shape in ((t, r"\(2,\)"), (torch.tensor(2.0), r"\(\)"), (np.array([1.0]), r"\(1,\)")):
         with pytest.raises(TypeError, match=rf"jit: an argument holds a \w+\.\w+ of shape {shape}; jit traces numbers"):
             fg.jit(lambda x, a: x * 2.0)(1.0, {"a": arr})
+    # nor as a static argument or a static field
+    with pytest.raises(TypeError, match=r"jit: an argument holds a torch.Tensor of shape \(2,\)"):
+        fg.jit(lambda x, a: x * float(a[0]), static_argnums=1)(1.0, t)
+
+    @attrs.frozen
+    class Holder:
+        w: float
+        t: object = fg.tree.static(default=None)
+
+    with pytest.raises(TypeError, match=r"jit: an argument holds a torch.Tensor of shape \(2,\)"):
+        fg.jit(lambda h: h.w * 2.0)(Holder(1.0, t))
     # NumPy's scalars cannot change: a float is traced, a bool is static
     j = fg.jit(lambda x, s: x * 2.0 if s else x)
     assert (j(np.float64(3.0), np.bool_(True)), j(1.0, np.bool_(False))) == (6.0, 1.0)
