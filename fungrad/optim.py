@@ -279,9 +279,11 @@ def _count(v: Any) -> Any:
     # A state's step count is a leaf, so a jitted update returns it as a
     # float (1.0): a whole float is the int again, so that the state reads,
     # compares and saves as the eager one does. A traced node stays a node.
-    if v.__class__ is float:
+    if isinstance(v, float):  # NumPy's floats too
         if not v.is_integer():
             raise ValueError(f"optimizer state: step must be a whole number of updates, got {v!r}")
+        v = int(v)
+    elif isinstance(v, numbers.Integral) and not isinstance(v, bool):  # NumPy's ints too
         v = int(v)
     if v.__class__ is int and not 0 <= v <= _MAX_STEPS:
         raise ValueError(
@@ -645,7 +647,7 @@ class Adam(_Stepper):
             ms = _moments(state.mu, td, who, "moments are")
             vs = _moments(state.nu, td, who, "moments are")
             for i, v in enumerate(vs):
-                if v.__class__ is float and v < 0.0:
+                if not getattr(v.__class__, "__fungrad_leaf__", False) and v < 0.0:  # a number: ints, NumPy's floats
                     # its square root would be a complex number
                     raise ValueError(f"{who}: the state's nu holds averages of g ** 2, never negative; leaf {i} is {v!r}")
             t = k + 1

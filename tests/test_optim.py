@@ -886,6 +886,13 @@ def test_a_state_with_a_negative_step_or_second_moment_is_refused_not_a_complex_
     assert optim.AdamState(2**53, [0.0], [0.0]).step == 2**53
     with pytest.raises(ValueError, match=r"Adam.update: the state's nu holds averages of g \*\* 2, never negative; leaf 1 is -1.0"):
         optim.Adam(0.1).update([1.0, 2.0], [0.0, 0.0], optim.AdamState(1, [0.0, 0.0], [0.0, -1.0]))
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    for bad in (-1, np.float64(-1.0)):  # an int, a NumPy float
+        with pytest.raises(ValueError, match="the state's nu holds averages of g \\*\\* 2, never negative; leaf 0"):
+            optim.Adam(0.1).update([1.0], [0.0], optim.AdamState(0, [0.0], [bad]))
+    with pytest.raises(ValueError, match="step must be a number of updates"):
+        optim.AdamState(np.int64(-1), [0.0], [0.0])
+    assert type(optim.AdamState(np.int64(3), [0.0], [0.0]).step) is int
     # a hand-edited checkpoint with such a state does not load
     good = {"format": "fungrad-checkpoint", "version": 1,
             "tree": {"type": "fungrad.optim.AdamState", "children": [1, [0.0], [0.25]]}}
