@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -192,53 +193,77 @@ def _write_all(out: Path, files: Sequence[tuple[str, str, Callable[[Path], Any]]
     Each file is written under a temporary name in its own directory first;
     only when every one is complete are they renamed into place, so a
     failure (or a Ctrl-C) never leaves a new model beside an old history, or
-    half a file.
+    half a file. Renames happen one at a time, so the old files are kept
+    (as second links, which cost no copy) until all the new ones are in
+    place: a rename that fails, or a Ctrl-C, puts the old ones back.
     """
     staged: list[tuple[Path, Path]] = []
-    kept: dict[Path, Path | None] = {}  # per final file: a link to its old content, None for a new file
+    kept: dict[Path, Path | None] = {}  # per final file: its old content's second name, None for a new file
     done: list[Path] = []
+    made: list[Path] = []  # the names to remove at the end, each listed before it exists
+    # No try statement nested in this one: Python 3.11 reports the line of a
+    # nested try outside the outer one's handler (see checkpoint._write_atomic).
     try:
         for what, name, write in files:
             final = Path(os.path.realpath(out / name))  # through a symlink, its target is the file
             # the suffix stays last: matplotlib picks the image format from it
             tmp = final.with_name(f".{final.stem}.{os.getpid()}.tmp{final.suffix}")
             staged.append((tmp, final))
+            made.append(tmp)
             _write(what, tmp, write, shown=final)
-        # Renames happen one at a time, so the old files are kept (as second
-        # links, which cost no copy) until all the new ones are in place: a
-        # rename that fails, or a Ctrl-C, puts the old ones back.
         for _, final in staged:
-            old = final.with_name(f".{final.stem}.{os.getpid()}.old{final.suffix}")
             kept[final] = None
             if os.path.lexists(final):
-                try:
-                    os.link(final, old)
-                except OSError as e:
-                    raise UsageError(f"cannot write {final}: {e.strerror or e}") from None
-                kept[final] = old
+                old = kept[final] = final.with_name(f".{final.stem}.{os.getpid()}.old{final.suffix}")
+                made.append(old)
+                _keep(final, old)
         for tmp, final in staged:
             done.append(final)  # first: putting back a file not yet replaced changes nothing
-            try:
-                os.replace(tmp, final)
-            except OSError as e:
-                raise UsageError(f"cannot write {final}: {e.strerror or e}; the files written before it were put back") from None
+            _rename(tmp, final)
     except BaseException:
-        for final in reversed(done):
-            before = kept.get(final)
-            with contextlib.suppress(OSError):
-                if before is None:
-                    os.unlink(final)
-                else:
-                    os.replace(before, final)
+        _put_back(done, kept)
         raise
     finally:
-        for tmp, _ in staged:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-        for before in kept.values():
-            if before is not None and os.path.lexists(before):
-                os.unlink(before)
+        # (an interrupt that lands here leaves these files behind, under names
+        # of this process: the next run of the same process id removes them)
+        _remove(made)
     return [final for _, final in staged]
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _keep(final: Path, old: Path) -> None:
+    # a second name for the old file (a leftover of a run killed here goes first)
+    try:
+        if os.path.lexists(old):
+            os.unlink(old)
+        os.link(final, old)
+    except OSError:
+        try:
+            shutil.copy2(final, old)  # a file system without hard links
+        except OSError as e:
+            raise UsageError(f"cannot write {final}: {e.strerror or e}") from None
+
+
+def _rename(tmp: Path, final: Path) -> None:
+    try:
+        os.replace(tmp, final)
+    except OSError as e:
+        raise UsageError(f"cannot write {final}: {e.strerror or e}; the files written before it were put back") from None
+
+
+def _put_back(done: list[Path], kept: dict[Path, Path | None]) -> None:
+    for final in reversed(done):
+        before = kept.get(final)
+        with contextlib.suppress(OSError):
+            if before is None:
+                os.unlink(final)
+            else:
+                os.replace(before, final)
 
 
 def _write(what: str, path: Path, write: Callable[[Path], Any], shown: Path | None = None) -> Path:

@@ -404,6 +404,41 @@ def test_a_rename_that_fails_puts_back_the_files_renamed_before_it(tmp_path, mon
 
 
 @pytest.mark.slow
+def test_an_interrupt_at_every_event_of_writing_the_files_leaves_all_old_or_all_new(tmp_path):
+    from test_faults import events, inject
+
+    names = ["model.json", "history.json", "loss.png"]
+
+    def files(tag):
+        return [(n, n, lambda p, n=n: p.write_text(f"{tag} {n}")) for n in names]
+
+    def state():
+        return {n: (tmp_path / n).read_text() for n in names if (tmp_path / n).exists()}
+
+    old = {n: f"old {n}" for n in names}
+    new = {n: f"new {n}" for n in names}
+    cli._write_all(tmp_path, files("old"))
+    seen = events(lambda: cli._write_all(tmp_path, files("new")))
+    total = len(seen)
+    # the clean-up at the end: from the line that calls it, one event before its call
+    cleanup = seen.index(("cli.py", "_remove", "call"))
+    cli._write_all(tmp_path, files("old"))
+    assert total > 50
+    for k in range(1, total + 1):
+        _, where = inject(lambda: cli._write_all(tmp_path, files("new")), k)
+        assert state() in (old, new), where  # never a new model beside an old history
+        if k < cleanup:
+            assert files_in(tmp_path) == sorted(names), where  # no temporary or kept file left
+        cli._write_all(tmp_path, files("old"))
+        # an interrupt in the clean-up itself leaves files the next run removes
+        assert files_in(tmp_path) == sorted(names), where
+    # a run killed between keeping an old file and the end leaves a kept file: the next one goes on
+    (tmp_path / f".model.{os.getpid()}.old.json").write_text("leftover")
+    cli._write_all(tmp_path, files("new"))
+    assert state() == new and files_in(tmp_path) == sorted(names)
+
+
+@pytest.mark.slow
 def test_a_failed_write_leaves_no_file_of_the_run(tmp_path, monkeypatch):
     def broken(path, text, *args, **kwargs):
         raise OSError(28, "No space left on device")
