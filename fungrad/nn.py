@@ -31,6 +31,7 @@ float.
 from __future__ import annotations
 
 import math
+import numbers
 import random
 from collections.abc import Mapping, Set
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, Union
@@ -113,8 +114,9 @@ def _rng(seed: Seed, who: str) -> random.Random:
     if isinstance(seed, random.Random):
         return seed
     # only ints: seed=None would draw from the OS and no two runs would agree
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"{who}: seed must be an int (or a random.Random), got {seed!r}")
+    seed = int(seed)  # NumPy's ints too
     if seed < 0:  # random.Random takes -5 for 5
         raise ValueError(f"{who}: seed must be an int >= 0 (or a random.Random), got {seed}")
     return random.Random(seed)
@@ -146,6 +148,9 @@ def _check_total(sizes: Sequence[int], who: str) -> None:
 def _listed(x: Any) -> list[Any]:
     # A dict iterates over its keys and a set in an order of its own: neither
     # is a sequence of values, though list() takes both
+    c = x.__class__
+    if c is list or c is tuple:
+        return list(x)
     if isinstance(x, (Mapping, Set, str, bytes)):
         raise TypeError
     return list(x)

@@ -1022,7 +1022,7 @@ def number(v: Any, who: str, where: str) -> Any:
     """
     if getattr(v.__class__, "__fungrad_leaf__", False):
         return v
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+    if isinstance(v, (bool, enum.Enum)) or not isinstance(v, numbers.Real):
         raise TypeError(f"{who}: {where} is {describe(v)}; expected a real number (float or int) or a fungrad Node")
     try:
         # exact for NumPy's float32 and float64, so a model computes in float64 whatever it is given

@@ -31,7 +31,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, AbstractSet, Any, Callable, Mapping, Sequence
 
 from . import expr
 from .expr import Node
@@ -527,7 +527,7 @@ def confusion_matrix(labels: Sequence[Any], predictions: Sequence[Any], classes:
     """
     order = _classes(classes, "confusion_matrix")
     index = {c: i for i, c in enumerate(order)}
-    ys, ps = list(labels), list(predictions)
+    ys, ps = _samples(labels, "confusion_matrix", "labels"), _samples(predictions, "confusion_matrix", "predictions")
     if len(ys) != len(ps):
         raise ValueError(f"confusion_matrix: {len(ys)} labels but {len(ps)} predictions")
     m = [[0] * len(order) for _ in order]
@@ -554,17 +554,29 @@ def _classes(classes: Any, fname: str) -> list[Any]:
             )
         return list(range(classes))
     wrong = f"{fname}: classes must be a number of classes or a list of them, got {type(classes).__name__}"
-    if isinstance(classes, (str, bytes)):
-        raise TypeError(wrong)
+    if isinstance(classes, (str, bytes, Mapping, AbstractSet)):
+        raise TypeError(wrong + " (a set has no order for the rows)" if isinstance(classes, AbstractSet) else wrong)
     try:
         order = list(classes)
     except TypeError:
         raise TypeError(wrong) from None
     if not order:
         raise ValueError(f"{fname}: classes is empty")
+    if len(order) > MAX_CLASSES:
+        raise ValueError(f"{fname}: {len(order):,} classes; a confusion matrix has at most {MAX_CLASSES:,}")
     if len(set(order)) != len(order):
         raise ValueError(f"{fname}: classes {order!r:.80} name a class twice")
     return order
+
+
+def _samples(xs: Any, fname: str, name: str) -> list[Any]:
+    # a dict iterates over its keys and a set in an order of its own: no samples in order
+    if isinstance(xs, (str, bytes, Mapping, AbstractSet)):
+        raise TypeError(f"{fname}: {name} must be a sequence (one class per sample), got {type(xs).__name__}")
+    try:
+        return list(xs)
+    except TypeError:
+        raise TypeError(f"{fname}: {name} must be a sequence (one class per sample), got {type(xs).__name__}") from None
 
 
 def _class_index(index: dict[Any, int], c: Any, what: str, k: int, order: list[Any]) -> int:
@@ -599,7 +611,7 @@ def plot_confusion(
     >>> ax.images[0].get_array().tolist(), [t.get_text() for t in ax.texts]
     ([[1, 1], [0, 3]], ['1', '1', '0', '3'])
     """
-    ys, ps = list(labels), list(predictions)
+    ys, ps = _samples(labels, "plot_confusion", "labels"), _samples(predictions, "plot_confusion", "predictions")
     if not ys:
         raise ValueError("plot_confusion: no samples (empty labels)")
     if classes is None:

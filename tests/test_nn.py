@@ -654,3 +654,15 @@ def test_accuracy_takes_rows_of_logits_as_numpy_rows_too():
     labels = [0, 1, 1]
     assert nn.accuracy(np.array(logits), labels) == nn.accuracy(logits, labels) == 2 / 3
     assert nn.accuracy(np.array([0.5, -1.0]), [1.0, 1.0]) == 0.5
+
+
+def test_an_enum_member_is_no_number_and_a_numpy_int_is_a_seed():
+    import enum
+
+    class Mode(enum.IntEnum):
+        A = 1
+
+    with pytest.raises(TypeError, match=r"mse: predictions\[0\] is Mode <Mode.A: 1>; expected a real number"):
+        nn.mse([Mode.A], [1.0])
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    assert nn.MLP.init(2, [3, 1], seed=np.int64(3)) == nn.MLP.init(2, [3, 1], seed=3)

@@ -492,3 +492,13 @@ def test_confusion_matrix_refuses_a_number_of_classes_it_could_not_hold():
             fg.viz.confusion_matrix([0], [0], classes=k)
     m = fg.viz.confusion_matrix([0, 999], [0, 1], classes=1000)
     assert len(m) == 1000 and m[0][0] == 1 and m[999][1] == 1 and sum(map(sum, m)) == 2
+
+
+def test_confusion_matrix_refuses_a_dict_or_a_set_where_order_matters():
+    with pytest.raises(TypeError, match="confusion_matrix: labels must be a sequence .* got dict"):
+        fg.viz.confusion_matrix({0: 1, 1: 1}, [1, 1], classes=2)  # its keys are no labels
+    with pytest.raises(TypeError, match="classes must be a number of classes or a list of them, got set"):
+        fg.viz.confusion_matrix([0], [0], classes={"a", "b"})  # no order for the rows
+    with pytest.raises(ValueError, match="1,000,000 classes; a confusion matrix has at most 1,000"):
+        fg.viz.confusion_matrix([0], [0], classes=range(10**6))
+    assert fg.viz.confusion_matrix((0, 1), (0, 0), classes=[0, 1]) == [[1, 0], [1, 0]]
