@@ -4,6 +4,9 @@ A checkpoint is one JSON object::
 
     {"format": "fungrad-checkpoint", "version": 2, "tree": ..., "metadata": {...}}
 
+(version 1 when the tree holds no class saved with its field names, see below,
+so that an older fungrad reads it)
+
 The tree is encoded so that a person can read it and every value comes back
 exactly:
 
@@ -155,8 +158,11 @@ def _type_text(t: type) -> str:
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
-def _encode(obj: Any, where: str, who: str) -> Any:
-    """The JSON value of the pytree ``obj``; ``where`` names it and ``who`` the call in errors."""
+def _encode(obj: Any, where: str, who: str, named: list[bool] | None = None) -> Any:
+    """The JSON value of the pytree ``obj``; ``where`` names it and ``who`` the call in errors.
+
+    ``named`` gets an item when a class is written with its field names (format 2).
+    """
     root: list[Any] = [None]
     names: dict[type, str] = {}
     # (value, path, depth, box, key, where): the value's encoding goes to box[key]
@@ -209,6 +215,8 @@ def _encode(obj: Any, where: str, who: str) -> Any:
                 node["fields"] = list(fields[0])
                 if fields[1]:
                     node["static_fields"] = list(fields[1])
+                if named is not None and not named:
+                    named.append(True)
             box[key] = node
             if aux is not None:
                 node["static"] = None
@@ -273,11 +281,15 @@ def save(path: PathLike, params: Any, *, metadata: dict[str, Any] | None = None)
     for k in meta:
         if not isinstance(k, str):
             raise TypeError(f"{who}: metadata keys must be str, got {k!r} ({type(k).__name__})")
+    named: list[bool] = []
+    tree_json = _encode(params, "params", who, named)
+    metadata_json = {k: _encode(v, f"metadata[{k!r}]", who, named) for k, v in meta.items()}
     doc = {
         "format": FORMAT,
-        "version": VERSION,
-        "tree": _encode(params, "params", who),
-        "metadata": {k: _encode(v, f"metadata[{k!r}]", who) for k, v in meta.items()},
+        # version 1 when no class is saved with field names: older fungrad reads it
+        "version": VERSION if named else 1,
+        "tree": tree_json,
+        "metadata": metadata_json,
     }
     try:
         data = (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode("utf-8")

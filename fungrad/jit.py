@@ -481,14 +481,19 @@ class Jitted:
         return "\n".join(codegen.compile_graph(tape, inputs, outs, compile=False).source)
 
 
+def _argument_at(path: tuple[Any, ...]) -> str:
+    # a path into (args, kwargs): "argument 1 at ['a']"
+    where = tree.keystr(path[2:])
+    return (f"argument {path[1]!r}" if len(path) > 1 else "an argument") + (f" at {where}" if where else "")
+
+
 def _unhashable(dyn: Any) -> str:
     for path, v in tree.flatten_with_path(dyn)[0]:
         if not _is_number(v):
             try:
                 hash(v)
             except TypeError:
-                where = tree.keystr(path[2:])
-                arg = f"argument {path[1]!r}" if len(path) > 1 else "an argument"
+                arg, _, where = _argument_at(path).partition(" at ")
                 return (
                     f"jit: {arg} has a leaf{' at ' + where if where else ''} of type "
                     f"{type(v).__name__}, which is not a number and not hashable. Non-number leaves "
@@ -506,10 +511,8 @@ def _unhashable(dyn: Any) -> str:
         try:
             hash(aux)
         except TypeError:
-            where = tree.keystr(path[2:])
-            arg = f"argument {path[1]!r}" if len(path) > 1 else "an argument"
             return (
-                f"jit: {arg}{' at ' + where if where else ''} is a {type(x).__name__} whose static fields "
+                f"jit: {_argument_at(path)} is a {type(x).__name__} whose static fields "
                 f"{aux!r:.80} are not hashable. Static fields are part of the cache key, compared by value, "
                 "so they must be hashable: make them tuples, or fields that are not static."
             )
