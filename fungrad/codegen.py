@@ -314,6 +314,7 @@ class _Names:
 
     def __init__(self) -> None:
         self.glob: dict[str, Any] = {"_inf": math.inf, "_ninf": -math.inf, "_nz": -0.0}
+        self.fwds: dict[str, str] = {}  # op -> the global name of its forward
 
     def literal(self, v: float) -> str:
         if v != v:
@@ -339,11 +340,16 @@ class _Names:
         return name
 
     def fwd(self, op: str) -> str:
+        name = self.fwds.get(op)
+        if name is not None:
+            return name
+        f = expr.replay_forward(op)  # a custom_vjp's holds it for as long as the replay lives
         # user primitives may have names that are not identifiers
         name = f"_f_{op}" if op.isidentifier() else f"_f{len(self.glob)}_{re.sub(r'[^0-9a-zA-Z_]', '_', op)}"
-        if self.glob.get(name, _FWD[op]) is not _FWD[op]:
+        if self.glob.get(name, f) is not f:
             name = f"_f{len(self.glob)}"
-        self.glob.setdefault(name, _FWD[op])
+        self.glob.setdefault(name, f)
+        self.fwds[op] = name
         return name
 
 

@@ -1791,6 +1791,22 @@ def _never_raises(fwd: Callable[..., float], name: str) -> Callable[..., float]:
 
 # per name of a custom_vjp, the number its next one of that name gets
 _custom_names: dict[str, int] = {}
+# per name of a custom_vjp, the object (held weakly) whose functions its row calls
+_custom_owner: dict[str, Any] = {}
+# per node a custom_vjp made, that custom_vjp: a node holds the rules that differentiate it
+_owners: weakref.WeakKeyDictionary[Node, Any] = weakref.WeakKeyDictionary()
+
+
+def _held(owner: Any, fwd: Callable[..., float], *xs: float) -> float:
+    return fwd(*xs)
+
+
+def replay_forward(op: str) -> Callable[..., float]:
+    """The forward of ``op`` for code that runs it later (jit's replay): a custom_vjp's holds the custom_vjp."""
+    fwd = FWD[op]
+    ref = _custom_owner.get(op)
+    owner = ref() if ref is not None else None
+    return fwd if owner is None else functools.partial(_held, owner, fwd)
 
 
 def _deleted(*args: Any) -> Any:
@@ -1819,27 +1835,7 @@ def _retire(name: str, n: int) -> None:
     RULES[name] = p.vjp
     JOINT.pop(name, None)
     OPS.pop(name, None)
-
-
-def _weak(xs: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(weakref.ref(x) if x.__class__ is Node else x for x in xs)
-
-
-def _strong(m: Any) -> Any:
-    # the memo's (key, result), or None once one of its nodes is gone
-    if m is None:
-        return None
-    out = []
-    for part in m:
-        vs = []
-        for x in part:
-            if x.__class__ is weakref.ReferenceType:
-                x = x()
-                if x is None:
-                    return None
-            vs.append(x)
-        out.append(tuple(vs))
-    return out
+    _custom_owner.pop(name, None)
 
 
 class custom_vjp:
@@ -1889,11 +1885,10 @@ class custom_vjp:
         qual = getattr(self.fun, "__qualname__", "f")
         self._fwd, self._bwd = fwd, bwd
         # The table's row holds this object weakly, so that a custom_vjp made
-        # anew at every call of a function (and its closures) is freed; a
-        # node it made that outlives it says so when differentiated. The memo
-        # holds its nodes weakly: it would keep the last graph alive.
+        # anew at every call of a function (the way to close over a
+        # hyperparameter) is freed with its closures once nothing uses it: its
+        # nodes hold it (see __call__), and so does jit's replay (replay_forward).
         me = weakref.ref(self)
-        memo: list[Any] = [None]
 
         def this() -> custom_vjp:
             f = me()
@@ -1912,12 +1907,9 @@ class custom_vjp:
             return f._bwd(out[1], g)
 
         def joint(g: Any, ans: Any, *args: Any) -> tuple[Any, ...]:
-            # the rules of one node's arguments are asked in turn with the
-            # same objects: compute f_bwd once for them
-            key = (g, ans) + args
-            m = _strong(memo[0])
-            if m is not None and len(m[0]) == len(key) and all(a is b for a, b in zip(m[0], key)):
-                return m[1]  # type: ignore[no-any-return]
+            # every argument's cotangent at once: the backward and forward
+            # passes ask it once per node (no memo: f_bwd may read state that
+            # changes between passes, a schedule's scale, say)
             try:
                 cts = fwd_bwd(g, args)
             except (AttributeError, ZeroDivisionError, OverflowError):
@@ -1943,7 +1935,6 @@ class custom_vjp:
                     raise TypeError(f"custom_vjp {qual}: bwd's cotangent {i} is {type(c).__name__}; expected a number")
                 if on_floats and c.__class__ is Node:
                     _closes_over(c, qual, "bwd")
-            memo[0] = (_weak(key), _weak(res))
             return res
 
         def forward(*xs: float) -> float:
@@ -1979,12 +1970,16 @@ class custom_vjp:
                           fun.__doc__ or "", "custom", False, False, joint)
         self._op = _register(p)
         self._prim = p
+        _custom_owner[name] = me
         weakref.finalize(self, _retire, name, n)
 
     def __call__(self, *args: Any) -> Any:
         if self._op is None:
             raise TypeError(f"custom_vjp {self.__name__!r}: call defvjp(f_fwd, f_bwd) before using it")
-        return self._op(*args)
+        out = self._op(*args)
+        if out.__class__ is Node:
+            _owners[out] = self  # differentiated after self's last name is gone (f made it inside)
+        return out
 
     def __get__(self, obj: Any, cls: Any = None) -> Any:
         return self if obj is None else functools.partial(self, obj)
