@@ -128,7 +128,9 @@ SEGMENT = 500_000
 # 1. Aliases and constants
 
 
-def prepare(tape: list[Node], inputs: list[Node], outs: list[Any]) -> tuple[list[Node], dict[Node, Node]]:
+def prepare(
+    tape: list[Node], inputs: list[Node], outs: list[Any], *, keep_stops: bool = False
+) -> tuple[list[Node], dict[Node, Node]]:
     """The nodes the replay computes, in tape (topological) order, and the aliases.
 
     Leaves made inside the trace that are not inputs (``fg.var(3.0)`` inside
@@ -155,7 +157,7 @@ def prepare(tape: list[Node], inputs: list[Node], outs: list[Any]) -> tuple[list
                     alias[n] = b
                 elif b not in live and b.value == 1.0:
                     alias[n] = a
-        elif op == "link" or op == "stop_gradient":
+        elif op == "link" or (op == "stop_gradient" and not keep_stops):
             p = n.parents[0]
             alias[n] = get(p, p)
         elif op == "where":
@@ -604,7 +606,7 @@ ARRAY = {
     "step": "xp.where({0} > 0.0, _like(1.0, {0}), _like(0.0, {0}))",
     "where": "xp.where({0} > 0.0, _like({1}, {0}), _like({2}, {0}))",
     "softplus": "xp.where({0} > 20.0, {0}, xp.log1p(xp.exp(xp.where({0} > 20.0, _like(0.0, {0}), {0}))))",
-    "stop_gradient": "{0}",
+    "stop_gradient": "_stop({0})",  # the namespace's own, for code that its autograd differentiates
     "link": "{0}",
     "erf": "_erf({0})",
     "share": "xp.where({0} < {1}, _like(0.0, {0}), xp.where({0} == {1}, _like(0.5, {0}), _like(1.0, {0})))",
@@ -617,6 +619,7 @@ ARRAY = {
 # C library's by a few ulp.
 NUMPY = {
     **ARRAY,
+    "stop_gradient": "{0}",
     "div": "xp.divide({0}, {1})",
     "relu": "xp.where({0} < 0.0, 0.0, {0})",
     "sigmoid": "xp.divide(1.0, 1.0 + xp.exp(xp.negative({0})))",
@@ -745,6 +748,19 @@ def _div_for(xp: Any) -> Callable[[Any, Any], Any]:
     return _div
 
 
+def _stop_for(xp: Any) -> Callable[[Any], Any]:
+    # stop_gradient for an autograd that differentiates the exported code
+    mod = getattr(xp, "__name__", "")
+    if mod == "torch":
+        tensor = xp.Tensor
+        return lambda a: a.detach() if isinstance(a, tensor) else a
+    if mod.startswith("jax"):
+        import jax
+
+        return jax.lax.stop_gradient  # type: ignore[no-any-return]
+    return lambda a: a  # NumPy computes no derivatives
+
+
 def _erf_for(xp: Any) -> Callable[[Any], Any]:
     # erf is not in every array namespace (NumPy has none): fall back to
     # math.erf elementwise where the namespace can vectorize
@@ -780,7 +796,7 @@ def array_function(
     frees its array early. With either, the function takes ``(xs, size)``.
     The function's ``source`` holds the code.
     """
-    order, alias = prepare(tape, inputs, outs)
+    order, alias = prepare(tape, inputs, outs, keep_stops=templates.get("stop_gradient") != "{0}")
     slot = {x: k for k, x in enumerate(inputs)}
     names: dict[Node, str] = {}
     glob: dict[str, Any] = {"xp": xp, "_inf": math.inf, "_nan": math.nan, "inf": math.inf, "nan": math.nan}
@@ -841,6 +857,8 @@ def array_function(
         glob["_div"] = _div_for(xp)
     if "_atan2(" in src:
         glob["_atan2"] = _atan2_for(xp)
+    if "_stop(" in src:
+        glob["_stop"] = _stop_for(xp)
     if summed:
         glob["_sum"], glob["_dot_sum"] = _sums_for(xp)
     exec(compile(src, "<fungrad array code>", "exec"), glob)  # noqa: S102 - our own generated code

@@ -160,6 +160,15 @@ def test_export_to_torch_autograd_equals_fungrad_gradients(torch):
     assert wb.grad.item() == pytest.approx(want["b"], rel=1e-12)
 
 
+def test_export_keeps_stop_gradient_for_the_autograd_that_differentiates_it(torch):
+    f = lambda x: fg.stop_gradient(x) * x + fg.stop_gradient(x * x)  # noqa: E731
+    t = torch.tensor([3.0, -2.0], dtype=torch.float64, requires_grad=True)
+    fg.export(f, 1.0, xp=torch)(t).sum().backward()
+    assert t.grad.tolist() == [fg.grad(f)(3.0), fg.grad(f)(-2.0)] == [3.0, -2.0]
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    assert fg.export(f, 1.0, xp=np)(np.array([3.0, -2.0])).tolist() == [18.0, 8.0]
+
+
 def test_export_covers_every_public_primitive():
     np = require("numpy", 'pip install "fungrad[fast]"')
     public = [name for name, p in fg.PRIMITIVES.items() if p.public]
