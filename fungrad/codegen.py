@@ -755,9 +755,9 @@ def _stop_for(xp: Any) -> Callable[[Any], Any]:
         tensor = xp.Tensor
         return lambda a: a.detach() if isinstance(a, tensor) else a
     if mod.startswith("jax"):
-        import jax
+        import importlib
 
-        return jax.lax.stop_gradient  # type: ignore[no-any-return]
+        return importlib.import_module("jax.lax").stop_gradient  # type: ignore[no-any-return]
     return lambda a: a  # NumPy computes no derivatives
 
 
