@@ -39,7 +39,15 @@ def _value(x: Any) -> float:
 def _close(a: float, n: float, rtol: float, atol: float) -> bool:
     if a == n or (a != a and n != n):
         return True
+    if math.isinf(a) or math.isinf(n):
+        return False  # inf - x <= inf would call anything close to an infinity
     return abs(a - n) <= atol + rtol * abs(n)
+
+
+_NO_CHECK = (
+    "the finite difference is {num!r}, so nothing is checked here (the point is at the edge of f's domain, "
+    "or f overflows within eps of it): choose another point, or a smaller eps"
+)
 
 
 class _Flat:
@@ -154,6 +162,12 @@ def check_grads(
         raise ValueError(f"check_grads: order must be 1 or 2, got {order!r}")
     if isinstance(modes, str) or not modes or any(m not in ("fwd", "rev") for m in modes):
         raise ValueError(f"check_grads: modes must be a tuple of 'fwd' and/or 'rev', got {modes!r}")
+    for name, v, least in (("eps", eps, "> 0"), ("rtol", rtol, ">= 0"), ("atol", atol, ">= 0")):
+        if v is None and name == "eps":
+            continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or not (v > 0 if name == "eps" else v >= 0):
+            raise ValueError(f"check_grads: {name} must be a finite number {least}, got {v!r}")
     for mode in dict.fromkeys(modes):
         _check_mode(f, args, order, eps, rtol, atol, argnums, mode)
 
@@ -187,7 +201,9 @@ def _check_mode(
     bad = []
     for i in range(n):
         num = _fd(fv, x, i, eps)
-        if not _close(analytic[i], num, rtol, atol):
+        if not math.isfinite(num):
+            bad.append(f"{names[i]}: analytic {analytic[i]!r}, but " + _NO_CHECK.format(num=num))
+        elif not _close(analytic[i], num, rtol, atol):
             bad.append(f"{names[i]}: analytic {analytic[i]!r}, numeric {num!r}")
     if bad:
         raise _fail(1, bad, n, rtol, atol, mode)
@@ -201,7 +217,9 @@ def _check_mode(
     for j in range(n):
         col = _fd(gv, x, j, eps)
         for i in range(n):
-            if not _close(H[i][j], col[i], rtol, atol):
+            if not math.isfinite(col[i]):
+                bad.append(f"d/d({names[j]}) of d/d({names[i]}): analytic {H[i][j]!r}, but " + _NO_CHECK.format(num=col[i]))
+            elif not _close(H[i][j], col[i], rtol, atol):
                 bad.append(
                     f"d/d({names[j]}) of d/d({names[i]}): analytic {H[i][j]!r}, numeric {col[i]!r}"
                 )

@@ -228,3 +228,19 @@ def test_compare_with_torch_reports_differences():
     assert math.isnan(d)  # nan on one side only
     with pytest.raises(AssertionError, match="value: fungrad nan, torch 1.0"):
         testing.compare_with_torch(fg.log, lambda x: x * 0.0 + 1.0, -1.0)
+
+
+def test_check_grads_checks_nothing_silently_where_finite_differences_fail():
+    wrong = fg.primitive("testing_wrong_at_overflow", lambda x: 1.7e308 * x, vjp=(lambda g, a, x: -42.0 * g,))
+    # the finite difference overflows to inf: it agreed with anything within inf
+    with pytest.raises(AssertionError, match="analytic -42.0, but the finite difference is inf, so nothing is checked"):
+        fg.check_grads(wrong, (1.05746,))
+    # at the edge of the domain the difference is nan: a nan rule agreed with it
+    with pytest.raises(AssertionError, match="but the finite difference is nan"):
+        fg.check_grads(fg.log, (1e-6,))
+    fg.check_grads(fg.log, (1e-6,), eps=1e-9)  # a step inside the domain checks it
+    with pytest.raises(AssertionError, match=r"compare_with_torch: value: fungrad inf, torch -inf"):
+        fg.testing.compare_with_torch(lambda x: x * 0 + math.inf, lambda x: x * 0 - math.inf, (1.0,))
+    for bad in ({"eps": 0.0}, {"eps": -1e-5}, {"eps": math.nan}, {"rtol": -1.0}, {"atol": math.inf}):
+        with pytest.raises(ValueError, match="must be a finite number"):
+            fg.check_grads(fg.sin, (1.0,), **bad)
