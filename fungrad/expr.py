@@ -1749,24 +1749,35 @@ def primitive(
         raise TypeError(f"primitive {name!r}: label must be a str")
     params = ("x",) if len(vjp) == 1 else tuple(f"x{i}" for i in range(len(vjp)))
     text = doc if doc is not None else (getattr(fwd, "__doc__", None) or f"The primitive {name!r}.")
-    rules = tuple(None if r is None else _ieee_rule(r) for r in vjp)
+    rules = tuple(None if r is None else _ieee_rule(r, name, i) for i, r in enumerate(vjp))
     p = Primitive(name, _never_raises(fwd, name), rules, label or name, params, text, public=False)
     return _register(p)  # type: ignore[return-value]
 
 
-def _ieee_rule(r: Rule) -> Rule:
+def _ieee_rule(r: Rule, name: str = "", i: int = 0) -> Rule:
     # A user's rule may use Python's / or ** (g / x); on the plain floats of a
     # first-order pass they raise where IEEE gives inf or nan, while the same
     # rule on nodes (nested, or traced by jit) follows IEEE. So a rule that
     # raises is run again on constant nodes: the same answer in every mode.
+    # What it returns must be a cotangent: a real number or a node (a complex
+    # number or an array would come out of grad as the gradient).
     @functools.wraps(r)
     def rule(g: Any, ans: Any, *args: Any) -> Any:
         try:
-            return r(g, ans, *args)
+            c = r(g, ans, *args)
         except (ZeroDivisionError, OverflowError):
             lifted = [v if v.__class__ is Node else _lift(v) for v in (g, ans, *args)]
             c = r(*lifted)
-            return c.value if c.__class__ is Node else c
+            if c.__class__ is Node:
+                c = c.value
+        if c.__class__ is float or c.__class__ is Node:
+            return c
+        if not real_number(c):
+            raise TypeError(
+                f"primitive {name!r}: the vjp rule of argument {i} returned {type(c).__name__} {c!r:.60}; "
+                "expected a real number or a node (write it with fungrad's ops)"
+            )
+        return float(c)  # an int, a NumPy float: a float, as the built-in rules give
 
     return rule
 

@@ -207,6 +207,19 @@ def _check_mode(
             bad.append(f"{names[i]}: analytic {analytic[i]!r}, numeric {num!r}")
     if bad:
         raise _fail(1, bad, n, rtol, atol, mode)
+    if mode == "rev":
+        # A rule must scale with the cotangent it is given: f alone gives it
+        # 1, where one that ignores g (or squares it) looks right; 3 * f does not
+        scaled = [_value(a) for a in grad(lambda v: 3.0 * g(v))(x)]
+        for i in range(n):
+            if not _close(scaled[i], 3.0 * analytic[i], rtol, atol):
+                bad.append(f"{names[i]}: of 3 * f {scaled[i]!r}, but 3 times that of f is {3.0 * analytic[i]!r}")
+        if bad:
+            raise AssertionError(
+                "check_grads: a derivative rule does not scale with the cotangent g it is given (it ignores g, "
+                "or is not linear in it), so gradients of f inside a larger function are wrong:\n  "
+                + "\n  ".join(bad)
+            )
     if order == 1:
         return
 

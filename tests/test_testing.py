@@ -244,3 +244,21 @@ def test_check_grads_checks_nothing_silently_where_finite_differences_fail():
     for bad in ({"eps": 0.0}, {"eps": -1e-5}, {"eps": math.nan}, {"rtol": -1.0}, {"atol": math.inf}):
         with pytest.raises(ValueError, match="must be a finite number"):
             fg.check_grads(fg.sin, (1.0,), **bad)
+
+
+def test_check_grads_catches_a_rule_that_ignores_its_cotangent():
+    forgets = fg.primitive("testing_sin_forgets_g", math.sin, vjp=(lambda g, a, x: fg.cos(x),))
+    squares = fg.primitive("testing_sin_squares_g", math.sin, vjp=(lambda g, a, x: g * g * fg.cos(x),))
+    for p in (forgets, squares):
+        assert fg.grad(p)(1.0) == math.cos(1.0)  # right alone, at a cotangent of 1
+        assert fg.grad(lambda x: 3.0 * p(x))(1.0) != 3.0 * math.cos(1.0)  # wrong inside a larger function
+        with pytest.raises(AssertionError, match="a derivative rule does not scale with the cotangent g"):
+            fg.check_grads(p, (1.0,))
+    right = fg.primitive("testing_sin_right", math.sin, vjp=(lambda g, a, x: g * fg.cos(x),))
+    fg.check_grads(right, (1.0,), order=2)
+
+
+def test_a_rule_that_returns_no_real_number_is_named():
+    cplx = fg.primitive("testing_complex_rule", math.sin, vjp=(lambda g, a, x: 1j * g,))
+    with pytest.raises(TypeError, match=r"primitive 'testing_complex_rule': the vjp rule of argument 0 returned complex"):
+        fg.grad(cplx)(1.0)
