@@ -1858,7 +1858,12 @@ class custom_vjp:
     one op in the graph: drawings show it as one node, ``jit`` replays ``f``
     on floats, and its derivative is ``f_bwd``'s, at every order when
     ``f_bwd`` uses fungrad's ops. Arguments are scalars (numbers or nodes) and
-    the output is one scalar.
+    the output is one scalar. It may be defined inside the function it
+    serves (to close over a value): the nodes it makes, and ``jit``'s
+    replays, keep it alive. A node records its op by name, so a graph
+    unpickled in another process is differentiated with whatever is
+    registered there under that name; save numbers (``fungrad.checkpoint``)
+    rather than graphs of your own ops.
 
     >>> import fungrad as fg
     >>> @fg.custom_vjp
