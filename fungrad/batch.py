@@ -657,8 +657,8 @@ def _backend(asked: str | None, body: _Map, size: int) -> str:
     if asked == "numpy":
         if not body.array_ok():
             raise TypeError(
-                f"vmap: backend='numpy' needs NumPy (pip install 'fungrad[fast]') and a body made of "
-                f"fungrad's built-in primitives; {body.name} cannot be replayed with NumPy: {body._array_why}"
+                f"vmap: backend='numpy' cannot replay {body.name}: {body._array_why} (it needs NumPy, "
+                "pip install 'fungrad[fast]', and a body made of fungrad's built-in primitives)"
             )
         return "numpy"
     return "numpy" if size >= NUMPY_FROM and body.array_ok() else "python"

@@ -278,7 +278,7 @@ def test_backend_errors_say_what_was_expected():
     with pytest.raises(ValueError, match="backend must be None"):
         fg.vmap(trans, backend="gpu")
     sq = fg.primitive("sq_for_vmap_backend", lambda x: x * x, (lambda g, ans, x: 2.0 * x * g,))
-    with pytest.raises(TypeError, match="cannot be replayed with NumPy"):
+    with pytest.raises(TypeError, match="backend='numpy' cannot replay <lambda>: the op 'sq_for_vmap_backend' has no array form"):
         fg.vmap(lambda w, x: sq(w * x), in_axes=(None, 0), backend="numpy")(2.0, [1.0, 2.0])
     # automatic: the body has an op NumPy cannot run, so Python replays it
     out = fg.vmap(lambda w, x: sq(w * x), in_axes=(None, 0))(2.0, [float(i) for i in range(100)])
@@ -618,7 +618,7 @@ def test_backend_numpy_refused_says_which_op_stops_it():
     require("numpy", 'pip install "fungrad[fast]"')
     inner = fg.vmap(lambda a, b: a * b, in_axes=(None, 0))
     outer = fg.vmap(lambda a, bs: sum(inner(a, bs)), in_axes=(0, None), backend="numpy")
-    with pytest.raises(TypeError, match="cannot be replayed with NumPy: the op 'vmap' has no array form"):
+    with pytest.raises(TypeError, match="cannot replay <lambda>: the op 'vmap' has no array form"):
         outer([1.0, 2.0], [3.0, 4.0])
     assert fg.vmap(lambda a, bs: sum(inner(a, bs)), in_axes=(0, None))([1.0, 2.0], [3.0, 4.0]) == [7.0, 14.0]
 
