@@ -162,14 +162,18 @@ def check_grads(
         raise ValueError(f"check_grads: order must be 1 or 2, got {order!r}")
     if isinstance(modes, str) or not modes or any(m not in ("fwd", "rev") for m in modes):
         raise ValueError(f"check_grads: modes must be a tuple of 'fwd' and/or 'rev', got {modes!r}")
-    for name, v, least in (("eps", eps, "> 0"), ("rtol", rtol, ">= 0"), ("atol", atol, ">= 0")):
-        if v is None and name == "eps":
-            continue
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        if not ok or not (v > 0 if name == "eps" else v >= 0):
-            raise ValueError(f"check_grads: {name} must be a finite number {least}, got {v!r}")
+    if eps is not None:
+        _tolerance("eps", eps, "> 0")
+    _tolerance("rtol", rtol, ">= 0")
+    _tolerance("atol", atol, ">= 0")
     for mode in dict.fromkeys(modes):
         _check_mode(f, args, order, eps, rtol, atol, argnums, mode)
+
+
+def _tolerance(name: str, v: Any, least: str) -> None:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if not ok or not (v > 0 if least == "> 0" else v >= 0):
+        raise ValueError(f"check_grads: {name} must be a finite number {least}, got {v!r}")
 
 
 def _check_mode(
