@@ -968,6 +968,9 @@ class Node(_Slots):
         x, y = _parent_slots(parents)
         _set(self, "_x", x)
         _set(self, "_y", y)
+        ref = _custom_owner.get(op)
+        if ref is not None and ref() is not None:
+            _owners[self] = ref()  # a copy of a custom_vjp's node holds it too
 
     @property
     def parents(self) -> tuple[Node, ...]:
@@ -1506,7 +1509,11 @@ def named(x: Node, name: str) -> Node:
         if x.level == CONST:
             return const(x.value, name)
         return var(x.value, name)
-    return _mk(x.value, x.op, x.parents, name, x.level == CONST)
+    n = _mk(x.value, x.op, x.parents, name, x.level == CONST)
+    owner = _owners.get(x)
+    if owner is not None:
+        _owners[n] = owner  # a custom_vjp's node, named: it holds the custom_vjp too
+    return n
 
 
 # --------------------------------------------------------------------------

@@ -645,3 +645,19 @@ def test_a_custom_vjp_keeps_no_graph_alive():
     # the memo that spares f_bwd a second run per node holds its nodes weakly
     assert len(seen) == 2 and [r() for r in seen] == [None, None]
     assert fg.grad(fg.grad(lambda x: d(x) * x))(1.0) == 4.0  # and still works at second order
+
+
+def test_a_copy_or_a_named_node_of_a_custom_vjp_holds_it_too():
+    import copy
+    import gc
+    import pickle
+
+    for make_copy in (lambda y: fg.named(y, "n"), copy.copy, copy.deepcopy, lambda y: pickle.loads(pickle.dumps(y))):
+        a = fg.var(3.0)
+        y = _doubler()(a)  # the custom_vjp's only holder is this node
+        y2 = make_copy(y)  # a new node of the same op
+        assert y2 is not y and y2.op == y.op
+        del y
+        gc.collect()
+        got = fg.gradients(y2)
+        assert [got[n] for n in got if n.op == ""] == [2.0]

@@ -256,6 +256,19 @@ def test_check_grads_catches_a_rule_that_ignores_its_cotangent():
             fg.check_grads(p, (1.0,))
     right = fg.primitive("testing_sin_right", math.sin, vjp=(lambda g, a, x: g * fg.cos(x),))
     fg.check_grads(right, (1.0,), order=2)
+    # a rule whose scaled cotangent overflows is not called wrong for it
+    big = fg.primitive("testing_big_rule", lambda x: 1e307 * x, vjp=(lambda g, a, x: (g * 1e308) / 10.0,))
+    fg.check_grads(big, (1.0,), eps=1e-3)
+
+    # a clip of the gradient is not linear by design: linear=False checks the rest
+    @fg.custom_vjp
+    def clip_gradient(x):
+        return x
+
+    clip_gradient.defvjp(lambda x: (x, None), lambda res, g: (fg.maximum(-1.0, fg.minimum(1.0, g)),))
+    with pytest.raises(AssertionError, match="does not scale with the cotangent"):
+        fg.check_grads(clip_gradient, (2.0,), modes=("rev",))
+    fg.check_grads(clip_gradient, (2.0,), linear=False, modes=("rev",))  # forward mode refuses it
 
 
 def test_a_rule_that_returns_no_real_number_is_named():
