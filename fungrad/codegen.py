@@ -774,6 +774,17 @@ def _erf_for(xp: Any) -> Callable[[Any], Any]:
     raise TypeError(f"{getattr(xp, '__name__', xp)!r} has no erf")
 
 
+# the helpers of array code, each made for the namespace xp
+_HELPERS: dict[str, Callable[[Any], Callable[..., Any]]] = {
+    "_erf": _erf_for,
+    "_like": _like_for,
+    "_pow": _pow_for,
+    "_div": _div_for,
+    "_atan2": _atan2_for,
+    "_stop": _stop_for,
+}
+
+
 def array_function(
     tape: list[Node],
     inputs: list[Node],
@@ -847,18 +858,9 @@ def array_function(
     rets += [_array_sum(o, alias, batched, dots, ref) for o in outs[keep:]]
     params = "xs, size" if summed or reuse else "xs"
     src = f"def {name}({params}):\n    " + "\n    ".join(lines + [f"return [{', '.join(rets)}]"]) + "\n"
-    if "_erf(" in src:
-        glob["_erf"] = _erf_for(xp)
-    if "_like(" in src:
-        glob["_like"] = _like_for(xp)
-    if "_pow(" in src:
-        glob["_pow"] = _pow_for(xp)
-    if "_div(" in src:
-        glob["_div"] = _div_for(xp)
-    if "_atan2(" in src:
-        glob["_atan2"] = _atan2_for(xp)
-    if "_stop(" in src:
-        glob["_stop"] = _stop_for(xp)
+    for helper, make in _HELPERS.items():  # the namespace's helpers the code calls
+        if f"{helper}(" in src:
+            glob[helper] = make(xp)
     if summed:
         glob["_sum"], glob["_dot_sum"] = _sums_for(xp)
     exec(compile(src, "<fungrad array code>", "exec"), glob)  # noqa: S102 - our own generated code
