@@ -969,8 +969,9 @@ class Node(_Slots):
         _set(self, "_x", x)
         _set(self, "_y", y)
         ref = _custom_owner.get(op)
-        if ref is not None and ref() is not None:
-            _owners[self] = ref()  # a copy of a custom_vjp's node holds it too
+        owner = ref() if ref is not None else None
+        if owner is not None:
+            _owners[self] = owner  # a copy of a custom_vjp's node holds it too
 
     @property
     def parents(self) -> tuple[Node, ...]:
@@ -1915,12 +1916,7 @@ class custom_vjp:
 
         def this() -> custom_vjp:
             f = me()
-            if f is None:
-                raise RuntimeError(
-                    f"custom_vjp {qual}: the function was deleted, but a node it made is still used; "
-                    "keep the custom_vjp alive as long as its results are"
-                )
-            return f
+            return f if f is not None else _deleted()
 
         def fwd_bwd(g: Any, args: tuple[Any, ...]) -> Any:
             f = this()

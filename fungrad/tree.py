@@ -250,10 +250,13 @@ class _PerFunction:
         return e[1]
 
     def __getitem__(self, f: Any) -> Any:
-        v = self.get(f, lambda: None)
-        if v is None:
+        """``f``'s state, if it has one (``KeyError`` otherwise; nothing is made)."""
+        if type(f).__eq__ is object.__eq__ or isinstance(f, _SAME_IF_EQUAL):
+            return self.by_eq[f]
+        e = self.by_id.get(id(f))
+        if e is None or e[0]() is not f:
             raise KeyError(f)
-        return v
+        return e[1]
 
 
 def _hashable(v: Any) -> Any:
