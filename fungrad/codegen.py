@@ -151,7 +151,7 @@ def prepare(
         op = n.op
         if op == "mul":
             if _MUL_ONE_IS_IDENTITY:
-                a, b = n.parents
+                a, b = n._x, n._y  # its two parents (the parents property would build a tuple)
                 a, b = get(a, a), get(b, b)
                 if a not in live and a.value == 1.0:
                     alias[n] = b
@@ -176,9 +176,11 @@ def prepare(
             if o in live:
                 need.add(o)
     add = need.add
+    many = expr._MANY
     for n in reversed(tape):  # users come after producers, so one pass suffices
         if n in need:
-            for p in n.parents:
+            x, y = n._x, n._y  # the parents, read from the slots (see expr._Slots)
+            for p in x if y is many else () if x is None else (x,) if y is None else (x, y):
                 p = get(p, p)
                 if p in live:
                     add(p)
@@ -229,10 +231,15 @@ def plan(order: list[Node], alias: dict[Node, Node], inputs: list[Node], outs: l
     in_slot = {x: k for k, x in enumerate(inputs)}
     get = alias.get
     steps: list[Step] = []
+    many = expr._MANY
     for n in order:
         i = len(steps)
+        # the parents read from the node's slots (see expr._Slots): the
+        # ``parents`` property builds a tuple per call, and plan visits every node
+        x, y = n._x, n._y
+        ps = () if x is None else (x,) if y is None else x if y is many else (x, y)
         args: list[Any] = []  # per argument: the position of its step, or the constant node itself
-        for p in n.parents:
+        for p in ps:
             p = get(p, p)
             j = pos.get(p)
             if j is None:
@@ -247,7 +254,7 @@ def plan(order: list[Node], alias: dict[Node, Node], inputs: list[Node], outs: l
         if op == "vmap":
             s.call = n.value.map.replay(n.value)  # type: ignore[attr-defined]
         elif op == "vmap_pick":
-            s.take = int(n.parents[1].value)
+            s.take = int(y.value)
         pos[n] = i
         steps.append(s)
     tmpl: list[Any] = []

@@ -25,9 +25,11 @@ from __future__ import annotations
 import collections
 import enum
 import functools
+import inspect
 import itertools
 import math
 import numbers
+import operator
 import struct
 import types
 import weakref
@@ -122,6 +124,17 @@ def _is_namedtuple(cls: type) -> bool:
     return issubclass(cls, tuple) and hasattr(cls, "_fields")
 
 
+def _takes_in_order(cls: type, names: list[str]) -> bool:
+    # whether cls(*values) binds exactly as cls(**dict(zip(names, values))):
+    # its signature's parameters are these names, in this order, each one
+    # taken by position or by keyword
+    try:
+        params = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return [p.name for p in params] == names and all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+
+
 def _attrs_entry(cls: type) -> _Entry:
     fields = attrs.fields(cls)
     dyn = [f.name for f in fields if not f.metadata.get("static")]
@@ -130,14 +143,28 @@ def _attrs_entry(cls: type) -> _Entry:
     no_init = [f.name for f in fields if not f.init]
     keys = [_Attr(n) for n in dyn]
 
+    # attrgetter reads the fields in C: jit flattens its arguments and rebuilds
+    # its outputs on every call, and a model is dozens of these objects
+    get_dyn = operator.attrgetter(*dyn) if dyn else None
+    get_stat = operator.attrgetter(*stat) if stat else None
+    one_dyn, one_stat = len(dyn) == 1, len(stat) == 1
+
     def flat(obj: Any) -> tuple[list[Any], Any]:
-        return [getattr(obj, n) for n in dyn], tuple([_hashable(getattr(obj, n)) for n in stat]) if stat else ()
+        children = [] if get_dyn is None else [get_dyn(obj)] if one_dyn else list(get_dyn(obj))
+        if get_stat is None:
+            return children, ()
+        if one_stat:
+            return children, (_hashable(get_stat(obj)),)
+        return children, tuple([_hashable(v) for v in get_stat(obj)])
 
     dyn_init = [init_names[n] for n in dyn]
     stat_init = [init_names[n] for n in stat]
+    positional = not no_init and _takes_in_order(cls, dyn_init + stat_init)
 
     def unflat(aux: Any, children: list[Any]) -> Any:
-        if not no_init:  # the common case, which jit's calls rebuild on every step
+        if positional:  # the class takes its fields by position, in this order: the same call, made faster
+            return cls(*children, *aux)
+        if not no_init:
             kw = dict(zip(dyn_init, children))
             kw.update(zip(stat_init, aux))
             return cls(**kw)

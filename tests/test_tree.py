@@ -324,3 +324,51 @@ def test_treedefs_differ_in_statics_equal_by_eq_only():
     assert st([S(1.0, ("a", None))]) == st([S(3.0, ("a", None))])
     assert st(S(1.0, ("a", True))) != st(S(1.0, ("a", 1))) and st({1: 1.0}) != st({True: 1.0})
     assert st({"a": 1.0, "b": [S(1.0, 0.0)]}) != st({"a": 1.0, "b": [S(1.0, -0.0)]})
+
+
+@attrs.frozen(init=False)
+class _Swapped:
+    # the constructor takes the fields in the other order than they are declared
+    a: float
+    b: float
+
+    def __init__(self, b: float, a: float):
+        object.__setattr__(self, "a", a)
+        object.__setattr__(self, "b", b)
+
+
+@attrs.frozen
+class _Mixed:
+    # a static field between two leaves, a private field (its argument is "c"), one by keyword only
+    x: float
+    mode: str = tree.static(default="m")
+    _c: float = 0.0
+    k: float = attrs.field(default=0.0, kw_only=True)
+
+
+@attrs.frozen
+class _Made:
+    # a constructor of its own (a __new__ that takes keywords only)
+    x: float
+    y: float
+
+    def __new__(cls, **kw: float) -> _Made:
+        return super().__new__(cls)
+
+
+def test_attrs_classes_are_rebuilt_with_each_field_in_its_place():
+    # tree.unflatten calls a class by position only where that binds the same
+    # arguments as by keyword; a constructor of another order keeps the keywords
+    for obj in (_Swapped(b=2.0, a=1.0), _Mixed(1.0, "q", 2.0, k=3.0), _Made(x=1.0, y=2.0)):
+        leaves, td = tree.flatten(obj)
+        back = tree.unflatten(td, [v * 10.0 for v in leaves])
+        assert type(back) is type(obj)
+        assert tree.leaves(back) == [v * 10.0 for v in leaves]
+        assert attrs.asdict(back) == {k: (v * 10.0 if isinstance(v, float) else v) for k, v in attrs.asdict(obj).items()}
+    assert tree.unflatten(tree.structure(_Swapped(b=2.0, a=1.0)), [5.0, 6.0]) == _Swapped(b=6.0, a=5.0)
+    # jit rebuilds its outputs the same way
+    f = fg.jit(lambda s, m: (_Swapped(b=s.a * 2.0, a=s.b + 1.0), attrs.evolve(m, x=m.x * 3.0)))
+    for _ in range(2):
+        s, m = f(_Swapped(b=2.0, a=1.0), _Mixed(1.0, "q", 2.0, k=3.0))
+        assert (s.a, s.b) == (3.0, 2.0)
+        assert (m.x, m.mode, m._c, m.k) == (3.0, "q", 2.0, 3.0)
