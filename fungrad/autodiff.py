@@ -168,7 +168,38 @@ def _backward(
                     continue
                 cx = rx(g, n, x) if nested else rx(g, n.value, x.value)
         else:
-            if n.op == "vmap":
+            op = n.op
+            if op == "affine":
+                # b + w0*x0 + ...: each argument's cotangent as the add and
+                # mul nodes it stands for would give it, in their order (the
+                # last term first, b just before the first term), so that
+                # sums into a node used twice round the same way
+                ps = x
+                i = len(ps) - 2
+                while i > 0:
+                    w = ps[i]
+                    v = ps[i + 1]
+                    if i == 1 and ps[0].level >= floor:
+                        b = ps[0]
+                        if debug:
+                            _nonfinite(n, 0, g)
+                        old = get(b)
+                        ct[b] = g if old is None else old + g
+                    if w.level >= floor:
+                        c = g * v if nested else g * v.value
+                        if debug:
+                            _nonfinite(n, i, c)
+                        old = get(w)
+                        ct[w] = c if old is None else old + c
+                    if v.level >= floor:
+                        c = g * w if nested else g * w.value
+                        if debug:
+                            _nonfinite(n, i + 1, c)
+                        old = get(v)
+                        ct[v] = c if old is None else old + c
+                    i -= 2
+                continue
+            if op == "vmap":
                 _map_back(n, g, ct, floor, nested, debug)
                 continue
             ps = x
@@ -467,10 +498,13 @@ def _fresh(v: Any, argnum: int, arg: Any, i: int, fname: str) -> Node:
 
 
 def _trace(
-    f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], nums: tuple[int, ...], fname: str
+    f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], nums: tuple[int, ...], fname: str,
+    *, fuse: bool = False,
 ) -> _Traced:
+    # ``fuse``: the level is walked backward only (grad, value_and_grad,
+    # jacobian), so at the root affine may make one node per sum (expr.affine)
     parent = expr.current()
-    t = expr.new_level()
+    t = expr.new_level(fuse=fuse)
     r = _Traced()
     r.trace = t
     r.tape = t.tape  # type: ignore[assignment]
@@ -559,7 +593,7 @@ def _value_and_grad(
 
     def run(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
         nums = _argnums(argnums, len(args), fname)
-        r = _trace(f, args, kwargs, nums, fname)
+        r = _trace(f, args, kwargs, nums, fname, fuse=True)
         out, aux = _split_aux(r.result, has_aux, fname)
         out = _scalar(out, fname, has_aux)
         gs = r.grads(out)
@@ -632,7 +666,7 @@ def _jacobian(f: Callable[..., Any], argnums: int | Sequence[int], has_aux: bool
 
     def run(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         nums = _argnums(argnums, len(args), fname)
-        r = _trace(f, args, kwargs, nums, fname)
+        r = _trace(f, args, kwargs, nums, fname, fuse=True)
         res, aux = _split_aux(r.result, has_aux, fname)
         outs, td = tree.flatten(res)
         rows = []

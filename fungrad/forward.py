@@ -203,7 +203,9 @@ def _sweep(r: _Traced, seeds: dict[Node, Any]) -> dict[Node, Any]:
             ds = None
             for i, p in enumerate(ps):
                 t = get(p)
-                if t is None or rules[i] is None or p.level < floor:
+                # a joint rule gives every argument's derivative (and may take
+                # more arguments than its table row lists: affine)
+                if t is None or p.level < floor or (joint is None and rules[i] is None):
                     continue
                 if joint is not None:
                     # a rule that gives every argument's derivative at once

@@ -4,7 +4,10 @@
 ``act = b; for w, x in zip(ws, xs): act = act + w * x``: the same values bit
 for bit, the same graph node by node (ops, values, levels, lifted constants,
 sharing of the caller's nodes), the same tape order, the same derivatives in
-every transform, and the same errors.
+every transform, and the same errors. At the level of a ``grad``,
+``value_and_grad`` or ``jacobian`` run at the root it makes one ``affine``
+node per sum instead (the last section): the same values and gradients, bit
+for bit.
 """
 
 from __future__ import annotations
@@ -1126,3 +1129,165 @@ def test_a_node_pickled_with_parents_as_a_field_still_loads():
     assert fg.gradients(n)[a] == 4.0
     with pytest.raises(TypeError, match=r"^Node: cannot restore a node from tuple \('x',\)"):
         Node.__new__(Node).__setstate__(("x",))
+
+
+# --------------------------------------------------------------------------
+# One affine node per sum at the root of grad, value_and_grad and jacobian
+
+
+def _ops_seen(fn, *args):
+    """The ops of the sums ``affine`` made while ``fn(*args)`` ran."""
+    seen = []
+
+    def loss(p):
+        y = affine(p[0], [p[1], p[2]], [p[2], 0.5])
+        seen.append(y.op)
+        return y
+
+    fn(loss)(*args)
+    return seen
+
+
+def test_grad_at_the_root_makes_one_node_per_sum_and_nothing_else_does():
+    p = [1.0, 2.0, 3.0]
+    assert _ops_seen(fg.grad, p) == ["affine"]
+    assert _ops_seen(fg.value_and_grad, p) == ["affine"]
+    assert _ops_seen(fg.jacobian, p) == ["affine"]
+    # where the nodes in between can be seen or differentiated again: the operators' graph
+    assert _ops_seen(lambda f: fg.jit(fg.grad(f)), p) == ["add"]
+    assert _ops_seen(lambda f: (lambda q: fg.grad(lambda r: fg.grad(f)(r)[0])(q)), p) == ["add"]
+    assert _ops_seen(lambda f: (lambda q: fg.jvp(f, (q,), ([1.0, 0.0, 0.0],))), p) == ["add"]
+    assert _ops_seen(lambda f: (lambda q: fg.vjp(f, q)), p) == ["add"]
+    assert _ops_seen(lambda f: fg.jacfwd(f), p) == ["add"]
+    assert _ops_seen(lambda f: fg.hessian(f), p) == ["add"]
+    assert _ops_seen(lambda f: (lambda q: fg.vmap(fg.grad(f))([q, q])), p) == ["add"]
+
+    def under_debug(f):
+        def run(q):
+            with fg.debug_nans():
+                return fg.grad(f)(q)
+        return run
+
+    assert _ops_seen(under_debug, p) == ["add"]
+    # and outside every transform, a neuron's graph is the operators' one, to draw
+    assert affine(fg.var(1.0), [fg.var(2.0)], [3.0]).op == "add"
+
+
+def test_the_fused_node_holds_the_terms_and_the_operators_value():
+    got = {}
+
+    def loss(p):
+        b, w0, x0, w1 = p
+        y = affine(b, [w0, w1, b], [x0, -0.0, w0])
+        got["y"], got["args"] = y, (b, w0, x0, w1)
+        return y
+
+    p = [1.5, -2.0, 0.25, 3.0]
+    fg.grad(loss)(p)
+    y = got["y"]
+    b, w0, x0, w1 = got["args"]
+    assert y.op == "affine" and len(y.parents) == 7
+    assert y.parents[:3] == (b, w0, x0) and y.parents[3] is w1 and y.parents[5:] == (b, w0)
+    c = y.parents[4]  # the number, lifted to a constant as the operators lift it
+    assert c.op == "" and c.level == CONST and bits(c.value) == bits(-0.0)
+    same_number(y.value, ops_affine(1.5, [-2.0, 3.0, 1.5], [0.25, -0.0, -2.0]))
+    assert expr.op_label(y) == "affine"
+
+
+def _random_sum(rng, nodes):
+    # a sum whose terms reuse nodes: a weight that is the bias, a node times itself, numbers
+    k = rng.randrange(1, 7)
+    pick = lambda: rng.choice(nodes)  # noqa: E731
+    ws = [pick() for _ in range(k)]
+    xs = [pick() if rng.random() < 0.7 else rng.choice([0.5, -0.0, 3.0, 1e-300, 1e300]) for _ in range(k)]
+    return pick(), ws, xs
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_fused_node_gives_the_operators_gradients_to_the_bit(seed):
+    # the cotangents go to the arguments in the order the operators' nodes
+    # give them, so that a node used several times sums them the same way
+    def make(build):
+        def loss(p):
+            rng = random.Random(seed)
+            nodes = list(p)
+            for _ in range(6):
+                nodes.append(build(*_random_sum(rng, nodes)))
+            return nodes[-1] * nodes[-2] + nodes[-3]
+        return loss
+
+    rng = random.Random(100 + seed)
+    p = [rng.choice([rng.uniform(-2, 2), -0.0, 1e-200, 3e150]) for _ in range(4)]
+    same_tree(fg.value_and_grad(make(affine))(p), fg.value_and_grad(make(ops_affine))(p))
+    same_tree(fg.jacobian(lambda q: [make(affine)(q), make(affine)(q[::-1])])(p),
+              fg.jacobian(lambda q: [make(ops_affine)(q), make(ops_affine)(q[::-1])])(p))
+
+
+def test_a_term_that_cannot_join_ends_the_node_and_the_rest_goes_through_the_operators():
+    def loss(build, p):
+        b, w, x = p
+        # a float weight and an int input cannot join: the node stops there
+        return build(b, [w, 2.0, x, w], [x, w, 3, b])
+
+    seen = []
+
+    def spy(p):
+        y = loss(affine, p)
+        seen.append((y.op, y.parents[0].op, y.parents[0].parents[0].op))
+        return y
+
+    p = [0.5, -1.5, 2.25]
+    same_tree(fg.value_and_grad(spy)(p), fg.value_and_grad(lambda q: loss(ops_affine, q))(p))
+    # (b + w*x) as one node, then + 2.0 * w, + x * 3 and + w * b with the operators
+    assert seen == [("add", "add", "add")]
+    seen.clear()
+    fg.grad(lambda q: (lambda y: (seen.append(y.parents[0].parents[0].parents[0].op), y)[1])(loss(affine, q)))(p)
+    assert seen == ["affine"]
+
+
+def test_gradients_inside_the_loss_walk_the_fused_node_as_the_operators():
+    def make(build):
+        def loss(p):
+            b, w, x = p
+            y = build(b, [w, x, b], [x, w, 0.5]) * build(x, [b], [b])
+            g = fg.gradients(y, wrt=[b, w, x])
+            return y + g[b] * g[w] - g[x]
+        return loss
+
+    p = [0.75, -1.25, 2.5]
+    same_tree(fg.value_and_grad(make(affine))(p), fg.value_and_grad(make(ops_affine))(p))
+
+
+def test_a_fused_node_kept_after_grad_draws_pickles_and_differentiates():
+    kept = []
+
+    def loss(p):
+        y = affine(p[0], [p[1], p[2]], [p[2], 4.0])
+        kept.append(y)
+        return y
+
+    fg.grad(loss)([1.0, 2.0, 3.0])
+    (y,) = kept
+    assert y.op == "affine"
+    dot = fg.viz.to_dot(y)
+    assert "affine" in dot
+    g = fg.to_networkx(y)
+    assert sorted(k for _, _, k in g.in_edges(y, keys=True)) == [0, 1, 2, 3, 4]
+    z = pickle.loads(pickle.dumps(y))
+    assert (z.op, z.value, len(z.parents)) == ("affine", y.value, 5)
+    assert [q.value for q in z.parents] == [q.value for q in y.parents]
+    d = fg.gradients(y, wrt=list(y.parents[:3]))
+    assert [d[q] for q in y.parents[:3]] == [1.0, 3.0, 6.0]  # b; w0 (x0's value); p[2], which is x0 and w1: w0 + x1
+    # as a constant in another transform
+    assert fg.grad(lambda x: x * y)(2.0) == y.value
+    assert fg.jit(lambda x: x * y)(2.0) == 2.0 * y.value
+
+
+def test_the_node_constructor_takes_a_bias_and_pairs():
+    b, w, x = fg.var(1.0), fg.var(2.0), fg.var(3.0)
+    n = Node(7.0, "affine", (b, w, x))
+    assert fg.gradients(n, wrt=[b, w, x]) == {b: 1.0, w: 3.0, x: 2.0}
+    with pytest.raises(ValueError, match="b, w0, x0, w1, x1"):
+        Node(7.0, "affine", (b, w))
+    with pytest.raises(ValueError, match="b, w0, x0, w1, x1"):
+        Node(7.0, "affine", (b, w, x, w))
