@@ -283,8 +283,9 @@ def _fold(steps: list[Step]) -> None:
                 p = steps[j]
                 if p.folded and p.input is None and p.depth > d:
                     d = p.depth
-        s.depth = d + 1
-        s.folded = s.uses == 1 and not s.outs and d + 1 < MAX_DEPTH
+        # an affine node is a chain of + and *, one level per term
+        s.depth = d + (len(s.args) // 2 + 1 if s.node.op == "affine" else 1)
+        s.folded = s.uses == 1 and not s.outs and s.depth < MAX_DEPTH
 
 
 def _segment(steps: list[Step]) -> None:
@@ -415,6 +416,9 @@ def emit(steps: list[Step], tmpl: list[Any], ninputs: int | None = None) -> tupl
             e = f"{names.function(s.call)}({_arguments_list(s, args, steps, names)})"
         elif s.take >= 0:
             e = f"{_operands(args, precs, (_ATOM,))[0]}[{s.take}]"
+        elif op == "affine":
+            e = _affine_text(args, precs)
+            pe = _SUM
         elif row is None:
             e = f"{names.fwd(op)}({', '.join(args)})"
         else:
@@ -464,6 +468,19 @@ def emit(steps: list[Step], tmpl: list[Any], ninputs: int | None = None) -> tupl
     ]
     names.glob["_tmpl"] = tmpl
     return src, names.glob, len(slot)
+
+
+def _affine_text(args: list[str], precs: list[int]) -> str:
+    # b + w0 * x0 + w1 * x1 + ...: the add and mul templates' operands, in
+    # the order Python's + and * evaluate them (left to right), as the
+    # forward does
+    add, mul = _INLINE["add"][2], _INLINE["mul"][2]
+    parts = [args[0] if precs[0] >= add[0] else f"({args[0]})"]
+    for i in range(1, len(args) - 1, 2):
+        w = args[i] if precs[i] >= mul[0] else f"({args[i]})"
+        x = args[i + 1] if precs[i + 1] >= mul[1] else f"({args[i + 1]})"
+        parts.append(f"{w} * {x}")
+    return " + ".join(parts)
 
 
 def _unpack(used: set[int], ninputs: int | None) -> list[str]:

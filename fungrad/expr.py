@@ -653,8 +653,8 @@ class Trace:
     the level has ended); ``debug`` is on inside :class:`debug_nans`;
     ``jit_level`` is the level of the ``jit`` trace in progress, or ``None``;
     ``chain`` holds the levels open in this context (this one and the ones
-    around it); ``fuse`` is on at the level of a ``grad`` run at the root,
-    where :func:`affine` makes one node per sum (see there).
+    around it); ``fuse`` is on where :func:`affine` makes one node per sum
+    (see there and :func:`new_level`).
     """
 
     __slots__ = ("level", "tape", "debug", "jit_level", "chain", "_owner", "fuse")
@@ -729,8 +729,10 @@ def current() -> Trace:
 def new_level(debug: bool | None = None, jit: bool = False, fuse: bool = False) -> Trace:
     """A trace for a new level inside the current one (not yet entered; see :func:`run_level`).
 
-    ``fuse`` asks for :func:`affine`'s fused nodes; a level gets them only
-    at the root, outside debug_nans and jit.
+    ``fuse`` asks for :func:`affine`'s fused nodes, for a level that only its
+    own backward pass walks (a ``grad``), or that none walks (a ``jit``
+    trace, which replays its nodes). It gets them at the root, or right
+    inside a ``jit`` trace that has them, and never under debug_nans.
     """
     parent = _get()
     root = not parent.active
@@ -745,7 +747,7 @@ def new_level(debug: bool | None = None, jit: bool = False, fuse: bool = False) 
         debug,
         level if jit else parent.jit_level,
         parent.chain | {level},
-        fuse=fuse and root and not debug and not jit,
+        fuse=fuse and not debug and (root or (parent.fuse and parent.jit_level == parent.level)),
     )
 
 
@@ -1353,15 +1355,17 @@ def affine(b: Any, ws: Sequence[Any], xs: Sequence[Any]) -> Any:
     of another running transform, go through the operators themselves.
 
     At the level of a :func:`fungrad.grad`, :func:`fungrad.value_and_grad`
-    or :func:`fungrad.jacobian` run at the root (no transform around it,
-    no ``debug_nans``), which only its own backward pass walks, the sum is
-    one ``affine`` node instead, with the arguments ``b, w0, x0, w1, x1,
-    ...``: the same value, and the backward pass gives each argument the
-    cotangents the ``mul`` and ``add`` nodes would give, in their order,
-    so gradients are the same to the bit. It halves the time of a training
-    step. Everywhere else (outside transforms, where graphs are drawn; in
-    ``jit``, ``jvp``, ``vmap`` and nested ``grad``) the graph is the
-    operators' one.
+    or :func:`fungrad.jacobian` run at the root or right inside a
+    :func:`fungrad.jit` trace, and of the jit trace itself (levels that only
+    their own backward pass walks, or none), the sum is one ``affine`` node
+    instead (a chain of them past 16 terms), with the arguments ``b, w0,
+    x0, w1, x1, ...``: the same value, and the backward pass gives each
+    argument the cotangents the ``mul`` and ``add`` nodes would give, in
+    their order, so gradients are the same to the bit. That halves the time
+    of a training step and takes a third of the nodes out of what jit
+    compiles. Everywhere else (outside transforms, where graphs are drawn;
+    in ``jvp``, ``vmap``, ``export``, nested ``grad`` and under
+    ``debug_nans``) the graph is the operators' one.
 
     >>> import fungrad as fg
     >>> w, x = [fg.var(2.0), fg.var(3.0)], [0.5, fg.var(-1.0)]
@@ -1446,6 +1450,12 @@ def _fused(b: Node, pairs: Iterator[tuple[Any, Any]], lv: int, append: Callable[
     val = b.value
     tail: tuple[Any, Any] | None = None
     for w, x in pairs:
+        if len(args) > 2 * AFFINE_TERMS:
+            # a new node, whose bias is this one: the generated code of jit
+            # writes a node as one expression, which must not nest too deep
+            b = _affine_node(args, val, lv, append)
+            args = [b]
+            push = args.append
         if w.__class__ is not Node or (w.level > 0 and w.level != lv):
             tail = w, x
             break
@@ -1460,22 +1470,28 @@ def _fused(b: Node, pairs: Iterator[tuple[Any, Any]], lv: int, append: Callable[
         val = val + w.value * x.value
         push(w)
         push(x)
-    act = b
-    if len(args) > 1:
-        n = _new(_Slots)
-        n.value = val
-        n.op = "affine"
-        n._x = tuple(args)
-        n._y = _MANY
-        n.name = ""
-        n.level = lv
-        n.__class__ = Node
-        if append is not None:
-            append(n)
-        act = n  # type: ignore[assignment]
+    act = _affine_node(args, val, lv, append) if len(args) > 1 else b
     if tail is not None:
         act = act + tail[0] * tail[1]
     return act
+
+
+def _affine_node(args: list[Node], val: float, lv: int, append: Callable[[Any], None] | None) -> Node:
+    n = _new(_Slots)
+    n.value = val
+    n.op = "affine"
+    n._x = tuple(args)
+    n._y = _MANY
+    n.name = ""
+    n.level = lv
+    n.__class__ = Node
+    if append is not None:
+        append(n)
+    return n  # type: ignore[return-value]
+
+
+# the most terms of one affine node (a longer sum is a chain of them)
+AFFINE_TERMS = 16
 
 
 # the constant index nodes of picks, shared by every graph (immutable, never

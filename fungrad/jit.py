@@ -400,7 +400,7 @@ class Jitted:
 
     def _trace(self, dyn: Any, statics: dict[Any, Any], xs: list[float]) -> tuple[list[Node], list[Node], Any]:
         leaves, td = tree.flatten(dyn)
-        t = expr.new_level(debug=False, jit=True)
+        t = expr.new_level(debug=False, jit=True, fuse=True)  # nothing differentiates a jit trace
         tape: list[Node] = t.tape  # type: ignore[assignment]
         inputs, result = expr.run_level(t, self._run, td, leaves, statics, xs)
         level = t.level

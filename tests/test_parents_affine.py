@@ -1153,8 +1153,16 @@ def test_grad_at_the_root_makes_one_node_per_sum_and_nothing_else_does():
     assert _ops_seen(fg.grad, p) == ["affine"]
     assert _ops_seen(fg.value_and_grad, p) == ["affine"]
     assert _ops_seen(fg.jacobian, p) == ["affine"]
+    # a jit trace is replayed, never differentiated: it and a grad right inside it fuse too
+    assert _ops_seen(lambda f: fg.jit(fg.grad(f)), p) == ["affine"]
+    assert _ops_seen(lambda f: fg.jit(f), p) == ["affine"]
+    assert _ops_seen(lambda f: fg.jit(fg.value_and_grad(f)), p) == ["affine"]
     # where the nodes in between can be seen or differentiated again: the operators' graph
-    assert _ops_seen(lambda f: fg.jit(fg.grad(f)), p) == ["add"]
+    assert _ops_seen(lambda f: fg.jit(lambda q: fg.grad(lambda r: fg.grad(f)(r)[0])(q)), p) == ["add"]
+    assert _ops_seen(lambda f: fg.jit(lambda q: fg.vmap(fg.grad(f))([q, q])), p) == ["add"]
+    assert _ops_seen(lambda f: fg.jit(fg.hessian(f)), p) == ["add"]
+    np = require("numpy", 'pip install "fungrad[fast]"')
+    assert _ops_seen(lambda f: (lambda q: fg.export(fg.grad(f), q, xp=np)), p) == ["add"]
     assert _ops_seen(lambda f: (lambda q: fg.grad(lambda r: fg.grad(f)(r)[0])(q)), p) == ["add"]
     assert _ops_seen(lambda f: (lambda q: fg.jvp(f, (q,), ([1.0, 0.0, 0.0],))), p) == ["add"]
     assert _ops_seen(lambda f: (lambda q: fg.vjp(f, q)), p) == ["add"]
@@ -1281,6 +1289,27 @@ def test_a_fused_node_kept_after_grad_draws_pickles_and_differentiates():
     # as a constant in another transform
     assert fg.grad(lambda x: x * y)(2.0) == y.value
     assert fg.jit(lambda x: x * y)(2.0) == 2.0 * y.value
+
+
+@pytest.mark.parametrize("terms", [1, 15, 16, 17, 40, 200])
+def test_jit_replays_fused_sums_of_any_length_as_the_operators(terms):
+    rng = random.Random(terms)
+
+    def make(build):
+        def loss(p, xs):
+            h = [fg.relu(build(p[k], p[k + 1:k + 1 + terms], xs)) for k in range(3)]
+            return h[0] * h[1] - h[2] + build(h[0], xs, [h[1]] * terms)
+        return loss
+
+    p = [rng.uniform(-1, 1) for _ in range(terms + 3)]
+    xs = [rng.uniform(-2, 2) for _ in range(terms)]
+    want = fg.value_and_grad(make(ops_affine))(p, xs)
+    f = fg.jit(fg.value_and_grad(make(affine)))
+    for _ in range(2):
+        same_tree(f(p, xs), want)
+    src = f.source(p, xs)
+    assert "affine" not in src  # written as + and *, inline
+    compile(src, "<test>", "exec")
 
 
 def test_the_node_constructor_takes_a_bias_and_pairs():
