@@ -114,10 +114,17 @@ def _backward(
     xa: Any
     ya: Any
     many = expr._MANY
+    # With nodes, at a level that fuses (expr.new_level), the products an
+    # affine node's arguments receive are summed into affine nodes too: a
+    # node's cotangent c1 + g2 * v2 + g3 * v3 + ... becomes one node (see
+    # _Sum) where the operators would make a mul and an add per term
+    sums = nested and not debug and expr.current().fuse
     for n in nodes:
         g = take(n, None)
         if g is None:
             continue
+        if g.__class__ is _Sum:
+            g = g.node()
         # The cotangents of up to two arguments, by arity (read from the
         # node's parent slots: see expr._Slots). On floats, the rules of the
         # hottest ops are written out: each mirrors its row of the table
@@ -186,17 +193,23 @@ def _backward(
                         old = get(b)
                         ct[b] = g if old is None else old + g
                     if w.level >= floor:
-                        c = g * v if nested else g * v.value
-                        if debug:
-                            _nonfinite(n, i, c)
-                        old = get(w)
-                        ct[w] = c if old is None else old + c
+                        if sums:
+                            _sum_product(ct, w, g, v)
+                        else:
+                            c = g * v if nested else g * v.value
+                            if debug:
+                                _nonfinite(n, i, c)
+                            old = get(w)
+                            ct[w] = c if old is None else old + c
                     if v.level >= floor:
-                        c = g * w if nested else g * w.value
-                        if debug:
-                            _nonfinite(n, i + 1, c)
-                        old = get(v)
-                        ct[v] = c if old is None else old + c
+                        if sums:
+                            _sum_product(ct, v, g, w)
+                        else:
+                            c = g * w if nested else g * w.value
+                            if debug:
+                                _nonfinite(n, i + 1, c)
+                            old = get(v)
+                            ct[v] = c if old is None else old + c
                     i -= 2
                 continue
             if op == "vmap":
@@ -226,7 +239,45 @@ def _backward(
                 _nonfinite(n, 1, cy)
             old = get(y)
             ct[y] = cy if old is None else old + cy
+    if sums:
+        for k, c in ct.items():
+            if c.__class__ is _Sum:
+                ct[k] = c.node()
     return ct
+
+
+class _Sum:
+    """A cotangent being summed, ``c1 + g2 * v2 + g3 * v3 + ...``, that becomes one affine node when read.
+
+    Adding anything else to it makes the node first (``old + c`` in the
+    backward pass works on it as on a node).
+    """
+
+    __slots__ = ("args",)
+
+    def __init__(self, first: Any, g: Any, v: Node):
+        self.args = [first, g, v]
+
+    def node(self) -> Node:
+        return expr.affine_of(self.args)
+
+    def __add__(self, c: Any) -> Any:
+        return self.node() + c
+
+
+def _sum_product(ct: dict[Node, Any], p: Node, g: Any, v: Node) -> None:
+    # ct[p] += g * v, as one more term of p's _Sum
+    old = ct.get(p)
+    if old is None:
+        ct[p] = g * v
+    elif old.__class__ is _Sum:
+        a = old.args
+        a.append(g)
+        a.append(v)
+        if len(a) > 2 * expr.AFFINE_TERMS:
+            ct[p] = old.node()  # the next term starts a new one on top
+    else:
+        ct[p] = _Sum(old, g, v)
 
 
 def _map_back(n: Node, g: Any, ct: dict[Node, Any], floor: int, nested: bool, debug: bool) -> None:

@@ -1118,7 +1118,9 @@ class Node(_Slots):
         lv = t.level
         sl, ol = self.level, other.level
         if (sl > 0 and sl != lv) or (ol > 0 and ol != lv):
-            return _binary(_ADD, self, other)  # a node of another level: _mk checks it
+            # a node of another level: an enclosing one's (a nested grad's
+            # backward pass makes many), or a running one's elsewhere, an error
+            _foreign((self, other), t)
         n = _new(_Slots)
         n.value = self.value + other.value
         n.op = "add"
@@ -1152,7 +1154,9 @@ class Node(_Slots):
         lv = t.level
         sl, ol = self.level, other.level
         if (sl > 0 and sl != lv) or (ol > 0 and ol != lv):
-            return _binary(_MUL, self, other)  # a node of another level: _mk checks it
+            # a node of another level: an enclosing one's (a nested grad's
+            # backward pass makes many), or a running one's elsewhere, an error
+            _foreign((self, other), t)
         n = _new(_Slots)
         n.value = self.value * other.value
         n.op = "mul"
@@ -1390,7 +1394,7 @@ def affine(b: Any, ws: Sequence[Any], xs: Sequence[Any]) -> Any:
     append: Callable[[Any], None] | None = None if t.tape is None else t.tape.append
     pairs = zip(ws, xs)
     if t.fuse:
-        act = _fused(act, pairs, lv, append)  # the terms it could not take are left in pairs
+        act = _fused(act, pairs, t, append)  # the terms it could not take are left in pairs
     new, slots, node, const = _new, _Slots, Node, CONST
     for w, x in pairs:
         if w.__class__ is not Node or (w.level > 0 and w.level != lv):
@@ -1437,14 +1441,16 @@ def affine(b: Any, ws: Sequence[Any], xs: Sequence[Any]) -> Any:
     return act
 
 
-def _fused(b: Node, pairs: Iterator[tuple[Any, Any]], lv: int, append: Callable[[Any], None] | None) -> Node:
-    # One affine node for the terms of ``pairs`` (a node of this level or
-    # older times a node or a float), up to the first that is not such a
-    # term: that one is added with the operators, and the caller adds the
-    # rest. Its value is the same left-to-right sum, and the backward pass
-    # gives its arguments the cotangents the mul and add nodes would have
-    # given, in the same order (autodiff._backward), so gradients are the
-    # same to the bit.
+def _fused(b: Node, pairs: Iterator[tuple[Any, Any]], t: Trace, append: Callable[[Any], None] | None) -> Node:
+    # One affine node for the terms of ``pairs`` (a node times a node or a
+    # float), up to the first that is not such a term: that one is added
+    # with the operators, and the caller adds the rest. A node of another
+    # level is checked as the operators check it (a running transform's,
+    # used elsewhere, is an error). Its value is the same left-to-right sum,
+    # and the backward pass gives its arguments the cotangents the mul and
+    # add nodes would have given, in the same order (autodiff._backward), so
+    # gradients are the same to the bit.
+    lv = t.level
     args = [b]
     push = args.append
     val = b.value
@@ -1456,7 +1462,7 @@ def _fused(b: Node, pairs: Iterator[tuple[Any, Any]], lv: int, append: Callable[
             b = _affine_node(args, val, lv, append)
             args = [b]
             push = args.append
-        if w.__class__ is not Node or (w.level > 0 and w.level != lv):
+        if w.__class__ is not Node:
             tail = w, x
             break
         if x.__class__ is not Node:
@@ -1464,9 +1470,8 @@ def _fused(b: Node, pairs: Iterator[tuple[Any, Any]], lv: int, append: Callable[
                 tail = w, x
                 break
             x = _lift(x)
-        elif x.level > 0 and x.level != lv:
-            tail = w, x
-            break
+        if (w.level > 0 and w.level != lv) or (x.level > 0 and x.level != lv):
+            _foreign((w, x), t)
         val = val + w.value * x.value
         push(w)
         push(x)
@@ -1492,6 +1497,25 @@ def _affine_node(args: list[Node], val: float, lv: int, append: Callable[[Any], 
 
 # the most terms of one affine node (a longer sum is a chain of them)
 AFFINE_TERMS = 16
+
+
+def affine_of(args: list[Any]) -> Node:
+    """The affine node of ``args`` (``b, w0, x0, w1, x1, ...``) at the current level; numbers become constants.
+
+    For the backward pass of a level that fuses (autodiff._Sum): the value
+    is the left-to-right sum, as the operators would compute it.
+    """
+    t = _get()
+    lv = t.level
+    nodes = [a if a.__class__ is Node else _lift(a) for a in args]
+    val = nodes[0].value
+    for i in range(1, len(nodes) - 1, 2):
+        val = val + nodes[i].value * nodes[i + 1].value
+    for a in nodes:
+        if a.level > 0 and a.level != lv:
+            _foreign(tuple(nodes), t)
+            break
+    return _affine_node(nodes, val, lv, None if t.tape is None else t.tape.append)
 
 
 # the constant index nodes of picks, shared by every graph (immutable, never
