@@ -1312,6 +1312,70 @@ def test_jit_replays_fused_sums_of_any_length_as_the_operators(terms):
     compile(src, "<test>", "exec")
 
 
+@pytest.mark.parametrize("k", [1, 2, 16, 17, 50])
+def test_jit_sums_a_cotangent_of_many_terms_as_the_operators(k):
+    # w gets k products in the backward pass: summed into a chain of affine nodes under jit
+    rng = random.Random(k)
+    xs = [rng.choice([rng.uniform(-3, 3), -0.0, 1e-310, 7e307]) for _ in range(k)]
+
+    def make(build):
+        def loss(p, xs):
+            w, b = p
+            y = build(b, [w] * k, xs)
+            z = build(w, [b] * k, [y] * k)
+            return fg.tanh(y) * z + build(y, [w, z], [z, w])
+        return loss
+
+    p = [0.625, -1.375]
+    want = fg.value_and_grad(make(ops_affine))(p, xs)
+    for f in (fg.jit(fg.value_and_grad(make(affine))), fg.value_and_grad(make(affine))):
+        for _ in range(2):
+            same_tree(f(p, xs), want)
+    # the gradients taken inside a jit trace, and a grad of a grad
+    inside = lambda build: fg.jit(lambda q: (lambda d: [d[n] for n in q])(fg.gradients(make(build)(q, xs), wrt=q)))  # noqa: E731
+    same_tree(inside(affine)(p), inside(ops_affine)(p))
+    second = lambda build: fg.grad(lambda q: fg.grad(lambda r: make(build)(r, xs))(q)[0])(p)  # noqa: E731
+    same_tree(second(affine), second(ops_affine))
+
+
+def test_affine_under_jit_takes_the_inputs_of_the_trace_as_constants_of_the_grad():
+    # the data are inputs of the jit trace, the weights of the grad inside it
+    def make(build):
+        return lambda p, x: fg.value_and_grad(lambda q: fg.relu(build(q[0], q[1:], x)) * build(q[1], [q[2]], [x[0]]))(p)
+
+    seen = []
+
+    def spy(b, ws, xs):
+        y = affine(b, ws, xs)
+        seen.append(y.op)
+        return y
+
+    p, x = [0.5, -1.25, 2.0], [1.5, -0.75]
+    f = fg.jit(make(spy))
+    for _ in range(2):
+        same_tree(f(p, x), make(ops_affine)(p, x))
+    assert seen == ["affine", "affine"]
+
+
+def test_affine_at_the_root_of_a_grad_refuses_a_running_grads_node_from_another_thread():
+    errors = []
+
+    def f(x):
+        def work():
+            try:
+                fg.grad(lambda w: affine(w, [w], [x]))(2.0)
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+        return x * 1.0
+
+    assert fg.grad(f)(3.0) == 1.0
+    assert [type(e) for e in errors] == [fg.ForeignNodeError]
+
+
 def test_the_node_constructor_takes_a_bias_and_pairs():
     b, w, x = fg.var(1.0), fg.var(2.0), fg.var(3.0)
     n = Node(7.0, "affine", (b, w, x))
