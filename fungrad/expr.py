@@ -606,12 +606,14 @@ _TABLE = [
        """Output ``index`` of a ``vmap`` node.""", public=False),
     # b + w0*x0 + w1*x1 + ...: one node for a neuron's sum, made by affine()
     # where nobody sees the nodes in between (see there); its arguments are
-    # b, w0, x0, w1, x1, ... (the rules below are those of one term)
+    # b, w0, x0, w1, x1, ... (the rules below are those of one term; the
+    # joint rule gives all, and autodiff._backward writes them out in order)
     _p("affine", "b w x", _affine_fwd, "affine", (lambda g, ans, b, w, x: g, lambda g, ans, b, w, x: g * x,
        lambda g, ans, b, w, x: g * w), "g, g * x_i, g * w_i", """``b + w0 * x0 + w1 * x1 + ...``, one node.
 
-    Made by :func:`fungrad.affine` at the level of a ``grad`` run at the
-    root. Its arguments are ``b, w0, x0, w1, x1, ...``.
+    Made by :func:`fungrad.affine` where the nodes in between are never
+    seen (see there), and by the backward pass there for a cotangent summed
+    from products. Its arguments are ``b, w0, x0, w1, x1, ...``.
     """, public=False, joint=_affine_joint),
     # the input of a nested grad, linked to the outer node it stands for
     _p("link", "x", _identity, "link", (lambda g, ans, x: g,), "g", """The input of a nested grad.
@@ -951,7 +953,7 @@ class Node(_Slots):
             raise ValueError(f"Node: op must be '' (a leaf) or the name of a primitive, got {op!r:.60}")
         if not isinstance(parents, tuple) or any(p.__class__ is not Node for p in parents):
             raise TypeError("Node: parents must be a tuple of fungrad Nodes")
-        if op == "affine" and len(parents) % 2 != 1:
+        if op == "affine" and (len(parents) < 3 or len(parents) % 2 != 1):
             raise ValueError(f"Node: an affine node has the arguments b, w0, x0, w1, x1, ...; got {len(parents)}")
         if bool(op) != bool(parents):
             raise ValueError(

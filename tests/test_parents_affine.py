@@ -1384,3 +1384,5 @@ def test_the_node_constructor_takes_a_bias_and_pairs():
         Node(7.0, "affine", (b, w))
     with pytest.raises(ValueError, match="b, w0, x0, w1, x1"):
         Node(7.0, "affine", (b, w, x, w))
+    with pytest.raises(ValueError, match="b, w0, x0, w1, x1"):
+        Node(7.0, "affine", (b,))
