@@ -56,19 +56,24 @@ def _builder(td: tree.TreeDef, depth: int = 0) -> Callable[[list[Any]], Any]:
         return list if kind == tree.LIST else tuple
     if depth >= _BUILD_DEPTH or len(ch) > 64 or kind == tree.NONE:
         return lambda o: tree.unflatten(td, o)
-    parts, off = [], 0
+    parts: list[tuple[Callable[[list[Any]], Any] | None, int, int]] = []
+    off = 0
     for c in ch:
-        parts.append((_builder(c, depth + 1), off, off + c.num_leaves))
+        # a leaf is read by its index (None), not built from a slice of one
+        parts.append((None if c.kind == tree.LEAF else _builder(c, depth + 1), off, off + c.num_leaves))
         off += c.num_leaves
     if kind == tree.LIST:
-        return lambda o: [b(o[i:j]) for b, i, j in parts]
+        return lambda o: [o[i] if b is None else b(o[i:j]) for b, i, j in parts]
     if kind == tree.TUPLE:
-        return lambda o: tuple([b(o[i:j]) for b, i, j in parts])
+        return lambda o: tuple([o[i] if b is None else b(o[i:j]) for b, i, j in parts])
     aux = td.aux
     if kind == tree.DICT:
-        return lambda o: {k: b(o[i:j]) for k, (b, i, j) in zip(aux, parts)}
+        return lambda o: {k: o[i] if b is None else b(o[i:j]) for k, (b, i, j) in zip(aux, parts)}
     # a class: its entry is looked up at each call, as tree.unflatten does (it may be registered anew)
-    return lambda o: tree._entry_for(kind).unflatten(aux, [b(o[i:j]) for b, i, j in parts])
+    kinds, entry_for = tree._kinds, tree._entry_for
+    return lambda o: (kinds.get(kind) or entry_for(kind)).unflatten(
+        aux, [o[i] if b is None else b(o[i:j]) for b, i, j in parts]
+    )
 
 
 _is_number = expr.real_number
