@@ -473,8 +473,14 @@ _SEQ_RECS = {k: [(k, None, n) for n in range(32)] for k in (Kind.LIST, Kind.TUPL
 
 
 def _only_strings(x: Any) -> bool:
-    # a tuple of str and None (dict keys, most static fields): two equal by == are of one type
-    return x.__class__ is tuple and all([v.__class__ is str or v is None for v in x])
+    # a tuple of str and None (dict keys, most static fields): two equal by == are of one type.
+    # A loop, not all() over a list: jit asks this of every object of its arguments on every call
+    if x.__class__ is not tuple:
+        return False
+    for v in x:
+        if v is not None and v.__class__ is not str:
+            return False
+    return True
 
 
 class TreeDef:
