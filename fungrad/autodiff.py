@@ -77,6 +77,54 @@ def toposort(out: Node, floor: int = -1) -> list[Node]:
     return order
 
 
+class _Term:
+    """In a backward order, the place of one term of an affine node: see :func:`_walk_order`."""
+
+    __slots__ = ("node", "i")
+
+    def __init__(self, node: Node, i: int):
+        self.node = node
+        self.i = i  # the position of the term's weight among the node's arguments (1, 3, 5, ...)
+
+
+def _walk_order(out: Node, floor: int) -> list[Any]:
+    # toposort's order for a backward pass, with each affine node split as
+    # the add and mul nodes it stands for would be: that order visits a
+    # term's arguments, then gives the next term its cotangents, so a marker
+    # (_Term) stands between the arguments of one term and the next, and the
+    # node itself, last, gives the last term's. The backward pass (split=True)
+    # then gives every node its contributions in the operators' order.
+    order: list[Any] = []
+    seen: set[Node] = set()
+    stack: list[tuple[Any, bool]] = [(out, False)]
+    push = stack.append
+    while stack:
+        n, done = stack.pop()
+        if done:
+            order.append(n)
+            continue
+        if n in seen:
+            continue
+        seen.add(n)
+        push((n, True))
+        ps = n.parents
+        if n.op == "affine":
+            for i in range(len(ps) - 2, 0, -2):
+                if i < len(ps) - 2:
+                    push((_Term(n, i), True))
+                for p in (ps[i + 1], ps[i]):
+                    if p not in seen and p.level >= floor:
+                        push((p, False))
+            p = ps[0]
+            if p not in seen and p.level >= floor:
+                push((p, False))
+            continue
+        for p in reversed(ps):
+            if p not in seen and p.level >= floor:
+                push((p, False))
+    return order
+
+
 def _nonfinite(n: Node, i: int, c: Any) -> None:
     if c.__class__ is expr.Picks:
         return  # the cotangents of a vmap node's outputs, each checked where it was made
@@ -92,7 +140,8 @@ def _nonfinite(n: Node, i: int, c: Any) -> None:
 
 
 def _backward(
-    out: Node | dict[Node, Any], nodes: Iterable[Node], floor: int, *, nested: bool = False, debug: bool = False, drop: bool = False
+    out: Node | dict[Node, Any], nodes: Iterable[Any], floor: int, *, nested: bool = False, debug: bool = False,
+    drop: bool = False, split: bool = False,
 ) -> dict[Node, Any]:
     """Cotangents of ``out`` for the nodes in ``nodes`` (given users before producers).
 
@@ -104,6 +153,9 @@ def _backward(
     With ``drop`` a node's cotangent is released once it has been passed on,
     which keeps the peak memory of a long backward pass low; nodes that are
     never visited (the inputs, when left out of ``nodes``) keep theirs.
+    ``split``: ``nodes`` is a :func:`_walk_order`, in which an affine node
+    gives its terms their cotangents at the marks, not all at once as in a
+    tape's order.
     """
     ct: dict[Node, Any] = dict(out) if out.__class__ is dict else {out: 1.0}  # type: ignore[call-overload, dict-item]
     take = ct.pop if drop else ct.get
@@ -114,17 +166,28 @@ def _backward(
     xa: Any
     ya: Any
     many = expr._MANY
-    # With nodes, at a level that fuses (expr.new_level), the products an
-    # affine node's arguments receive are summed into affine nodes too: a
-    # node's cotangent c1 + g2 * v2 + g3 * v3 + ... becomes one node (see
-    # _Sum) where the operators would make a mul and an add per term
-    sums = nested and not debug and expr.current().fuse
+    # With nodes recorded into a jit trace (which is replayed, never
+    # differentiated), the products an affine node's arguments receive are
+    # summed into affine nodes too: a node's cotangent c1 + g2 * v2 + g3 * v3
+    # + ... becomes one node (see _Sum) where the operators would make a mul
+    # and an add per term. Where an enclosing grad walks them, they stay the
+    # operators' nodes, made in the operators' order.
+    cur = expr.current()
+    sums = nested and not debug and cur.fuse and cur.jit_level == cur.level
+    held: dict[Node, Any] = {}  # with split: an affine node's cotangent, until its first term has had its share
     for n in nodes:
         g = take(n, None)
         if g is None:
+            if n.__class__ is _Term:
+                a = n.node
+                g = held.pop(a, None) if n.i == 1 else held.get(a)
+                if g is not None:
+                    _affine_terms(a, g, ct, floor, nested, debug, sums, n.i, n.i)
             continue
         if g.__class__ is _Sum:
             g = g.node()
+            if not drop:
+                ct[n] = g
         # The cotangents of up to two arguments, by arity (read from the
         # node's parent slots: see expr._Slots). On floats, the rules of the
         # hottest ops are written out: each mirrors its row of the table
@@ -177,40 +240,12 @@ def _backward(
         else:
             op = n.op
             if op == "affine":
-                # b + w0*x0 + ...: each argument's cotangent as the add and
-                # mul nodes it stands for would give it, in their order (the
-                # last term first, b just before the first term), so that
-                # sums into a node used twice round the same way
-                ps = x
-                i = len(ps) - 2
-                while i > 0:
-                    w = ps[i]
-                    v = ps[i + 1]
-                    if i == 1 and ps[0].level >= floor:
-                        b = ps[0]
-                        if debug:
-                            _nonfinite(n, 0, g)
-                        old = get(b)
-                        ct[b] = g if old is None else old + g
-                    if w.level >= floor:
-                        if sums:
-                            _sum_product(ct, w, g, v)
-                        else:
-                            c = g * v if nested else g * v.value
-                            if debug:
-                                _nonfinite(n, i, c)
-                            old = get(w)
-                            ct[w] = c if old is None else old + c
-                    if v.level >= floor:
-                        if sums:
-                            _sum_product(ct, v, g, w)
-                        else:
-                            c = g * w if nested else g * w.value
-                            if debug:
-                                _nonfinite(n, i + 1, c)
-                            old = get(v)
-                            ct[v] = c if old is None else old + c
-                    i -= 2
+                last = len(x) - 2
+                if split and last > 1:
+                    held[n] = g  # the other terms get theirs at their marks
+                    _affine_terms(n, g, ct, floor, nested, debug, sums, last, last)
+                else:
+                    _affine_terms(n, g, ct, floor, nested, debug, sums, last, 1)
                 continue
             if op == "vmap":
                 _map_back(n, g, ct, floor, nested, debug)
@@ -244,6 +279,45 @@ def _backward(
             if c.__class__ is _Sum:
                 ct[k] = c.node()
     return ct
+
+
+def _affine_terms(
+    n: Node, g: Any, ct: dict[Node, Any], floor: int, nested: bool, debug: bool, sums: bool, hi: int, lo: int
+) -> None:
+    # The cotangents that the terms of the affine node n whose weights sit at
+    # positions hi, hi - 2, ..., lo of its arguments give, as the add and mul
+    # nodes it stands for would give them, in their order (the last term
+    # first, b just before the first term), so that sums into a node used
+    # twice round the same way
+    ps: tuple[Node, ...] = n._x
+    get = ct.get
+    for i in range(hi, lo - 1, -2):
+        w = ps[i]
+        v = ps[i + 1]
+        if i == 1 and ps[0].level >= floor:
+            b = ps[0]
+            if debug:
+                _nonfinite(n, 0, g)
+            old = get(b)
+            ct[b] = g if old is None else old + g
+        if w.level >= floor:
+            if sums:
+                _sum_product(ct, w, g, v)
+            else:
+                c = g * v if nested else g * v.value
+                if debug:
+                    _nonfinite(n, i, c)
+                old = get(w)
+                ct[w] = c if old is None else old + c
+        if v.level >= floor:
+            if sums:
+                _sum_product(ct, v, g, w)
+            else:
+                c = g * w if nested else g * w.value
+                if debug:
+                    _nonfinite(n, i + 1, c)
+                old = get(v)
+                ct[v] = c if old is None else old + c
 
 
 class _Sum:
@@ -339,14 +413,14 @@ def gradients(out: Node, wrt: Sequence[Node] | None = None) -> dict[Node, Any]:
                 )
         if wrt:
             floor = min(floor, min(w.level for w in wrt))
-    order = toposort(out, floor)
+    order = _walk_order(out, floor)
     if nested or not cur.debug:
-        ct = _backward(out, reversed(order), floor, nested=nested, debug=cur.debug)
+        ct = _backward(out, reversed(order), floor, nested=nested, debug=cur.debug, split=True)
     else:
-        ct = _float_pass(out, order, floor)
+        ct = _float_pass(out, order, floor, split=True)
     if wrt is not None:
         return {w: _cotangent(w, ct) for w in wrt}
-    return {n: _cotangent(n, ct) for n in reversed(order)}
+    return {n: _cotangent(n, ct) for n in reversed(order) if n.__class__ is not _Term}
 
 
 def _cotangent(n: Node, ct: dict[Node, Any]) -> Any:
@@ -357,16 +431,16 @@ def _cotangent(n: Node, ct: dict[Node, Any]) -> Any:
     return c
 
 
-def _float_pass(out: Node, order: list[Node], floor: int) -> dict[Node, Any]:
+def _float_pass(out: Node, order: list[Any], floor: int, split: bool = False) -> dict[Node, Any]:
     # Under debug_nans at the root: the rules' own float arithmetic may pass
     # through infinities on a branch that where() drops; the cotangents are
     # what is checked, with a message that names the gradient
-    return contextvars.copy_context().run(_at_root, out, order, floor)
+    return contextvars.copy_context().run(_at_root, out, order, floor, split)
 
 
-def _at_root(out: Node, order: list[Node], floor: int) -> dict[Node, Any]:
+def _at_root(out: Node, order: list[Any], floor: int, split: bool) -> dict[Node, Any]:
     expr._state.set(expr._ROOT)
-    return _backward(out, reversed(order), floor, debug=True)
+    return _backward(out, reversed(order), floor, debug=True, split=split)
 
 
 # --------------------------------------------------------------------------

@@ -1376,6 +1376,52 @@ def test_affine_at_the_root_of_a_grad_refuses_a_running_grads_node_from_another_
     assert [type(e) for e in errors] == [fg.ForeignNodeError]
 
 
+def _swap_affine(monkeypatch, build):
+    # fungrad.nn's models call expr.affine: the operators' loop in its place gives the reference
+    monkeypatch.setattr(expr, "affine", build)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_gradients_inside_a_fusing_level_walk_the_terms_in_the_operators_order(seed):
+    # fg.gradients orders the graph depth first: b gets its share from the
+    # sum between the shares from the arguments that use it, as the add and
+    # mul nodes would give it
+    rng = random.Random(seed)
+    p = [rng.uniform(-2, 2), rng.uniform(-2, 2), rng.uniform(-2, 2), rng.uniform(-50, 50), rng.uniform(-1, 1)]
+
+    def make(build):
+        def gb(q):
+            b, w0, x0, sx, sw = q
+            y = build(b, [w0, fg.sin(b) * sw, b], [x0, fg.tanh(b) * sx, fg.exp(w0)])
+            d = fg.gradients(y, wrt=[b, w0])
+            return d[b] * 3.0 + d[w0]
+        return gb
+
+    for transform in (lambda f: (lambda q: fg.value_and_grad(f)(q)), lambda f: fg.jit(f), lambda f: fg.jit(fg.grad(f))):
+        same_tree(transform(make(affine))(p), transform(make(ops_affine))(p))
+    # at the root the operators' graph is built (and gradients gives floats)
+    same_number(make(affine)([fg.var(v) for v in p]), make(ops_affine)([fg.var(v) for v in p]))
+
+
+@pytest.mark.parametrize("sizes", [[2, 1], [3, 3, 1], [20, 1]])
+def test_a_penalty_on_gradients_taken_inside_grad_differentiates_as_the_operators(monkeypatch, sizes):
+    rng = random.Random(len(sizes))
+    m = fg.nn.MLP.init(2, sizes, seed=0)
+    xs = [[rng.uniform(-2, 2), rng.uniform(-2, 2)] for _ in range(3)]
+
+    def pen(model):
+        leaves = fg.tree.leaves(model)
+        o = sum(model(x) for x in xs)
+        gs = fg.gradients(o, wrt=leaves)
+        return o + sum(gs[v] * gs[v] for v in leaves)
+
+    got = [fg.grad(pen)(m), fg.jit(fg.grad(pen))(m), fg.jit(fg.value_and_grad(lambda q: fg.grad(pen)(q).layers[0].neurons[0].b))(m)]
+    _swap_affine(monkeypatch, ops_affine)
+    want = [fg.grad(pen)(m), fg.jit(fg.grad(pen))(m), fg.jit(fg.value_and_grad(lambda q: fg.grad(pen)(q).layers[0].neurons[0].b))(m)]
+    for a, b in zip(got, want):
+        same_tree(a, b)
+
+
 def test_the_node_constructor_takes_a_bias_and_pairs():
     b, w, x = fg.var(1.0), fg.var(2.0), fg.var(3.0)
     n = Node(7.0, "affine", (b, w, x))
