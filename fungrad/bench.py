@@ -493,6 +493,10 @@ def _tape_program(
     for n in order:
         if n in slot:
             continue
+        if len(n.parents) > 3:
+            # a vmap or affine node: the tape's ops take at most three arguments
+            # (the trace below is made at a level that makes neither)
+            raise TypeError(f"tape: cannot replay op {n.op!r} of {len(n.parents)} arguments")
         a = [ref(p) for p in n.parents] + [0, 0]
         slot[n] = len(init)
         init.append(0.0)

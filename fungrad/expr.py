@@ -62,7 +62,9 @@ class Primitive(NamedTuple):
     computed with fungrad's ops so that it works on floats and on nodes.
     ``None`` marks an argument with no derivative (a branch condition).
     ``joint``, when set, computes every argument's cotangent at once
-    (``joint(g, ans, *args) -> tuple``); :func:`custom_vjp` uses it.
+    (``joint(g, ans, *args) -> tuple``); :func:`custom_vjp` uses it, and
+    ``affine``, whose arguments are as many as its terms make (its ``params``
+    and ``vjp`` describe one term).
 
     >>> import fungrad as fg
     >>> p = fg.PRIMITIVES["mul"]
@@ -690,7 +692,9 @@ class Trace:
         return self.owner.tape is not None and self.level > 0
 
     def __repr__(self) -> str:
-        return f"Trace(level={self.level}, active={self.active}, debug={self.debug}, jit={self.jit_level})"
+        return (
+            f"Trace(level={self.level}, active={self.active}, debug={self.debug}, jit={self.jit_level}, fuse={self.fuse})"
+        )
 
 
 class _RootDebug(Trace):
@@ -786,6 +790,7 @@ def _end_level(trace: Trace, parent: Trace, tape: list[Node] | None) -> None:
     _open.discard(trace.level)
     trace.tape = None
     trace.jit_level = None
+    trace.fuse = False  # a context copied inside the level and run after it builds the operators' graph
     if parent.active and tape:
         out = parent.owner.tape
         if not out or out[-1] is not tape[-1]:  # not handed on yet
@@ -1353,25 +1358,27 @@ def _mk(value: float, op: str, parents: tuple[Node, ...], name: str = "", const:
 def affine(b: Any, ws: Sequence[Any], xs: Sequence[Any]) -> Any:
     """``b + ws[0] * xs[0] + ws[1] * xs[1] + ...``, evaluated left to right.
 
-    It builds exactly the nodes that the Python expression builds (a ``mul``
-    and an ``add`` per term, numbers lifted to constants), so values,
-    gradients and drawings are the same, in one call instead of two
-    operator calls per term: a neuron's sum is most of a network's nodes.
-    Terms that are not a node times a node or a float, or that hold a node
-    of another running transform, go through the operators themselves.
+    Outside the levels named below, it builds exactly the nodes that the
+    Python expression builds (a ``mul`` and an ``add`` per term, numbers
+    lifted to constants), so values, gradients and drawings are the same,
+    in one call instead of two operator calls per term: a neuron's sum is
+    most of a network's nodes. Terms that are not a node times a node or a
+    float, or that hold a node of another running transform, go through the
+    operators themselves.
 
     At the level of a :func:`fungrad.grad`, :func:`fungrad.value_and_grad`
     or :func:`fungrad.jacobian` run at the root or right inside a
     :func:`fungrad.jit` trace, and of the jit trace itself (levels that only
     their own backward pass walks, or none), the sum is one ``affine`` node
-    instead (a chain of them past 16 terms), with the arguments ``b, w0,
-    x0, w1, x1, ...``: the same value, and the backward pass gives each
-    argument the cotangents the ``mul`` and ``add`` nodes would give, in
-    their order, so gradients are the same to the bit. That halves the time
-    of a training step and takes a third of the nodes out of what jit
-    compiles. Everywhere else (outside transforms, where graphs are drawn;
-    in ``jvp``, ``vmap``, ``export``, nested ``grad`` and under
-    ``debug_nans``) the graph is the operators' one.
+    instead, with the arguments ``b, w0, x0, w1, x1, ...`` (a chain of them
+    past 16 terms; a term that is not a node times a node or a float is
+    added with the operators between two of them). Its value is the same,
+    and the backward pass gives each argument the cotangents the ``mul`` and
+    ``add`` nodes would give, in their order, so gradients are the same to
+    the bit. That halves the time of a training step, and jit compiles
+    about a seventh of the nodes. Everywhere else (outside transforms, where
+    graphs are drawn; in ``jvp``, ``vmap``, ``export``, nested ``grad`` and
+    under ``debug_nans``) the graph is the operators' one.
 
     >>> import fungrad as fg
     >>> w, x = [fg.var(2.0), fg.var(3.0)], [0.5, fg.var(-1.0)]
@@ -1389,14 +1396,16 @@ def affine(b: Any, ws: Sequence[Any], xs: Sequence[Any]) -> Any:
     t = _get()
     lv = t.level
     act = b
+    if act.__class__ is Node and t.fuse:
+        if act.level > 0 and act.level != lv:
+            _foreign((act,), t)
+        return _fused(act, zip(ws, xs), t, None if t.tape is None else t.tape.append)
     if act.__class__ is not Node or (act.level > 0 and act.level != lv):
         for w, x in zip(ws, xs):
             act = act + w * x
         return act
     append: Callable[[Any], None] | None = None if t.tape is None else t.tape.append
     pairs = zip(ws, xs)
-    if t.fuse:
-        act = _fused(act, pairs, t, append)  # the terms it could not take are left in pairs
     new, slots, node, const = _new, _Slots, Node, CONST
     for w, x in pairs:
         if w.__class__ is not Node or (w.level > 0 and w.level != lv):
@@ -1444,43 +1453,42 @@ def affine(b: Any, ws: Sequence[Any], xs: Sequence[Any]) -> Any:
 
 
 def _fused(b: Node, pairs: Iterator[tuple[Any, Any]], t: Trace, append: Callable[[Any], None] | None) -> Node:
-    # One affine node for the terms of ``pairs`` (a node times a node or a
-    # float), up to the first that is not such a term: that one is added
-    # with the operators, and the caller adds the rest. A node of another
-    # level is checked as the operators check it (a running transform's,
-    # used elsewhere, is an error). Its value is the same left-to-right sum,
-    # and the backward pass gives its arguments the cotangents the mul and
-    # add nodes would have given, in the same order (autodiff._backward), so
+    # The sum as affine nodes: one per run of terms that are a node times a
+    # node or a float (at most AFFINE_TERMS each, the next one's bias the
+    # node before); a term that is not (a number weight, an int input) is
+    # added with the operators between two runs. A node of another level is
+    # checked as the operators check it (a running transform's, used
+    # elsewhere, is an error). The value is the same left-to-right sum, and
+    # the backward pass gives the arguments the cotangents the mul and add
+    # nodes would have given, in the same order (autodiff._backward), so
     # gradients are the same to the bit.
     lv = t.level
-    args = [b]
+    act = b
+    args = [act]
     push = args.append
-    val = b.value
-    tail: tuple[Any, Any] | None = None
+    val = act.value
     for w, x in pairs:
         if len(args) > 2 * AFFINE_TERMS:
-            # a new node, whose bias is this one: the generated code of jit
-            # writes a node as one expression, which must not nest too deep
-            b = _affine_node(args, val, lv, append)
-            args = [b]
+            act = _affine_node(args, val, lv, append)
+            args = [act]
             push = args.append
-        if w.__class__ is not Node:
-            tail = w, x
-            break
-        if x.__class__ is not Node:
-            if x.__class__ is not float:
-                tail = w, x
-                break
+        wc, xc = w.__class__, x.__class__
+        if wc is not Node or (xc is not Node and xc is not float):
+            if len(args) > 1:
+                act = _affine_node(args, val, lv, append)
+            act = act + w * x
+            args = [act]
+            push = args.append
+            val = act.value
+            continue
+        if xc is float:
             x = _lift(x)
         if (w.level > 0 and w.level != lv) or (x.level > 0 and x.level != lv):
             _foreign((w, x), t)
         val = val + w.value * x.value
         push(w)
         push(x)
-    act = _affine_node(args, val, lv, append) if len(args) > 1 else b
-    if tail is not None:
-        act = act + tail[0] * tail[1]
-    return act
+    return _affine_node(args, val, lv, append) if len(args) > 1 else act
 
 
 def _affine_node(args: list[Node], val: float, lv: int, append: Callable[[Any], None] | None) -> Node:
@@ -1497,27 +1505,20 @@ def _affine_node(args: list[Node], val: float, lv: int, append: Callable[[Any], 
     return n  # type: ignore[return-value]
 
 
-# the most terms of one affine node (a longer sum is a chain of them)
+# The most terms of one affine node (a longer sum is a chain of them). jit
+# writes a node of k terms as one expression k + 1 levels deep, and folds it
+# into its user only below codegen.MAX_DEPTH (24) levels.
 AFFINE_TERMS = 16
 
 
 def affine_of(args: list[Any]) -> Node:
     """The affine node of ``args`` (``b, w0, x0, w1, x1, ...``) at the current level; numbers become constants.
 
-    For the backward pass of a level that fuses (autodiff._Sum): the value
-    is the left-to-right sum, as the operators would compute it.
+    For the backward pass into a jit trace (autodiff._Sum): the value is the
+    left-to-right sum, as the operators would compute it.
     """
-    t = _get()
-    lv = t.level
-    nodes = [a if a.__class__ is Node else _lift(a) for a in args]
-    val = nodes[0].value
-    for i in range(1, len(nodes) - 1, 2):
-        val = val + nodes[i].value * nodes[i + 1].value
-    for a in nodes:
-        if a.level > 0 and a.level != lv:
-            _foreign(tuple(nodes), t)
-            break
-    return _affine_node(nodes, val, lv, None if t.tape is None else t.tape.append)
+    nodes = tuple([a if a.__class__ is Node else _lift(a) for a in args])
+    return _mk(_affine_fwd(*[a.value for a in nodes]), "affine", nodes)
 
 
 # the constant index nodes of picks, shared by every graph (immutable, never

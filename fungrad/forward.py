@@ -203,8 +203,9 @@ def _sweep(r: _Traced, seeds: dict[Node, Any]) -> dict[Node, Any]:
             ds = None
             for i, p in enumerate(ps):
                 t = get(p)
-                # a joint rule gives every argument's derivative (and may take
-                # more arguments than its table row lists: affine)
+                # a joint rule gives every argument's derivative, and may take
+                # more arguments than its table row lists (affine: a guard, as
+                # no level that forward mode walks makes affine nodes)
                 if t is None or p.level < floor or (joint is None and rules[i] is None):
                     continue
                 if joint is not None:

@@ -48,7 +48,7 @@ _BUILD_DEPTH = 16
 
 
 def _builder(td: tree.TreeDef, depth: int = 0) -> Callable[[list[Any]], Any]:
-    """``tree.unflatten(td, leaves)``, as direct calls on slices of the leaves (a step's output is rebuilt every call)."""
+    """``tree.unflatten(td, leaves)``, as direct calls on the leaves (a step's output is rebuilt every call)."""
     kind, ch = td.kind, td.children
     if kind == tree.LEAF:
         return lambda o: o[0]
@@ -71,9 +71,14 @@ def _builder(td: tree.TreeDef, depth: int = 0) -> Callable[[list[Any]], Any]:
         return lambda o: {k: o[i] if b is None else b(o[i:j]) for k, (b, i, j) in zip(aux, parts)}
     # a class: its entry is looked up at each call, as tree.unflatten does (it may be registered anew)
     kinds, entry_for = tree._kinds, tree._entry_for
-    return lambda o: (kinds.get(kind) or entry_for(kind)).unflatten(
-        aux, [o[i] if b is None else b(o[i:j]) for b, i, j in parts]
-    )
+
+    def build(o: list[Any]) -> Any:
+        e = kinds.get(kind)
+        if e is None:
+            e = entry_for(kind)
+        return e.unflatten(aux, [o[i] if b is None else b(o[i:j]) for b, i, j in parts])
+
+    return build
 
 
 _is_number = expr.real_number

@@ -126,13 +126,22 @@ def _is_namedtuple(cls: type) -> bool:
 
 def _takes_in_order(cls: type, names: list[str]) -> bool:
     # whether cls(*values) binds exactly as cls(**dict(zip(names, values))):
-    # its signature's parameters are these names, in this order, each one
-    # taken by position or by keyword
-    try:
-        params = list(inspect.signature(cls).parameters.values())
-    except (TypeError, ValueError):
+    # the class is made by type's own call, and its __new__ and __init__
+    # (each, unless object's) take these names, in this order, each one by
+    # position or by keyword
+    if type(cls).__call__ is not type.__call__:
         return False
-    return [p.name for p in params] == names and all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+    methods = [m for m, base in ((cls.__new__, object.__new__), (cls.__init__, object.__init__)) if m is not base]
+    if not methods:
+        return False
+    for m in methods:
+        try:
+            params = list(inspect.signature(m).parameters.values())[1:]  # without cls or self
+        except (TypeError, ValueError):
+            return False
+        if [p.name for p in params] != names or any(p.kind is not p.POSITIONAL_OR_KEYWORD for p in params):
+            return False
+    return True
 
 
 def _attrs_entry(cls: type) -> _Entry:

@@ -1231,26 +1231,26 @@ def test_the_fused_node_gives_the_operators_gradients_to_the_bit(seed):
               fg.jacobian(lambda q: [make(ops_affine)(q), make(ops_affine)(q[::-1])])(p))
 
 
-def test_a_term_that_cannot_join_ends_the_node_and_the_rest_goes_through_the_operators():
+def test_a_term_that_cannot_join_is_added_with_the_operators_between_two_nodes():
     def loss(build, p):
         b, w, x = p
-        # a float weight and an int input cannot join: the node stops there
+        # a number weight and an int input cannot join a node: the sum is
+        # affine(b, w*x), then + 2.0 * w and + x * 3 with the operators, then affine(that, w*b)
         return build(b, [w, 2.0, x, w], [x, w, 3, b])
 
     seen = []
 
     def spy(p):
         y = loss(affine, p)
-        seen.append((y.op, y.parents[0].op, y.parents[0].parents[0].op))
+        a = y.parents[0]
+        seen.append((y.op, len(y.parents), a.op, a.parents[0].op, a.parents[0].parents[0].op))
         return y
 
     p = [0.5, -1.5, 2.25]
     same_tree(fg.value_and_grad(spy)(p), fg.value_and_grad(lambda q: loss(ops_affine, q))(p))
-    # (b + w*x) as one node, then + 2.0 * w, + x * 3 and + w * b with the operators
-    assert seen == [("add", "add", "add")]
-    seen.clear()
-    fg.grad(lambda q: (lambda y: (seen.append(y.parents[0].parents[0].parents[0].op), y)[1])(loss(affine, q)))(p)
-    assert seen == ["affine"]
+    assert seen == [("affine", 3, "add", "add", "affine")]
+    same_tree(fg.jit(fg.value_and_grad(lambda q: loss(affine, q)))(p), fg.value_and_grad(lambda q: loss(ops_affine, q))(p))
+
 
 
 def test_gradients_inside_the_loss_walk_the_fused_node_as_the_operators():
@@ -1420,6 +1420,21 @@ def test_a_penalty_on_gradients_taken_inside_grad_differentiates_as_the_operator
     want = [fg.grad(pen)(m), fg.jit(fg.grad(pen))(m), fg.jit(fg.value_and_grad(lambda q: fg.grad(pen)(q).layers[0].neurons[0].b))(m)]
     for a, b in zip(got, want):
         same_tree(a, b)
+
+
+@pytest.mark.parametrize("transform", [fg.grad, fg.jit])
+def test_a_context_copied_inside_a_fusing_level_builds_the_operators_graph_once_it_ends(transform):
+    import contextvars
+
+    saved = []
+
+    def f(p):
+        saved.append(contextvars.copy_context())
+        return p[0] * 1.0
+
+    transform(f)([1.0])
+    y = saved[0].run(lambda: affine(fg.var(1.0), [fg.var(2.0)], [3.0]))
+    assert (y.op, y.parents[1].op, y.value) == ("add", "mul", 7.0)
 
 
 def test_the_node_constructor_takes_a_bias_and_pairs():

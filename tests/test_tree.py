@@ -356,10 +356,24 @@ class _Made:
         return super().__new__(cls)
 
 
+@attrs.frozen(init=False)
+class _NewInOrder:
+    # a __new__ that takes the fields in their order, and an __init__ that does not
+    a: float
+    b: float
+
+    def __new__(cls, a: float = 0.0, b: float = 0.0) -> _NewInOrder:
+        return super().__new__(cls)
+
+    def __init__(self, b: float, a: float):
+        object.__setattr__(self, "a", a)
+        object.__setattr__(self, "b", b)
+
+
 def test_attrs_classes_are_rebuilt_with_each_field_in_its_place():
     # tree.unflatten calls a class by position only where that binds the same
     # arguments as by keyword; a constructor of another order keeps the keywords
-    for obj in (_Swapped(b=2.0, a=1.0), _Mixed(1.0, "q", 2.0, k=3.0), _Made(x=1.0, y=2.0)):
+    for obj in (_Swapped(b=2.0, a=1.0), _Mixed(1.0, "q", 2.0, k=3.0), _Made(x=1.0, y=2.0), _NewInOrder(b=2.0, a=1.0)):
         leaves, td = tree.flatten(obj)
         back = tree.unflatten(td, [v * 10.0 for v in leaves])
         assert type(back) is type(obj)
