@@ -131,7 +131,8 @@ def _takes_in_order(cls: type, names: list[str]) -> bool:
     # position or by keyword
     if type(cls).__call__ is not type.__call__:
         return False
-    methods = [m for m, base in ((cls.__new__, object.__new__), (cls.__init__, object.__init__)) if m is not base]
+    new, init = cls.__new__, getattr(cls, "__init__")  # noqa: B009 - read from the class, not an instance
+    methods = [m for m, base in ((new, object.__new__), (init, object.__init__)) if m is not base]
     if not methods:
         return False
     for m in methods:
