@@ -56,9 +56,30 @@ def toposort(out: Node, floor: int = -1) -> list[Node]:
     """
     if out.__class__ is not Node:
         raise TypeError(f"toposort: expected a fungrad Node, got {type(out).__name__}")
-    order: list[Node] = []
+    return _depth_first(out, floor, False)
+
+
+class _Term:
+    """In a backward order, the place of one term of an affine node: see :func:`_depth_first`."""
+
+    __slots__ = ("node", "i")
+
+    def __init__(self, node: Node, i: int):
+        self.node = node
+        self.i = i  # the position of the term's weight among the node's arguments (1, 3, 5, ...)
+
+
+def _depth_first(out: Node, floor: int, marks: bool) -> list[Any]:
+    # With ``marks``, the order for a backward pass (gradients): each affine
+    # node split as the add and mul nodes it stands for would be. Their
+    # order visits one term's arguments, then gives the next term its
+    # cotangents, so a mark (_Term) stands between the arguments of one term
+    # and the next, and the node itself, last, gives the last term's; the
+    # backward pass (split=True) then gives every node its contributions in
+    # the operators' order.
+    order: list[Any] = []
     seen: set[Node] = set()
-    stack: list[tuple[Node, bool]] = [(out, False)]
+    stack: list[tuple[Any, bool]] = [(out, False)]
     push = stack.append
     while stack:
         n, done = stack.pop()
@@ -71,54 +92,15 @@ def toposort(out: Node, floor: int = -1) -> list[Node]:
         # stack must still be finished before any node that uses it
         seen.add(n)
         push((n, True))
-        for p in reversed(n.parents):
-            if p not in seen and p.level >= floor:
-                push((p, False))
-    return order
-
-
-class _Term:
-    """In a backward order, the place of one term of an affine node: see :func:`_walk_order`."""
-
-    __slots__ = ("node", "i")
-
-    def __init__(self, node: Node, i: int):
-        self.node = node
-        self.i = i  # the position of the term's weight among the node's arguments (1, 3, 5, ...)
-
-
-def _walk_order(out: Node, floor: int) -> list[Any]:
-    # toposort's order for a backward pass, with each affine node split as
-    # the add and mul nodes it stands for would be: that order visits a
-    # term's arguments, then gives the next term its cotangents, so a marker
-    # (_Term) stands between the arguments of one term and the next, and the
-    # node itself, last, gives the last term's. The backward pass (split=True)
-    # then gives every node its contributions in the operators' order.
-    order: list[Any] = []
-    seen: set[Node] = set()
-    stack: list[tuple[Any, bool]] = [(out, False)]
-    push = stack.append
-    while stack:
-        n, done = stack.pop()
-        if done:
-            order.append(n)
-            continue
-        if n in seen:
-            continue
-        seen.add(n)
-        push((n, True))
         ps = n.parents
-        if n.op == "affine":
+        if marks and n.op == "affine":
             for i in range(len(ps) - 2, 0, -2):
                 if i < len(ps) - 2:
                     push((_Term(n, i), True))
                 for p in (ps[i + 1], ps[i]):
                     if p not in seen and p.level >= floor:
                         push((p, False))
-            p = ps[0]
-            if p not in seen and p.level >= floor:
-                push((p, False))
-            continue
+            ps = ps[:1]  # b, below
         for p in reversed(ps):
             if p not in seen and p.level >= floor:
                 push((p, False))
@@ -153,7 +135,7 @@ def _backward(
     With ``drop`` a node's cotangent is released once it has been passed on,
     which keeps the peak memory of a long backward pass low; nodes that are
     never visited (the inputs, when left out of ``nodes``) keep theirs.
-    ``split``: ``nodes`` is a :func:`_walk_order`, in which an affine node
+    ``split``: ``nodes`` is a :func:`_depth_first` order with marks, in which an affine node
     gives its terms their cotangents at the marks, not all at once as in a
     tape's order.
     """
@@ -291,6 +273,8 @@ def _affine_terms(
     # twice round the same way
     ps: tuple[Node, ...] = n._x
     get = ct.get
+    # the weight's share and the input's are written out one after the
+    # other: a loop over the pair costs about a tenth of an eager step
     for i in range(hi, lo - 1, -2):
         w = ps[i]
         v = ps[i + 1]
@@ -413,7 +397,7 @@ def gradients(out: Node, wrt: Sequence[Node] | None = None) -> dict[Node, Any]:
                 )
         if wrt:
             floor = min(floor, min(w.level for w in wrt))
-    order = _walk_order(out, floor)
+    order = _depth_first(out, floor, True)
     if nested or not cur.debug:
         ct = _backward(out, reversed(order), floor, nested=nested, debug=cur.debug, split=True)
     else:
