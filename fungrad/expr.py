@@ -1396,18 +1396,15 @@ def affine(b: Any, ws: Sequence[Any], xs: Sequence[Any]) -> Any:
     t = _get()
     lv = t.level
     act = b
-    if act.__class__ is Node and t.fuse:
-        if act.level > 0 and act.level != lv:
-            _foreign((act,), t)
-        return _fused(act, zip(ws, xs), t, None if t.tape is None else t.tape.append)
     if act.__class__ is not Node or (act.level > 0 and act.level != lv):
         for w, x in zip(ws, xs):
             act = act + w * x
         return act
     append: Callable[[Any], None] | None = None if t.tape is None else t.tape.append
-    pairs = zip(ws, xs)
+    if t.fuse:
+        return _fused(act, zip(ws, xs), t, append)
     new, slots, node, const = _new, _Slots, Node, CONST
-    for w, x in pairs:
+    for w, x in zip(ws, xs):
         if w.__class__ is not Node or (w.level > 0 and w.level != lv):
             act = act + w * x
             continue
